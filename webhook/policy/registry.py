@@ -1,0 +1,169 @@
+"""The rule registry: `@rule(...)` registers a check; `check()` runs schema validation and every rule."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from ..findings import Finding, Path, Severity
+from . import kinds
+from .lookup import EmptyLookup, Found, Lookup, LookupResult
+from .versions import LATEST, Version
+
+log = logging.getLogger(__name__)
+
+DISABLE_ANNOTATION = "psmdb-backup-webhook.io/disable-rules"
+"""Comma-separated rule codes that are not checked on the annotated object."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """What a rule yields; the engine turns it into a `Finding` with the rule's code and defaults."""
+
+    path: Path
+    message: str
+    severity: Severity | None = None
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Example:
+    """A manifest for the tests and the docs. `yaml` is merged onto the kind's base object (see examples.py);
+    `others` are full objects the Lookup can see (the cluster a Backup names, ...)."""
+
+    yaml: str
+    others: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Context:
+    obj: Mapping[str, Any]
+    lookup: Lookup
+    cr_version: Version
+    old: Mapping[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.obj.get("kind", "")
+
+    @property
+    def namespace(self) -> str:
+        meta = self.obj.get("metadata")
+        ns = meta.get("namespace") if isinstance(meta, Mapping) else None
+        return ns if isinstance(ns, str) and ns else "default"
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        spec = self.obj.get("spec")
+        return spec if isinstance(spec, Mapping) else {}
+
+    def get(self, kind: str, name: object) -> LookupResult | None:
+        """Look up an object of this namespace; None when `name` is not a usable name."""
+        if not isinstance(name, str) or not name:
+            return None
+        return self.lookup.get(kind, self.namespace, name)
+
+    def cluster(self) -> Mapping[str, Any] | None:
+        """The PerconaServerMongoDB a Backup or Restore names, when the lookup knows it."""
+        found = self.get(kinds.CLUSTER, self.spec.get("clusterName"))
+        return found.obj if isinstance(found, Found) else None
+
+
+CheckFn = Callable[[Context], Iterable[Violation]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    title: str
+    severity: Severity
+    kind: str
+    source: str
+    hint: str
+    bad: tuple[Example, ...]
+    good: tuple[Example, ...]
+    check: CheckFn = field(repr=False)
+    since: Version | None = None
+    until: Version | None = None  # exclusive
+    needs_backup_enabled: bool = False
+    description: str = ""
+
+    def applies_to(self, version: Version) -> bool:
+        return (self.since is None or version >= self.since) and (self.until is None or version < self.until)
+
+    @property
+    def versions(self) -> str:
+        lo = f">= {self.since}" if self.since else ""
+        hi = f"< {self.until}" if self.until else ""
+        return ", ".join(p for p in (lo, hi) if p) or "all"
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(
+    code: str,
+    *,
+    title: str,
+    severity: Severity,
+    kind: str,
+    source: str,
+    hint: str,
+    bad: Iterable[Example | str],
+    good: Iterable[Example | str],
+    since: Version | None = None,
+    until: Version | None = None,
+    needs_backup_enabled: bool = False,
+    description: str = "",
+) -> Callable[[CheckFn], CheckFn]:
+    """Register a rule. `needs_backup_enabled`: the operator only enforces it while spec.backup.enabled is true,
+    so with backups disabled an error becomes a warning (facts §0, row 6)."""
+
+    def as_examples(items: Iterable[Example | str]) -> tuple[Example, ...]:
+        return tuple(i if isinstance(i, Example) else Example(i) for i in items)
+
+    def register(fn: CheckFn) -> CheckFn:
+        if code in RULES:
+            raise ValueError(f"rule code {code} registered twice")
+        RULES[code] = Rule(
+            code=code, title=title, severity=severity, kind=kind, source=source, hint=hint,
+            bad=as_examples(bad), good=as_examples(good), check=fn, since=since, until=until,
+            needs_backup_enabled=needs_backup_enabled, description=description or (fn.__doc__ or "").strip(),
+        )
+        return fn
+
+    return register
+
+
+def disabled_by_annotation(obj: Mapping[str, Any]) -> frozenset[str]:
+    meta = obj.get("metadata")
+    notes = meta.get("annotations") if isinstance(meta, Mapping) else None
+    raw = notes.get(DISABLE_ANNOTATION) if isinstance(notes, Mapping) else None
+    if not isinstance(raw, str):
+        return frozenset()
+    return frozenset(c.strip().upper() for c in raw.split(",") if c.strip())
+
+
+def backup_enabled(obj: Mapping[str, Any]) -> bool:
+    spec = obj.get("spec")
+    backup = spec.get("backup") if isinstance(spec, Mapping) else None
+    return isinstance(backup, Mapping) and backup.get("enabled") is True
+
+
+def run_rules(ctx: Context, rules: Iterable[Rule]) -> Iterator[Finding]:
+    gate_open = ctx.kind != kinds.CLUSTER or backup_enabled(ctx.obj)
+    for r in rules:
+        try:
+            violations = list(r.check(ctx))
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+            # A field of the wrong type: the schema finding already names it; this rule has nothing to add.
+            log.debug("rule %s skipped on malformed input: %s", r.code, exc)
+            continue
+        for v in violations:
+            severity = v.severity if v.severity is not None else r.severity
+            message = v.message
+            if r.needs_backup_enabled and not gate_open and severity == Severity.ERROR:
+                severity = Severity.WARNING
+                message += " (accepted while spec.backup.enabled is false; fails once backups are enabled)"
+            yield Finding(r.code, severity, v.path, message, v.hint or r.hint)
