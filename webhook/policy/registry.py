@@ -34,6 +34,7 @@ class Example:
 
     yaml: str
     others: tuple[str, ...] = ()
+    old: str | None = None  # for rules about UPDATEs: the object before the change (merged like `yaml`)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Rule:
     code: str
     title: str
     severity: Severity
-    kind: str
+    kinds: tuple[str, ...]
     source: str
     hint: str
     bad: tuple[Example, ...]
@@ -107,7 +108,7 @@ def rule(
     *,
     title: str,
     severity: Severity,
-    kind: str,
+    kind: str | tuple[str, ...],
     source: str,
     hint: str,
     bad: Iterable[Example | str],
@@ -127,7 +128,8 @@ def rule(
         if code in RULES:
             raise ValueError(f"rule code {code} registered twice")
         RULES[code] = Rule(
-            code=code, title=title, severity=severity, kind=kind, source=source, hint=hint,
+            code=code, title=title, severity=severity,
+            kinds=(kind,) if isinstance(kind, str) else tuple(kind), source=source, hint=hint,
             bad=as_examples(bad), good=as_examples(good), check=fn, since=since, until=until,
             needs_backup_enabled=needs_backup_enabled, description=description or (fn.__doc__ or "").strip(),
         )

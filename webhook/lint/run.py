@@ -1,0 +1,70 @@
+"""One lint run: load every document, check the PSMDB ones against each other, place each finding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from ..findings import Finding, Severity
+from ..policy import DocumentsLookup, check
+from ..policy.kinds import is_psmdb_object
+from .loader import SYNTAX_CODE, Document, LoadError, discover, parse, position, read_text
+from .report import LintReport, LocatedFinding
+
+
+def object_ref(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    name = meta.get("name") or meta.get("generateName") or "<unnamed>"
+    return f"{obj.get('kind')} {meta.get('namespace') or 'default'}/{name}"
+
+
+def _error_finding(err: LoadError) -> LocatedFinding:
+    finding = Finding(SYNTAX_CODE, Severity.ERROR, (), err.message,
+                      "fix the file so it is valid YAML or JSON (kubectl would refuse it too)")
+    return LocatedFinding(finding, err.file, err.line, err.column)
+
+
+@dataclass
+class LintRun:
+    disabled: frozenset[str] = frozenset()
+    report: LintReport = field(default_factory=LintReport)
+    unreadable: bool = False  # some input could not be opened: exit code 2
+
+    def lint_paths(self, paths: Iterable[str]) -> LintReport:
+        docs: list[Document] = []
+        for item in discover(list(paths)):
+            if isinstance(item, LoadError):
+                self._fail(item)
+                continue
+            self.report.files += 1
+            text = read_text(item)
+            if isinstance(text, LoadError):
+                self._fail(text)
+                continue
+            for doc in parse(item, text):
+                if isinstance(doc, LoadError):
+                    self._fail(doc)
+                else:
+                    docs.append(doc)
+        self.lint_documents(docs)
+        return self.report
+
+    def _fail(self, err: LoadError) -> None:
+        self.unreadable |= err.unreadable
+        if SYNTAX_CODE not in self.disabled or err.unreadable:
+            self.report.findings.append(_error_finding(err))
+
+    def lint_documents(self, docs: list[Document]) -> None:
+        lookup = DocumentsLookup(d.data for d in docs if isinstance(d.data, Mapping))
+        for doc in docs:
+            if doc.data is None:
+                continue  # an empty document (a stray `---`) is not an object
+            self.report.documents += 1
+            if not is_psmdb_object(doc.data):
+                self.report.skipped += 1
+                continue
+            self.report.checked += 1
+            ref = object_ref(doc.data)
+            placed = [LocatedFinding(f, doc.file, *position(doc.node, f.path), ref)
+                      for f in check(doc.data, lookup=lookup, disabled=self.disabled)]
+            self.report.findings.extend(sorted(placed, key=lambda f: (f.line, f.column, f.code)))

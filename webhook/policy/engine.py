@@ -1,0 +1,71 @@
+"""`check()`: the one entry point every front-end calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from ..findings import Finding, Severity
+from . import kinds
+from .lookup import EmptyLookup, Found, Lookup
+from .registry import RULES, Context, Violation, disabled_by_annotation, rule, run_rules
+from .schema import SCHEMA_CODE, UNKNOWN_FIELD_CODE, schema_findings
+from .versions import LATEST, OLDEST_MODELLED, Version
+
+_EMPTY = EmptyLookup()
+
+
+def cr_version_of(obj: Mapping[str, Any], lookup: Lookup) -> Version:
+    """The crVersion that governs `obj`: its own for a cluster, its cluster's for a Backup or Restore."""
+    cluster: Mapping[str, Any] | None = obj
+    if obj.get("kind") != kinds.CLUSTER:
+        cluster = Context(obj, lookup, LATEST).cluster()
+    spec = cluster.get("spec") if isinstance(cluster, Mapping) else None
+    raw = spec.get("crVersion") if isinstance(spec, Mapping) else None
+    return Version.parse(raw) or LATEST
+
+
+def check(
+    obj: Mapping[str, Any],
+    *,
+    lookup: Lookup = _EMPTY,
+    old: Mapping[str, Any] | None = None,
+    disabled: Iterable[str] = (),
+) -> list[Finding]:
+    """All findings for one object: schema first, then every rule of its kind that applies to its crVersion."""
+    if not kinds.is_psmdb_object(obj):
+        return []
+    off = frozenset(c.upper() for c in disabled) | disabled_by_annotation(obj)
+    findings = [f for f in schema_findings(obj) if f.code not in off]
+    version = cr_version_of(obj, lookup)
+    ctx = Context(obj, lookup, version, old)
+    rules = [r for r in RULES.values() if obj["kind"] in r.kinds and r.code not in off and r.applies_to(version)]
+    findings.extend(run_rules(ctx, rules))
+    return findings
+
+
+# The schema codes live in the registry too, so --list-rules, --explain and docs/rules.md cover them.
+@rule(
+    SCHEMA_CODE, title="Object does not match the CRD schema", severity=Severity.ERROR, kind=kinds.CLUSTER,
+    source="OP:config/crd/bases/psmdb.percona.com_perconaservermongodbs.yaml (and the backup and restore CRDs)",
+    hint="fix the field to match the CRD schema",
+    description="Types, enums, required fields, minimums and integer ranges from schemas/. The API server rejects "
+                "these objects (or, for a few fields, the operator fails on them at run time).",
+    bad=["spec: {backup: {enabled: true, image: percona/pbm:2.15.0, tasks: [{name: daily, enabled: true, type: daily}]}}"],
+    good=["spec: {backup: {enabled: true, image: percona/pbm:2.15.0, tasks: [{name: daily, enabled: false, type: logical}]}}"],
+)
+def _schema_placeholder(ctx: Context) -> Iterable[Violation]:
+    return ()  # reported by schema_findings()
+
+
+@rule(
+    UNKNOWN_FIELD_CODE, title="Unknown field in a modelled part of the spec", severity=Severity.WARNING, kind=kinds.CLUSTER,
+    source="OP:config/crd/bases (structural schemas prune unknown fields)",
+    hint="check the spelling against the CRD",
+    description="The API server silently prunes fields the CRD does not know, so a typo such as `storagename` means "
+                "the setting is lost.",
+    bad=["spec: {backup: {enabled: true, image: percona/pbm:2.15.0, startingDeadlineSecond: 300}}"],
+    good=["spec: {backup: {enabled: true, image: percona/pbm:2.15.0, startingDeadlineSeconds: 300}}"],
+)
+def _unknown_field_placeholder(ctx: Context) -> Iterable[Violation]:
+    return ()

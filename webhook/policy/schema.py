@@ -1,0 +1,97 @@
+"""Structure checks from schemas/ (jsonschema): types, enums, required fields, formats, unknown fields."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterator, Mapping
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from ..findings import Finding, Path, Severity
+from . import kinds
+
+SCHEMA_CODE = "PSB001"
+UNKNOWN_FIELD_CODE = "PSB002"
+
+SCHEMA_FILES = {
+    kinds.CLUSTER: "perconaservermongodb.json",
+    kinds.BACKUP: "perconaservermongodbbackup.json",
+    kinds.RESTORE: "perconaservermongodbrestore.json",
+}
+
+_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+_formats = jsonschema.FormatChecker()
+for _fmt, (_lo, _hi) in _INT_RANGES.items():
+    # bool is an int subclass in Python; the type check reports it, the format check must not crash on it.
+    _formats.checks(_fmt)(lambda v, lo=_lo, hi=_hi: not isinstance(v, int) or isinstance(v, bool) or lo <= v <= hi)
+
+
+def load_schema(kind: str) -> dict[str, Any]:
+    text = resources.files("webhook").joinpath("schemas", SCHEMA_FILES[kind]).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@lru_cache(maxsize=None)
+def _validator(kind: str) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(load_schema(kind), format_checker=_formats)
+
+
+_JSON_TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+                    float: "a number", type(None): "null"}
+
+
+def _describe(value: Any) -> str:
+    shown = json.dumps(value, default=str)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{_JSON_TYPE_NAMES.get(type(value), type(value).__name__)} {shown}" if not isinstance(value, (dict, list)) \
+        else _JSON_TYPE_NAMES[type(value)]
+
+
+def _finding(err: ValidationError) -> Iterator[Finding]:
+    path: Path = tuple(err.absolute_path)
+    v = err.validator
+    if v == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        for extra in sorted(set(err.instance) - set(allowed), key=str):
+            near = difflib.get_close_matches(str(extra), allowed, n=1)
+            hint = f'did you mean "{near[0]}"?' if near else f"known fields here: {', '.join(allowed)}"
+            yield Finding(UNKNOWN_FIELD_CODE, Severity.WARNING, path + (str(extra),),
+                          f'unknown field "{extra}": the API server drops it and the operator never sees it', hint)
+        return
+    if v == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else str(err.validator_value)
+        msg, hint = f'required field "{missing}" is missing', f'add "{missing}"'
+    elif v == "type":
+        msg = f"must be {_JSON_TYPE_NAMES.get({'object': dict, 'array': list, 'string': str, 'boolean': bool, 'integer': int, 'number': float}.get(err.validator_value), err.validator_value)}, got {_describe(err.instance)}"
+        hint = "fix the value's type (quote strings that look like numbers or booleans)"
+    elif v == "enum":
+        msg = f"{json.dumps(err.instance, default=str)} is not one of: {', '.join(map(str, err.validator_value))}"
+        hint = f"use one of: {', '.join(map(str, err.validator_value))}"
+    elif v in ("minimum", "maximum"):
+        op = ">=" if v == "minimum" else "<="
+        msg, hint = f"must be {op} {err.validator_value}, got {err.instance}", f"use a value {op} {err.validator_value}"
+    elif v == "format":
+        lo, hi = _INT_RANGES.get(err.validator_value, (None, None))
+        msg = f"{err.instance} does not fit in {err.validator_value}" + (f" ({lo} to {hi})" if lo is not None else "")
+        hint = "use a smaller number"
+    elif v == "pattern":
+        msg = f"{json.dumps(err.instance)}: " + err.schema.get("x-message", f"does not match {err.validator_value}")
+        hint = "fix the format of the value"
+    else:
+        msg, hint = err.message, "fix the field to match the CRD schema"
+    yield Finding(SCHEMA_CODE, Severity.ERROR, path, msg, hint)
+
+
+def schema_findings(obj: Mapping[str, Any]) -> list[Finding]:
+    kind = obj.get("kind")
+    if kind not in SCHEMA_FILES:
+        return []
+    out: list[Finding] = []
+    for err in _validator(kind).iter_errors(obj):
+        out.extend(_finding(err))
+    return out
