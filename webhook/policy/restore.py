@@ -274,8 +274,8 @@ def referenced_backup(ctx: Context) -> Iterable[Violation]:
     if isinstance(found, Missing):
         yield Violation(path, f'the restore fails with "perconaservermongodbbackups.psmdb.percona.com \\"{name}\\" not '
                         f'found" (no such Backup in namespace {ctx.namespace})')
-    elif isinstance(found, Found):
-        state = mapping(found.obj.get("status")).get("state")
+    elif isinstance(found, Found) and isinstance(found.obj.get("status"), Mapping):  # a manifest has no status yet
+        state = found.obj["status"].get("state")
         if state == "error":
             yield Violation(path, f'Backup {name} is in state error: the restore fails with "backup is in error state"')
         elif state != "ready":

@@ -1,0 +1,40 @@
+# Two commands matter on a fresh machine: `make demo` (the main job) and `make test` (every test).
+# Both install what they need: a virtualenv in .venv and the control-plane binaries (cached outside the repo).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: demo test unit e2e control-plane bench docs clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+control-plane:
+	@bash tools/build-control-plane.sh >/dev/null
+
+demo: $(STAMP)
+	@$(PY) tools/demo.py
+
+# Every test: unit, golden, fuzz and the end-to-end tests against a real kube-apiserver (which must not be skipped).
+test: $(STAMP) control-plane
+	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest tests
+
+unit: $(STAMP)
+	@$(PY) -m pytest tests/unit
+
+e2e: $(STAMP) control-plane
+	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest -m e2e tests
+
+bench: $(STAMP)
+	@$(PY) bench/lint.py
+
+docs: $(STAMP)
+	@$(PY) -m webhook.lint.rulesdoc > docs/rules.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
