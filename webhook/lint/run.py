@@ -13,7 +13,7 @@ from .report import LintReport, LocatedFinding
 
 
 def object_ref(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     name = meta.get("name") or meta.get("generateName") or "<unnamed>"
     return f"{obj.get('kind')} {meta.get('namespace') or 'default'}/{name}"
 
@@ -55,7 +55,7 @@ class LintRun:
             self.report.findings.append(_error_finding(err))
 
     def lint_documents(self, docs: list[Document]) -> None:
-        lookup = DocumentsLookup(d.data for d in docs if isinstance(d.data, Mapping))
+        lookup = DocumentsLookup(d.data for d in docs if isinstance(d.data, dict))
         for doc in docs:
             if doc.data is None:
                 continue  # an empty document (a stray `---`) is not an object

@@ -12,7 +12,7 @@ COMPRESSION_TYPES = ("none", "gzip", "pgzip", "snappy", "lz4", "s2", "zstd")  # 
 
 
 def mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def text(value: Any) -> str:
@@ -25,25 +25,25 @@ def backup_spec(spec: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def storages(spec: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    return {str(k): v for k, v in mapping(backup_spec(spec).get("storages")).items() if isinstance(v, Mapping)}
+    return {str(k): v for k, v in mapping(backup_spec(spec).get("storages")).items() if isinstance(v, dict)}
 
 
 def storage_block(storage: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The sub-object matching the storage's type (`s3:` for `type: s3`), None when absent."""
     block = storage.get(text(storage.get("type")))
-    return block if isinstance(block, Mapping) else None
+    return block if isinstance(block, dict) else None
 
 
 def tasks(spec: Mapping[str, Any]) -> Iterator[tuple[int, Mapping[str, Any]]]:
     items = backup_spec(spec).get("tasks")
     for i, task in enumerate(items if isinstance(items, list) else ()):
-        if isinstance(task, Mapping):
+        if isinstance(task, dict):
             yield i, task
 
 
 def replset_names(spec: Mapping[str, Any]) -> list[str]:
     items = spec.get("replsets")
-    return [rs["name"] for rs in (items if isinstance(items, list) else ()) if isinstance(rs, Mapping)
+    return [rs["name"] for rs in (items if isinstance(items, list) else ()) if isinstance(rs, dict)
             and isinstance(rs.get("name"), str)]
 
 

@@ -20,8 +20,8 @@ def cr_version_of(obj: Mapping[str, Any], lookup: Lookup) -> Version:
     cluster: Mapping[str, Any] | None = obj
     if obj.get("kind") != kinds.CLUSTER:
         cluster = Context(obj, lookup, LATEST).cluster()
-    spec = cluster.get("spec") if isinstance(cluster, Mapping) else None
-    raw = spec.get("crVersion") if isinstance(spec, Mapping) else None
+    spec = cluster.get("spec") if isinstance(cluster, dict) else None
+    raw = spec.get("crVersion") if isinstance(spec, dict) else None
     return Version.parse(raw) or LATEST
 
 

@@ -51,8 +51,8 @@ class DocumentsLookup:
     def __init__(self, docs: Iterable[Mapping], default_namespace: str = "default") -> None:
         self._index: dict[Ref, Mapping] = {}
         for doc in docs:
-            meta = doc.get("metadata") if isinstance(doc, Mapping) else None
-            if not isinstance(meta, Mapping) or not isinstance(doc.get("kind"), str):
+            meta = doc.get("metadata") if isinstance(doc, dict) else None
+            if not isinstance(meta, dict) or not isinstance(doc.get("kind"), str):
                 continue
             name, ns = meta.get("name"), meta.get("namespace") or default_namespace
             if isinstance(name, str) and isinstance(ns, str):

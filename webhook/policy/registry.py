@@ -51,13 +51,13 @@ class Context:
     @property
     def namespace(self) -> str:
         meta = self.obj.get("metadata")
-        ns = meta.get("namespace") if isinstance(meta, Mapping) else None
+        ns = meta.get("namespace") if isinstance(meta, dict) else None
         return ns if isinstance(ns, str) and ns else "default"
 
     @property
     def spec(self) -> Mapping[str, Any]:
         spec = self.obj.get("spec")
-        return spec if isinstance(spec, Mapping) else {}
+        return spec if isinstance(spec, dict) else {}
 
     def get(self, kind: str, name: object) -> LookupResult | None:
         """Look up an object of this namespace; None when `name` is not a usable name."""
@@ -140,8 +140,8 @@ def rule(
 
 def disabled_by_annotation(obj: Mapping[str, Any]) -> frozenset[str]:
     meta = obj.get("metadata")
-    notes = meta.get("annotations") if isinstance(meta, Mapping) else None
-    raw = notes.get(DISABLE_ANNOTATION) if isinstance(notes, Mapping) else None
+    notes = meta.get("annotations") if isinstance(meta, dict) else None
+    raw = notes.get(DISABLE_ANNOTATION) if isinstance(notes, dict) else None
     if not isinstance(raw, str):
         return frozenset()
     return frozenset(c.strip().upper() for c in raw.split(",") if c.strip())
@@ -149,8 +149,8 @@ def disabled_by_annotation(obj: Mapping[str, Any]) -> frozenset[str]:
 
 def backup_enabled(obj: Mapping[str, Any]) -> bool:
     spec = obj.get("spec")
-    backup = spec.get("backup") if isinstance(spec, Mapping) else None
-    return isinstance(backup, Mapping) and backup.get("enabled") is True
+    backup = spec.get("backup") if isinstance(spec, dict) else None
+    return isinstance(backup, dict) and backup.get("enabled") is True
 
 
 def run_rules(ctx: Context, rules: Iterable[Rule]) -> Iterator[Finding]:

@@ -38,7 +38,7 @@ def backup_type(ctx: Context) -> str | None:
             return None
         kind = text(mapping(bcp.get("status")).get("type")) or text(mapping(bcp.get("spec")).get("type"))
         return kind or "logical"
-    if isinstance(ctx.spec.get("backupSource"), Mapping):
+    if isinstance(ctx.spec.get("backupSource"), dict):
         return text(ctx.spec["backupSource"].get("type")) or "logical"
     return None
 
@@ -83,7 +83,7 @@ def pitr_latest_with_date(ctx: Context) -> Iterable[Violation]:
       bad=[FROM_NAME + ", pitr: {type: Date, date: '2026-11-01 12:00:00'}}", FROM_NAME + ", pitr: {}}"],
       good=[FROM_NAME + ", pitr: {type: latest}}"])
 def pitr_type(ctx: Context) -> Iterable[Violation]:
-    if not isinstance(ctx.spec.get("pitr"), Mapping):
+    if not isinstance(ctx.spec.get("pitr"), dict):
         return
     kind = ctx.spec["pitr"].get("type")
     if kind not in ("date", "latest"):
@@ -122,7 +122,7 @@ def restore_cluster_name(ctx: Context) -> Iterable[Violation]:
       bad=["spec: {clusterName: my-cluster}", FROM_SOURCE + ", backupName: backup1}"],
       good=[FROM_NAME + "}", FROM_SOURCE + "}"])
 def backup_reference(ctx: Context) -> Iterable[Violation]:
-    has_name, has_source = bool(text(ctx.spec.get("backupName"))), isinstance(ctx.spec.get("backupSource"), Mapping)
+    has_name, has_source = bool(text(ctx.spec.get("backupName"))), isinstance(ctx.spec.get("backupSource"), dict)
     if not has_name and not has_source:
         yield Violation(SPEC, "neither backupName nor backupSource is set: the restore fails with "
                         '"perconaservermongodbbackups.psmdb.percona.com \\"\\" not found"')
@@ -144,18 +144,18 @@ def backup_reference(ctx: Context) -> Iterable[Violation]:
 def backup_source_fields(ctx: Context) -> Iterable[Violation]:
     """Checked whenever backupSource is present, even next to backupName (the operator validates it anyway)."""
     source = ctx.spec.get("backupSource")
-    if not isinstance(source, Mapping):
+    if not isinstance(source, dict):
         return
     kind, dest = text(source.get("type")) or "logical", text(source.get("destination"))
     if kind != "external" and not dest:
         yield Violation(SOURCE + ("destination",), 'destination is empty: the restore fails with "backupSource '
                         'destination is required"')
     for block, scheme in (("s3", "s3://"), ("oss", "oss://")):
-        if isinstance(source.get(block), Mapping) and dest and not dest.startswith(scheme):
+        if isinstance(source.get(block), dict) and dest and not dest.startswith(scheme):
             yield Violation(SOURCE + ("destination",), f'destination "{dest}" does not start with {scheme} although '
                             f'backupSource.{block} is set: the restore fails with "backupSource destination should use '
                             f'{block} protocol format"')
-    blocks = [b for b in STORAGE_TYPES if isinstance(source.get(b), Mapping)]
+    blocks = [b for b in STORAGE_TYPES if isinstance(source.get(b), dict)]
     if kind != "external" and not blocks and not text(ctx.spec.get("storageName")):
         yield Violation(SOURCE, "backupSource has no storage block (s3, minio, gcs, azure, oss, filesystem) and "
                         "spec.storageName is empty: the restore fails")
@@ -207,7 +207,7 @@ def backup_source_type(ctx: Context) -> Iterable[Violation]:
 def selective_needs_logical(ctx: Context) -> Iterable[Violation]:
     sel = ctx.spec.get("selective")
     kind = backup_type(ctx)
-    if not isinstance(sel, Mapping) or kind in (None, "logical"):
+    if not isinstance(sel, dict) or kind in (None, "logical"):
         return
     if "nsFrom" in sel:
         yield Violation(SPEC + ("selective", "nsFrom"), f"the backup is {kind}: the restore fails with \"nsFrom and "
@@ -274,7 +274,7 @@ def referenced_backup(ctx: Context) -> Iterable[Violation]:
     if isinstance(found, Missing):
         yield Violation(path, f'the restore fails with "perconaservermongodbbackups.psmdb.percona.com \\"{name}\\" not '
                         f'found" (no such Backup in namespace {ctx.namespace})')
-    elif isinstance(found, Found) and isinstance(found.obj.get("status"), Mapping):  # a manifest has no status yet
+    elif isinstance(found, Found) and isinstance(found.obj.get("status"), dict):  # a manifest has no status yet
         state = found.obj["status"].get("state")
         if state == "error":
             yield Violation(path, f'Backup {name} is in state error: the restore fails with "backup is in error state"')

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import jsonschema
 from jsonschema.exceptions import ValidationError
@@ -38,6 +39,77 @@ def load_schema(kind: str) -> dict[str, Any]:
 @lru_cache(maxsize=None)
 def _validator(kind: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(load_schema(kind), format_checker=_formats)
+
+
+# --- A fast "is it valid?" answer for the schema keywords we use --------------------------------------------------
+# jsonschema is the only source of findings; this compiled predicate only decides whether jsonschema needs to run,
+# because most manifests are valid and jsonschema costs more than parsing them (tests/unit/test_schema.py proves the
+# two agree). A keyword it does not know fails at import, so a schema change cannot silently bypass validation.
+
+Predicate = Callable[[Any], bool]
+_ANNOTATIONS = {"$schema", "$id", "title", "description", "default", "x-message", "x-kubernetes-validations"}
+_TYPES: dict[str, Predicate] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def compile_schema(schema: dict[str, Any]) -> Predicate:
+    unknown = set(schema) - _ANNOTATIONS - {"type", "properties", "required", "additionalProperties", "enum",
+                                             "minimum", "items", "format", "pattern"}
+    if unknown:
+        raise ValueError(f"fast schema check does not know keyword(s) {sorted(unknown)}: teach compile_schema")
+    checks: list[Predicate] = []
+    if "type" in schema:
+        checks.append(_TYPES[schema["type"]])
+    if "enum" in schema:
+        allowed = schema["enum"]
+        checks.append(lambda v: any(type(v) is type(a) and v == a for a in allowed))
+    if "minimum" in schema:
+        low = schema["minimum"]
+        checks.append(lambda v: not _is_number(v) or v >= low)
+    if "format" in schema:
+        fmt = _formats.checkers[schema["format"]][0]
+        checks.append(lambda v: fmt(v))
+    if "pattern" in schema:
+        rx = re.compile(schema["pattern"])
+        checks.append(lambda v: not isinstance(v, str) or rx.search(v) is not None)
+    if "required" in schema:
+        required = tuple(schema["required"])
+        checks.append(lambda v: not isinstance(v, dict) or all(k in v for k in required))
+    props = {k: compile_schema(sub) for k, sub in schema.get("properties", {}).items()}
+    extra = schema.get("additionalProperties", True)
+    extra_check = None if extra is True else (lambda v: False) if extra is False else compile_schema(extra)
+    if props or extra_check:
+        def check_props(v: Any) -> bool:
+            if not isinstance(v, dict):
+                return True
+            for key, value in v.items():
+                sub = props.get(key) if isinstance(key, str) else None
+                if sub is not None:
+                    if not sub(value):
+                        return False
+                elif extra_check is not None and not extra_check(value):
+                    return False
+            return True
+        checks.append(check_props)
+    if "items" in schema:
+        item = compile_schema(schema["items"])
+        checks.append(lambda v: not isinstance(v, list) or all(item(x) for x in v))
+    return lambda v: all(c(v) for c in checks)
+
+
+@lru_cache(maxsize=None)
+def _is_valid(kind: str) -> Predicate:
+    return compile_schema(load_schema(kind))
 
 
 _JSON_TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
@@ -90,6 +162,8 @@ def _finding(err: ValidationError) -> Iterator[Finding]:
 def schema_findings(obj: Mapping[str, Any]) -> list[Finding]:
     kind = obj.get("kind")
     if kind not in SCHEMA_FILES:
+        return []
+    if _is_valid(kind)(obj):
         return []
     out: list[Finding] = []
     for err in _validator(kind).iter_errors(obj):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
@@ -121,6 +122,25 @@ def external_needs_storage(ctx: Context) -> Iterable[Violation]:
                             severity=Severity.WARNING)
 
 
+@lru_cache(maxsize=4096)
+def parse_schedule(expr: str) -> tuple[cron.Schedule | None, str | None]:
+    """(schedule, None) or (None, robfig's error text); memoised because manifests repeat the same few schedules."""
+    try:
+        return cron.parse(expr), None
+    except cron.CronError as err:
+        return None, str(err)
+
+
+@lru_cache(maxsize=4096)
+def _never_fires(expr: str) -> bool:
+    schedule, _ = parse_schedule(expr)
+    return schedule is not None and schedule.next(_NEVER_CHECK_FROM) is None
+
+
+# Fixed so the verdict never depends on when the linter runs; robfig searches 5 years ahead.
+_NEVER_CHECK_FROM = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
 @rule("PSB206", title="Invalid cron schedule", severity=Severity.ERROR, kind=kinds.CLUSTER, needs_backup_enabled=True,
       source="OP:pkg/controller/perconaservermongodb/backup.go:118-120 (robfig/cron v3.0.1 standard parser)",
       hint='use 5 fields "minute hour day-of-month month day-of-week", a descriptor such as @daily or '
@@ -134,17 +154,12 @@ def task_schedule(ctx: Context) -> Iterable[Violation]:
         expr = task.get("schedule")
         if not isinstance(expr, str) and expr is not None:
             continue
-        try:
-            cron.parse(expr or "")
-        except cron.CronError as err:
+        _, err = parse_schedule(expr or "")
+        if err is not None:
             severity = None if _enabled(task) else Severity.WARNING
             when = "" if _enabled(task) else " (the task is disabled; enabling it puts the cluster in error)"
             yield Violation(ROOT + (i, "schedule"), f"can't parse cronjob schedule for backup {text(task.get('name'))} "
                             f'with schedule "{expr or ""}": {err}{when}', severity=severity)
-
-
-# Fixed so the verdict never depends on when the linter runs; robfig searches 5 years ahead.
-_NEVER_CHECK_FROM = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 @rule("PSB207", title="Schedule never fires", severity=Severity.WARNING, kind=kinds.CLUSTER,
@@ -154,13 +169,10 @@ _NEVER_CHECK_FROM = datetime(2026, 1, 1, tzinfo=timezone.utc)
       good=[_task("storageName: s3-main").replace("0 0 * * *", "0 0 28 2 *")])
 def schedule_never_fires(ctx: Context) -> Iterable[Violation]:
     for i, task in tasks(ctx.spec):
-        try:
-            schedule = cron.parse(text(task.get("schedule")))
-        except cron.CronError:
-            continue
-        if schedule.next(_NEVER_CHECK_FROM) is None:
-            yield Violation(ROOT + (i, "schedule"), f'schedule "{schedule.expr}" is valid but never fires: this task '
-                            "never makes a backup")
+        expr = text(task.get("schedule"))
+        if _never_fires(expr):
+            yield Violation(ROOT + (i, "schedule"), f'schedule "{expr}" is valid but never fires: this task never '
+                            "makes a backup")
 
 
 @rule("PSB208", title="Deprecated keep is ignored", severity=Severity.WARNING, kind=kinds.CLUSTER, since=V1_21,
