@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -24,6 +26,20 @@ def _error_finding(err: LoadError) -> LocatedFinding:
     return LocatedFinding(finding, err.file, err.line, err.column)
 
 
+@contextmanager
+def _collector_paused():
+    """A run keeps every document's node tree (for positions) until the end. Those trees are acyclic, so reference
+    counting frees them; letting the cyclic collector rescan the growing heap again and again costs more than
+    parsing (bench/lint.py measured 5.5 s against 3.3 s for 10,000 documents)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 @dataclass
 class LintRun:
     disabled: frozenset[str] = frozenset()
@@ -31,6 +47,10 @@ class LintRun:
     unreadable: bool = False  # some input could not be opened: exit code 2
 
     def lint_paths(self, paths: Iterable[str]) -> LintReport:
+        with _collector_paused():
+            return self._lint_paths(paths)
+
+    def _lint_paths(self, paths: Iterable[str]) -> LintReport:
         docs: list[Document] = []
         for item in discover(list(paths)):
             if isinstance(item, LoadError):

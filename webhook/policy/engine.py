@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 from ..findings import Finding, Severity
 from . import kinds
 from .lookup import EmptyLookup, Found, Lookup
-from .registry import RULES, Context, Violation, disabled_by_annotation, rule, run_rules
+from .registry import RULES, Context, Rule, Violation, disabled_by_annotation, rule, run_rules
 from .schema import SCHEMA_CODE, UNKNOWN_FIELD_CODE, schema_findings
 from .versions import LATEST, OLDEST_MODELLED, Version
 
@@ -36,12 +36,18 @@ def check(
     if not kinds.is_psmdb_object(obj):
         return []
     off = frozenset(c.upper() for c in disabled) | disabled_by_annotation(obj)
-    findings = [f for f in schema_findings(obj) if f.code not in off]
+    findings = schema_findings(obj)
+    if off:
+        findings = [f for f in findings if f.code not in off]
     version = cr_version_of(obj, lookup)
-    ctx = Context(obj, lookup, version, old)
-    rules = [r for r in RULES.values() if obj["kind"] in r.kinds and r.code not in off and r.applies_to(version)]
-    findings.extend(run_rules(ctx, rules))
+    findings.extend(run_rules(Context(obj, lookup, version, old), _rules_for(obj["kind"], version, off)))
     return findings
+
+
+@lru_cache(maxsize=256)
+def _rules_for(kind: str, version: Version, off: frozenset[str]) -> tuple[Rule, ...]:
+    """The rules that run on one kind at one crVersion (the registry is complete once the package is imported)."""
+    return tuple(r for r in RULES.values() if kind in r.kinds and r.code not in off and r.applies_to(version))
 
 
 # The schema codes live in the registry too, so --list-rules, --explain and docs/rules.md cover them.

@@ -43,6 +43,11 @@ class Context:
     lookup: Lookup
     cr_version: Version
     old: Mapping[str, Any] | None = None
+    spec: Mapping[str, Any] = field(init=False)  # obj["spec"], or {} when absent or malformed
+
+    def __post_init__(self) -> None:
+        spec = self.obj.get("spec")
+        object.__setattr__(self, "spec", spec if isinstance(spec, dict) else {})
 
     @property
     def kind(self) -> str:
@@ -53,11 +58,6 @@ class Context:
         meta = self.obj.get("metadata")
         ns = meta.get("namespace") if isinstance(meta, dict) else None
         return ns if isinstance(ns, str) and ns else "default"
-
-    @property
-    def spec(self) -> Mapping[str, Any]:
-        spec = self.obj.get("spec")
-        return spec if isinstance(spec, dict) else {}
 
     def get(self, kind: str, name: object) -> LookupResult | None:
         """Look up an object of this namespace; None when `name` is not a usable name."""
