@@ -88,6 +88,39 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return exit_code((f.finding for f in report.findings), Severity.parse(args.fail_on))
 
 
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT such as 127.0.0.1:8443, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"PSMDB_BACKUP_{name}", default)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from . import logs
+    from .admission.server import Settings, serve
+    from .admission.validate import Enforcement, LookupFailure
+
+    logs.setup(args.log_level, args.log_format)
+    host, port = args.listen
+    settings = Settings(
+        listen_host=host, listen_port=port, tls_dir=args.tls_dir, kubeconfig=args.kubeconfig, context=args.context,
+        no_cluster=args.no_cluster, enforcement=Enforcement(args.enforcement),
+        on_lookup_failure=LookupFailure(args.on_lookup_failure), lookup_timeout=args.lookup_timeout,
+        default_backup_image=args.default_backup_image)
+    try:
+        asyncio.run(serve(settings))
+    except (OSError, ValueError) as exc:
+        print(f"psmdb-backup serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .lint.formats import DEFAULT_FORMAT, FORMATS
 
@@ -114,6 +147,35 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--list-rules", action="store_true", help="list every rule and exit")
     lint.add_argument("--explain", metavar="CODE", help="describe one rule, with examples, and exit")
     lint.set_defaults(func=cmd_lint)
+
+    from .admission.mutate import DEFAULT_BACKUP_IMAGE
+
+    serve = sub.add_parser("serve", help="run the validating and mutating admission webhooks (HTTPS)",
+                           description="Serve /validate, /mutate, /healthz, /readyz and /metrics over TLS 1.2+. "
+                           "Every flag can also be set with the environment variable shown.")
+    serve.add_argument("--tls-dir", default=_env("TLS_DIR"), required=_env("TLS_DIR") is None,
+                       help="directory with tls.crt and tls.key, reloaded when they change [PSMDB_BACKUP_TLS_DIR]")
+    serve.add_argument("--listen", type=_listen, default=_listen(_env("LISTEN", "0.0.0.0:8443") or ""),
+                       help="HOST:PORT (default 0.0.0.0:8443) [PSMDB_BACKUP_LISTEN]")
+    serve.add_argument("--kubeconfig", default=_env("KUBECONFIG_FILE"),
+                       help="kubeconfig for lookups (default: in-cluster, then ~/.kube/config) [PSMDB_BACKUP_KUBECONFIG_FILE]")
+    serve.add_argument("--context", default=_env("CONTEXT"), help="kubeconfig context [PSMDB_BACKUP_CONTEXT]")
+    serve.add_argument("--no-cluster", action="store_true", default=_env("NO_CLUSTER") == "1",
+                       help="never contact an API server: cross-object rules follow --on-lookup-failure, pods get "
+                       "latest-crVersion defaults [PSMDB_BACKUP_NO_CLUSTER=1]")
+    serve.add_argument("--enforcement", choices=["enforce", "warn", "audit"], default=_env("ENFORCEMENT", "enforce"),
+                       help="cluster-wide mode; a namespace label psmdb-backup-webhook.io/enforcement overrides it "
+                       "[PSMDB_BACKUP_ENFORCEMENT]")
+    serve.add_argument("--on-lookup-failure", choices=["deny", "warn"], default=_env("ON_LOOKUP_FAILURE", "deny"),
+                       help="when a referenced object cannot be read: deny with a clear message, or allow with a "
+                       "warning [PSMDB_BACKUP_ON_LOOKUP_FAILURE]")
+    serve.add_argument("--lookup-timeout", type=float, default=float(_env("LOOKUP_TIMEOUT", "2") or 2),
+                       help="seconds per API read (default 2) [PSMDB_BACKUP_LOOKUP_TIMEOUT]")
+    serve.add_argument("--default-backup-image", default=_env("DEFAULT_BACKUP_IMAGE", DEFAULT_BACKUP_IMAGE),
+                       help="backup-agent image when a pod's cluster cannot be read [PSMDB_BACKUP_DEFAULT_BACKUP_IMAGE]")
+    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default=_env("LOG_FORMAT", "json"), choices=["json", "text"])
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -116,7 +116,9 @@ _JSON_TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a
                     float: "a number", type(None): "null"}
 
 
-def _describe(value: Any) -> str:
+def _describe(value: Any, hide: bool = False) -> str:
+    if hide:
+        return f"{_JSON_TYPE_NAMES.get(type(value), type(value).__name__)} (value not shown)"
     shown = json.dumps(value, default=str)
     if len(shown) > 60:
         shown = shown[:57] + "..."
@@ -124,8 +126,12 @@ def _describe(value: Any) -> str:
         else _JSON_TYPE_NAMES[type(value)]
 
 
+_SENSITIVE = re.compile(r"(?i)(key|secret|password|token|credential)")
+
+
 def _finding(err: ValidationError) -> Iterator[Finding]:
     path: Path = tuple(err.absolute_path)
+    hide = bool(path) and bool(_SENSITIVE.search(str(path[-1])))  # never echo what may be a credential
     v = err.validator
     if v == "additionalProperties":
         allowed = list(err.schema.get("properties", {}))
@@ -139,10 +145,10 @@ def _finding(err: ValidationError) -> Iterator[Finding]:
         missing = err.message.split("'")[1] if "'" in err.message else str(err.validator_value)
         msg, hint = f'required field "{missing}" is missing', f'add "{missing}"'
     elif v == "type":
-        msg = f"must be {_JSON_TYPE_NAMES.get({'object': dict, 'array': list, 'string': str, 'boolean': bool, 'integer': int, 'number': float}.get(err.validator_value), err.validator_value)}, got {_describe(err.instance)}"
+        msg = f"must be {_JSON_TYPE_NAMES.get({'object': dict, 'array': list, 'string': str, 'boolean': bool, 'integer': int, 'number': float}.get(err.validator_value), err.validator_value)}, got {_describe(err.instance, hide)}"
         hint = "fix the value's type (quote strings that look like numbers or booleans)"
     elif v == "enum":
-        msg = f"{json.dumps(err.instance, default=str)} is not one of: {', '.join(map(str, err.validator_value))}"
+        msg = f"{'value' if hide else json.dumps(err.instance, default=str)} is not one of: {', '.join(map(str, err.validator_value))}"
         hint = f"use one of: {', '.join(map(str, err.validator_value))}"
     elif v in ("minimum", "maximum"):
         op = ">=" if v == "minimum" else "<="
@@ -152,7 +158,7 @@ def _finding(err: ValidationError) -> Iterator[Finding]:
         msg = f"{err.instance} does not fit in {err.validator_value}" + (f" ({lo} to {hi})" if lo is not None else "")
         hint = "use a smaller number"
     elif v == "pattern":
-        msg = f"{json.dumps(err.instance)}: " + err.schema.get("x-message", f"does not match {err.validator_value}")
+        msg = ("" if hide else f"{json.dumps(err.instance)}: ") + err.schema.get("x-message", f"does not match {err.validator_value}")
         hint = "fix the format of the value"
     else:
         msg, hint = err.message, "fix the field to match the CRD schema"

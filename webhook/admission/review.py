@@ -1,0 +1,74 @@
+"""AdmissionReview (admission.k8s.io/v1) in and out: pure parsing and response building."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+API_VERSION = "admission.k8s.io/v1"
+MAX_WARNINGS = 20
+MAX_WARNING_LENGTH = 256  # the API server truncates longer warnings anyway
+
+
+class BadReview(ValueError):
+    """The body is not an AdmissionReview this server can answer (HTTP 400 with this message)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    uid: str
+    kind: str  # request.kind.kind, e.g. "PerconaServerMongoDBBackup" or "Pod"
+    group: str
+    operation: str
+    namespace: str
+    name: str
+    obj: dict[str, Any] | None
+    old: dict[str, Any] | None
+    dry_run: bool
+
+
+def parse(body: bytes) -> Request:
+    try:
+        review = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadReview(f"body is not JSON: {exc}") from None
+    if not isinstance(review, dict):
+        raise BadReview("body must be a JSON object (an AdmissionReview)")
+    if review.get("apiVersion") != API_VERSION or review.get("kind") != "AdmissionReview":
+        raise BadReview(f"expected apiVersion {API_VERSION} and kind AdmissionReview, got "
+                        f"{str(review.get('apiVersion'))[:60]!r} / {str(review.get('kind'))[:60]!r}")
+    req = review.get("request")
+    if not isinstance(req, dict):
+        raise BadReview("AdmissionReview has no request object")
+    uid = req.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise BadReview("request.uid is missing")
+    kind = req.get("kind") if isinstance(req.get("kind"), dict) else {}
+    obj, old = req.get("object"), req.get("oldObject")
+    return Request(
+        uid=uid, kind=str(kind.get("kind", "")), group=str(kind.get("group", "")),
+        operation=str(req.get("operation", "")), namespace=str(req.get("namespace") or ""),
+        name=str(req.get("name") or ""), obj=obj if isinstance(obj, dict) else None,
+        old=old if isinstance(old, dict) else None, dry_run=req.get("dryRun") is True)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def response(uid: str, *, allowed: bool, message: str = "", code: int = 200, reason: str = "",
+             warnings: list[str] | None = None, patch: list[dict] | None = None) -> dict[str, Any]:
+    resp: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        resp["status"] = {"code": code, "message": message, "reason": reason or "Invalid"}
+    if warnings:
+        shown = [_clip(w, MAX_WARNING_LENGTH) for w in warnings[:MAX_WARNINGS]]
+        if len(warnings) > MAX_WARNINGS:
+            shown.append(f"... and {len(warnings) - MAX_WARNINGS} more warnings")
+        resp["warnings"] = shown
+    if patch:
+        resp["patchType"] = "JSONPatch"
+        resp["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
+    return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": resp}

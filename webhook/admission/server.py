@@ -1,0 +1,199 @@
+"""`psmdb-backup serve`: the validating and mutating webhooks over TLS, plus health and metrics endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..kube import KubeReader, LiveLookup, load_api_client
+from ..policy import kinds
+from . import review
+from .metrics import Metrics
+from .mutate import DEFAULT_BACKUP_IMAGE, mutate_pod
+from .validate import Enforcement, LookupFailure, decide, evaluate, namespace_mode
+
+log = logging.getLogger("psmdb_backup.admission")
+
+MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server limits objects to ~1.5 MiB; a review carries object + oldObject
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8443
+    tls_dir: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    no_cluster: bool = False
+    enforcement: Enforcement = Enforcement.ENFORCE
+    on_lookup_failure: LookupFailure = LookupFailure.DENY
+    lookup_timeout: float = 2.0
+    cache_ttl: float = 5.0
+    read_timeout: float = 10.0
+    max_body_bytes: int = MAX_BODY_BYTES
+    default_backup_image: str = DEFAULT_BACKUP_IMAGE
+    cert_check_interval: float = 10.0
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AdmissionApp:
+    def __init__(self, settings: Settings, lookup: LiveLookup, metrics: Metrics | None = None) -> None:
+        self.settings, self.lookup = settings, lookup
+        self.metrics = metrics or Metrics()
+        self.ready = False
+
+    def build(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[self._errors])
+        app.router.add_post("/validate", self.validate)
+        app.router.add_post("/mutate", self.mutate)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics_view)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every failure becomes a JSON answer: 4xx for the client's mistakes, 500 only for our own bugs."""
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                self.metrics.bad_requests.labels(reason=str(exc.status)).inc()
+                return _json_error(exc.status, exc.reason if exc.status != 413 else
+                                   f"request body larger than {self.settings.max_body_bytes} bytes")
+            raise
+        except Exception:  # noqa: BLE001 - the server must survive any request
+            log.exception("unexpected error answering %s", request.path)
+            return _json_error(500, "internal error; see the webhook's log")
+
+    async def _review(self, request: web.Request) -> review.Request:
+        if request.content_type not in ("application/json", ""):
+            raise web.HTTPUnsupportedMediaType(reason="Content-Type must be application/json")
+        try:
+            body = await asyncio.wait_for(request.read(), self.settings.read_timeout)
+        except asyncio.TimeoutError:
+            raise web.HTTPRequestTimeout(reason="request body not received in time") from None
+        try:
+            return review.parse(body)
+        except review.BadReview as exc:
+            self.metrics.bad_requests.labels(reason="bad_review").inc()
+            raise web.HTTPBadRequest(reason=str(exc)) from None
+
+    def _answer(self, webhook: str, req: review.Request, decision: str, started: float,
+                body: dict[str, Any], **fields: Any) -> web.Response:
+        elapsed = time.perf_counter() - started
+        self.metrics.requests.labels(webhook, req.kind or "unknown", req.operation or "unknown", decision).inc()
+        self.metrics.latency.labels(webhook).observe(elapsed)
+        log.info("%s %s %s/%s: %s", webhook, req.kind, req.namespace, req.name or "", decision, extra={
+            "uid": req.uid, "kind": req.kind, "operation": req.operation, "namespace": req.namespace,
+            "name": req.name or (req.obj or {}).get("metadata", {}).get("generateName", ""),
+            "decision": decision, "dry_run": req.dry_run, "duration_ms": round(elapsed * 1000, 2), **fields})
+        return web.json_response(body)
+
+    async def validate(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        req = await self._review(request)
+        if req.group != kinds.GROUP or req.kind not in kinds.KINDS or req.operation not in ("CREATE", "UPDATE"):
+            return self._answer("validate", req, "allowed", started, review.response(req.uid, allowed=True),
+                                reason="not a PSMDB create or update")
+        if req.obj is None:
+            return self._answer("validate", req, "denied", started, review.response(
+                req.uid, allowed=False, code=400, reason="BadRequest",
+                message="AdmissionReview request.object is missing or not an object"))
+        what = f"{req.kind} {req.namespace}/{req.name or req.obj.get('metadata', {}).get('name', '')}"
+        ns_found = (await self.lookup.fetch([("Namespace", "", req.namespace)]))[("Namespace", "", req.namespace)]
+        mode = namespace_mode(getattr(ns_found, "obj", None), self.settings.enforcement)
+        checked = await evaluate(req.obj, req.old if req.operation == "UPDATE" else None, self.lookup)
+        decision = decide(checked, what=what, mode=mode, on_lookup_failure=self.settings.on_lookup_failure)
+        for f in decision.findings:
+            self.metrics.findings.labels(f.code, f.severity.label).inc()
+        if decision.lookup_errors:
+            self.metrics.lookup_failures.inc(len(decision.lookup_errors))
+        body = review.response(req.uid, allowed=decision.allowed, message=decision.message, code=422,
+                               warnings=decision.warnings)
+        return self._answer("validate", req, "allowed" if decision.allowed else "denied", started, body,
+                            mode=mode.value, findings=[f"{f.code} {f.path_str}" for f in decision.findings],
+                            lookup_errors=decision.lookup_errors)
+
+    async def mutate(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        req = await self._review(request)
+        if req.kind != "Pod" or req.group != "" or req.operation != "CREATE" or req.obj is None:
+            return self._answer("mutate", req, "allowed", started, review.response(req.uid, allowed=True),
+                                reason="not a pod create")
+        result = await mutate_pod(req.obj, req.namespace, self.lookup,
+                                  default_image=self.settings.default_backup_image)
+        body = review.response(req.uid, allowed=True, patch=result.patch, warnings=result.warnings)
+        return self._answer("mutate", req, "patched" if result.patch else "allowed", started, body,
+                            reason=result.reason)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ready" if self.ready else "starting"}, status=200 if self.ready else 503)
+
+    async def metrics_view(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def serve(settings: Settings, *, started: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set). Starts without any cluster when none is configured."""
+    from ..certs import CertReloader
+
+    api = None if settings.no_cluster else await load_api_client(settings.kubeconfig, settings.context)
+    lookup = LiveLookup(KubeReader(api, settings.lookup_timeout) if api else None, ttl=settings.cache_ttl)
+    if settings.tls_dir is None:
+        raise ValueError("--tls-dir is required: the API server only calls webhooks over HTTPS")
+    reloader = CertReloader(settings.tls_dir)
+    admission = AdmissionApp(settings, lookup)
+    admission.metrics.cert_expiry.set(reloader.expiry.timestamp())
+    runner = web.AppRunner(admission.build(), access_log=None, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.listen_host, settings.listen_port, ssl_context=reloader.context,
+                       reuse_address=True)
+    await site.start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+
+    async def watch_certs() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(settings.cert_check_interval)
+            reloader.maybe_reload()
+            admission.metrics.cert_expiry.set(reloader.expiry.timestamp())
+
+    watcher = asyncio.create_task(watch_certs())
+    admission.ready = True
+    log.info("serving on https://%s:%s (enforcement %s, lookup failure policy %s, cluster %s)",
+             settings.listen_host, settings.listen_port, settings.enforcement.value, settings.on_lookup_failure.value,
+             "none" if api is None else "connected")
+    if started:
+        started.set()
+    try:
+        await stop.wait()
+    finally:
+        admission.ready = False
+        watcher.cancel()
+        await runner.cleanup()
+        if api is not None:
+            await api.close()

@@ -1,0 +1,100 @@
+"""Validation of PerconaServerMongoDB, Backup and Restore objects: the same rules as `lint`, live lookups, and the
+admission policy around them (enforcement mode, UPDATE leniency, lookup failures)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..findings import Finding, Severity
+from ..kube import LiveLookup
+from ..policy import RecordingLookup, check
+from ..policy.lookup import LookupResult, Ref
+
+ENFORCEMENT_LABEL = "psmdb-backup-webhook.io/enforcement"
+MAX_LOOKUP_ROUNDS = 3  # a rule may only learn what else to read after the first answers (e.g. the crVersion)
+
+
+class Enforcement(str, enum.Enum):
+    ENFORCE = "enforce"  # errors deny
+    WARN = "warn"  # everything is allowed; errors are returned as warnings
+    AUDIT = "audit"  # everything is allowed silently; findings are logged and counted
+
+
+class LookupFailure(str, enum.Enum):
+    DENY = "deny"  # an object we could not read might make the request invalid: refuse, say why
+    WARN = "warn"  # allow, and warn that cross-object rules could not run
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    lookup_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Checked:
+    findings: list[Finding]
+    old_findings: list[Finding]
+    lookup_errors: list[str]
+
+
+async def evaluate(obj: Mapping[str, Any], old: Mapping[str, Any] | None, lookup: LiveLookup) -> Checked:
+    """Run the rules, fetching whatever objects they ask for (rounds until they ask for nothing new)."""
+    known: dict[Ref, LookupResult] = {}
+    rec = RecordingLookup(known=known)
+    findings = check(obj, lookup=rec, old=old)
+    for _ in range(MAX_LOOKUP_ROUNDS):
+        wanted = [r for r in rec.asked if r not in known]
+        if not wanted:
+            break
+        known.update(await lookup.fetch(wanted))
+        rec = RecordingLookup(known=dict(known))
+        findings = check(obj, lookup=rec, old=old)
+    old_findings = check(old, lookup=RecordingLookup(known=dict(known))) if old else []
+    return Checked(findings, old_findings, rec.failures())
+
+
+def _line(f: Finding) -> str:
+    return f"{f.code} {f.headline()}"
+
+
+def decide(checked: Checked, *, what: str, mode: Enforcement, on_lookup_failure: LookupFailure) -> Decision:
+    """Pure: findings + policy -> allowed or denied, message, warnings."""
+    preexisting = {(f.code, f.path) for f in checked.old_findings if f.severity == Severity.ERROR}
+    errors, warnings = [], []
+    for f in checked.findings:
+        if f.severity == Severity.ERROR and (f.code, f.path) in preexisting:
+            warnings.append(f"{_line(f)} (already present before this update, so not blocking it)")
+        elif f.severity == Severity.ERROR:
+            errors.append(f)
+        elif f.severity == Severity.WARNING:
+            warnings.append(_line(f))
+    failures = checked.lookup_errors
+    if mode == Enforcement.AUDIT:
+        return Decision(True, findings=checked.findings, lookup_errors=failures)
+    if mode == Enforcement.WARN:
+        warnings = [f"{_line(f)} (not enforced: warn mode)" for f in errors] + warnings
+        errors = []
+    if failures and on_lookup_failure == LookupFailure.WARN:
+        warnings += [f"cross-object rules skipped: {e}" for e in failures]
+    if errors or (failures and on_lookup_failure == LookupFailure.DENY and mode == Enforcement.ENFORCE):
+        lines = [f"- {_line(f)} (fix: {f.hint})" for f in errors]
+        lines += [f"- cannot check references: {e}; retry, or ask the cluster admin (lookup failure policy: deny)"
+                  for e in (failures if on_lookup_failure == LookupFailure.DENY else [])]
+        count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}" if errors else "lookup failed"
+        return Decision(False, f"{what} is rejected by psmdb-backup-webhook ({count}):\n" + "\n".join(lines),
+                        warnings, checked.findings, failures)
+    return Decision(True, warnings=warnings, findings=checked.findings, lookup_errors=failures)
+
+
+def namespace_mode(namespace: Mapping[str, Any] | None, default: Enforcement) -> Enforcement:
+    labels = ((namespace or {}).get("metadata") or {}).get("labels") or {}
+    try:
+        return Enforcement(str(labels.get(ENFORCEMENT_LABEL, default.value)).strip().lower())
+    except ValueError:
+        return default

@@ -1,0 +1,125 @@
+"""Reading objects from the API server for cross-object rules and pod mutation (kubernetes_asyncio).
+
+`LiveLookup.fetch()` resolves the references the rules asked for, concurrently, with a short timeout and a small
+TTL cache. Secrets are reduced to their key names before anything else sees them: rules only need to know which
+keys exist, and credentials must never reach a log line or an admission response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .policy import kinds
+from .policy.lookup import MISSING, Found, LookupResult, Ref, Unknown
+
+log = logging.getLogger(__name__)
+
+_PSMDB_PLURALS = {
+    kinds.CLUSTER: "perconaservermongodbs",
+    kinds.BACKUP: "perconaservermongodbbackups",
+    kinds.RESTORE: "perconaservermongodbrestores",
+}
+_CORE_PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps"}
+
+
+def resource_path(kind: str, namespace: str, name: str) -> str:
+    if kind in _PSMDB_PLURALS:
+        return f"/apis/{kinds.GROUP}/v1/namespaces/{namespace}/{_PSMDB_PLURALS[kind]}/{name}"
+    if kind in _CORE_PLURALS:
+        return f"/api/v1/namespaces/{namespace}/{_CORE_PLURALS[kind]}/{name}"
+    if kind == "Namespace":
+        return f"/api/v1/namespaces/{name}"
+    raise ValueError(f"no lookup for kind {kind}")
+
+
+def redact(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Secret with every value blanked; other objects unchanged."""
+    if obj.get("kind") != "Secret":
+        return obj
+    return {**obj, "data": {k: "" for k in obj.get("data") or {}},
+            "stringData": {k: "" for k in obj.get("stringData") or {}}}
+
+
+async def load_api_client(kubeconfig: str | None, context: str | None = None) -> client.ApiClient | None:
+    """An API client from a kubeconfig file, the in-cluster service account, or None when neither exists."""
+    cfg = client.Configuration()
+    try:
+        if kubeconfig:
+            await config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except config.ConfigException:
+                await config.load_kube_config(context=context, client_configuration=cfg)
+    except (config.ConfigException, FileNotFoundError, OSError) as exc:
+        if kubeconfig:
+            raise
+        log.info("no cluster credentials (%s): cross-object lookups will be unavailable", exc)
+        return None
+    return client.ApiClient(configuration=cfg)
+
+
+class KubeReader:
+    """GET one object as a plain dict: None on 404, ApiException/TimeoutError otherwise."""
+
+    def __init__(self, api: client.ApiClient, timeout: float) -> None:
+        self.api, self.timeout = api, timeout
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            data = await self.api.call_api(
+                resource_path(kind, namespace, name), "GET", header_params={"Accept": "application/json"},
+                response_types_map={200: "object"}, auth_settings=["BearerToken"], _return_http_data_only=True,
+                _request_timeout=self.timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data.setdefault("kind", kind)
+        return data
+
+
+@dataclass
+class _Entry:
+    expires: float
+    result: LookupResult
+
+
+class LiveLookup:
+    """Answers for references, from the API server, cached for `ttl` seconds (errors are never cached)."""
+
+    def __init__(self, reader: KubeReader | None, *, ttl: float = 5.0, size: int = 1024) -> None:
+        self.reader, self.ttl, self.size = reader, ttl, size
+        self._cache: OrderedDict[Ref, _Entry] = OrderedDict()
+
+    async def _one(self, ref: Ref) -> LookupResult:
+        if self.reader is None:
+            return Unknown("no connection to the API server is configured")
+        now = time.monotonic()
+        hit = self._cache.get(ref)
+        if hit and hit.expires > now:
+            self._cache.move_to_end(ref)
+            return hit.result
+        try:
+            obj = await asyncio.wait_for(self.reader.get(*ref), self.reader.timeout)
+        except (ApiException, asyncio.TimeoutError, OSError, ValueError) as exc:
+            reason = f"HTTP {exc.status} {exc.reason}" if isinstance(exc, ApiException) else type(exc).__name__
+            return Unknown(f"could not read {ref[0]} {ref[1]}/{ref[2]}: {reason}")
+        result: LookupResult = MISSING if obj is None else Found(redact(obj))
+        self._cache[ref] = _Entry(now + self.ttl, result)
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return result
+
+    async def fetch(self, refs: Iterable[Ref]) -> dict[Ref, LookupResult]:
+        refs = list(dict.fromkeys(refs))
+        results = await asyncio.gather(*(self._one(r) for r in refs))
+        return dict(zip(refs, results))
