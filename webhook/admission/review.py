@@ -28,6 +28,14 @@ class Request:
     old: dict[str, Any] | None
     dry_run: bool
 
+    @property
+    def display_name(self) -> str:
+        """request.name, or the object's name / generateName (a create may carry only generateName)."""
+        meta = (self.obj or {}).get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        name = self.name or meta.get("name") or meta.get("generateName") or ""
+        return name if isinstance(name, str) else ""
+
 
 def parse(body: bytes) -> Request:
     try:

@@ -99,9 +99,9 @@ class AdmissionApp:
         elapsed = time.perf_counter() - started
         self.metrics.requests.labels(webhook, req.kind or "unknown", req.operation or "unknown", decision).inc()
         self.metrics.latency.labels(webhook).observe(elapsed)
-        log.info("%s %s %s/%s: %s", webhook, req.kind, req.namespace, req.name or "", decision, extra={
+        log.info("%s %s %s/%s: %s", webhook, req.kind, req.namespace, req.display_name, decision, extra={
             "uid": req.uid, "kind": req.kind, "operation": req.operation, "namespace": req.namespace,
-            "name": req.name or (req.obj or {}).get("metadata", {}).get("generateName", ""),
+            "name": req.display_name,
             "decision": decision, "dry_run": req.dry_run, "duration_ms": round(elapsed * 1000, 2), **fields})
         return web.json_response(body)
 
@@ -115,7 +115,7 @@ class AdmissionApp:
             return self._answer("validate", req, "denied", started, review.response(
                 req.uid, allowed=False, code=400, reason="BadRequest",
                 message="AdmissionReview request.object is missing or not an object"))
-        what = f"{req.kind} {req.namespace}/{req.name or req.obj.get('metadata', {}).get('name', '')}"
+        what = f"{req.kind} {req.namespace}/{req.display_name}"
         ns_found = (await self.lookup.fetch([("Namespace", "", req.namespace)]))[("Namespace", "", req.namespace)]
         mode = namespace_mode(getattr(ns_found, "obj", None), self.settings.enforcement)
         checked = await evaluate(req.obj, req.old if req.operation == "UPDATE" else None, self.lookup)
