@@ -90,7 +90,7 @@ def configured_but_disabled(ctx: Context) -> Iterable[Violation]:
       hint="define a storage (marked main: true when there are several)",
       bad=[with_backup("pitr: {enabled: true}")], good=[with_backup(f"{S3}, pitr: {{enabled: true}}")])
 def pitr_without_storage(ctx: Context) -> Iterable[Violation]:
-    if mapping(backup_spec(ctx.spec).get("pitr")).get("enabled") is True and not storages(ctx.spec):
+    if mapping(backup_spec(ctx.spec).get("pitr")).get("enabled") is True and not ctx.storages:
         yield Violation(PITR + ("enabled",), "pitr.enabled is true but spec.backup.storages is empty: no oplog is "
                         "ever saved")
 
@@ -105,7 +105,7 @@ def pitr_without_storage(ctx: Context) -> Iterable[Violation]:
                         "schedule: '0 0 * * *', storageName: s3-main}]")])
 def pitr_needs_base(ctx: Context) -> Iterable[Violation]:
     pitr = mapping(backup_spec(ctx.spec).get("pitr"))
-    if pitr.get("enabled") is not True or pitr.get("oplogOnly") is True or not storages(ctx.spec):
+    if pitr.get("enabled") is not True or pitr.get("oplogOnly") is True or not ctx.storages:
         return
     if not any(t.get("enabled") is True and text(t.get("type")) != "external" for _, t in tasks(ctx.spec)):
         yield Violation(PITR + ("enabled",), "oplog slicing starts only after a full backup exists on the main "

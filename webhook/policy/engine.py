@@ -33,15 +33,29 @@ def check(
     disabled: Iterable[str] = (),
 ) -> list[Finding]:
     """All findings for one object: schema first, then every rule of its kind that applies to its crVersion."""
+    return structure_findings(obj, disabled) + rule_findings(obj, lookup=lookup, old=old, disabled=disabled)
+
+
+def _off(obj: Mapping[str, Any], disabled: Iterable[str]) -> frozenset[str]:
+    return frozenset(c.upper() for c in disabled) | disabled_by_annotation(obj)
+
+
+def structure_findings(obj: Mapping[str, Any], disabled: Iterable[str] = ()) -> list[Finding]:
+    """The schema part of `check()`: it never depends on other objects, so callers that re-run the rules with more
+    lookup answers (the admission server) compute it once."""
     if not kinds.is_psmdb_object(obj):
         return []
-    off = frozenset(c.upper() for c in disabled) | disabled_by_annotation(obj)
-    findings = schema_findings(obj)
-    if off:
-        findings = [f for f in findings if f.code not in off]
+    off = _off(obj, disabled)
+    return [f for f in schema_findings(obj) if f.code not in off]
+
+
+def rule_findings(obj: Mapping[str, Any], *, lookup: Lookup = _EMPTY, old: Mapping[str, Any] | None = None,
+                  disabled: Iterable[str] = ()) -> list[Finding]:
+    """The rules part of `check()`."""
+    if not kinds.is_psmdb_object(obj):
+        return []
     version = cr_version_of(obj, lookup)
-    findings.extend(run_rules(Context(obj, lookup, version, old), _rules_for(obj["kind"], version, off)))
-    return findings
+    return list(run_rules(Context(obj, lookup, version, old), _rules_for(obj["kind"], version, _off(obj, disabled))))
 
 
 @lru_cache(maxsize=256)

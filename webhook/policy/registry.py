@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..findings import Finding, Path, Severity
@@ -58,6 +59,13 @@ class Context:
         meta = self.obj.get("metadata")
         ns = meta.get("namespace") if isinstance(meta, dict) else None
         return ns if isinstance(ns, str) and ns else "default"
+
+    @cached_property
+    def storages(self) -> dict[str, Mapping[str, Any]]:
+        """spec.backup.storages of this cluster (asked for by most storage rules, so computed once)."""
+        from .common import storages
+
+        return storages(self.spec)
 
     def get(self, kind: str, name: object) -> LookupResult | None:
         """Look up an object of this namespace; None when `name` is not a usable name."""

@@ -20,7 +20,7 @@ PBM_OSS = Version(2, 12)
 
 def _by_type(ctx: Context, storage_type: str) -> Iterable[tuple[str, dict]]:
     """(name, block) of every storage of `storage_type` that has its block."""
-    for name, st in storages(ctx.spec).items():
+    for name, st in ctx.storages.items():
         block = storage_block(st)
         if st.get("type") == storage_type and block is not None:
             yield name, block
@@ -37,7 +37,7 @@ S3 = "s3-main: {type: s3, s3: {bucket: backups, credentialsSecret: s3-creds"
       good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")])
 def unsupported_storage_type(ctx: Context) -> Iterable[Violation]:
     """Any other type passes the CRD, then PBM configuration fails and the cluster goes to `error`."""
-    for name, st in storages(ctx.spec).items():
+    for name, st in ctx.storages.items():
         kind = st.get("type")
         if isinstance(kind, str) and kind not in STORAGE_TYPES:
             extra = " (OCI is documented but not in operator 1.23's code)" if kind == "oci" else ""
@@ -53,7 +53,7 @@ def unsupported_storage_type(ctx: Context) -> Iterable[Violation]:
       good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: backups}}}")])
 def missing_type_block(ctx: Context) -> Iterable[Violation]:
     """Without its block a storage has no bucket, path or credentials, so PBM cannot use it."""
-    for name, st in storages(ctx.spec).items():
+    for name, st in ctx.storages.items():
         kind = st.get("type")
         if kind in STORAGE_TYPES and storage_block(st) is None:
             others = [t for t in STORAGE_TYPES if isinstance(st.get(t), dict)]
@@ -67,7 +67,7 @@ def missing_type_block(ctx: Context) -> Iterable[Violation]:
       bad=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}, azure: {container: c, credentialsSecret: a}}}")],
       good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")])
 def ignored_type_block(ctx: Context) -> Iterable[Violation]:
-    for name, st in storages(ctx.spec).items():
+    for name, st in ctx.storages.items():
         kind = st.get("type")
         for other in STORAGE_TYPES:
             if other != kind and isinstance(st.get(other), dict) and kind in STORAGE_TYPES:
@@ -83,7 +83,7 @@ def ignored_type_block(ctx: Context) -> Iterable[Violation]:
             with_backup(f"storages: {{{S3}}}}}}}")])
 def no_main_storage(ctx: Context) -> Iterable[Violation]:
     """With more than one storage the operator needs to know which one is PBM's main storage."""
-    all_st = storages(ctx.spec)
+    all_st = ctx.storages
     if len(all_st) > 1 and not any(st.get("main") is True for st in all_st.values()):
         yield Violation(ROOT, f"{len(all_st)} storages ({quoted(all_st)}) but none has main: true: the cluster goes "
                         'to error with "main backup storage is not specified"')
@@ -96,7 +96,7 @@ def no_main_storage(ctx: Context) -> Iterable[Violation]:
       bad=[with_backup(f"storages: {{{S3}}}, main: true}}, gcs: {{type: gcs, main: true, gcs: {{bucket: b}}}}}}")],
       good=[with_backup(f"storages: {{{S3}}}, main: true}}, gcs: {{type: gcs, gcs: {{bucket: b}}}}}}")])
 def several_main_storages(ctx: Context) -> Iterable[Violation]:
-    all_st = storages(ctx.spec)
+    all_st = ctx.storages
     mains = [n for n, st in all_st.items() if st.get("main") is True]
     if len(all_st) > 1 and len(mains) > 1:
         for name in mains[1:]:
@@ -253,7 +253,7 @@ def minio_required(ctx: Context) -> Iterable[Violation]:
                         cr_version="1.22.0")])
 def storage_type_too_new(ctx: Context) -> Iterable[Violation]:
     first = {"minio": V1_22, "oss": V1_23}
-    for name, st in storages(ctx.spec).items():
+    for name, st in ctx.storages.items():
         since = first.get(st.get("type"))
         if since and ctx.cr_version < since:
             yield Violation(ROOT + (name, "type"), f'type "{st["type"]}" needs operator {since} or newer; crVersion '
@@ -384,7 +384,7 @@ def _secret_keys(secret: dict) -> set[str]:
                             "stringData: {AWS_ACCESS_KEY_ID: minio, AWS_SECRET_ACCESS_KEY: minio123}",))])
 def credentials_secret(ctx: Context) -> Iterable[Violation]:
     """Checked only when the Secret can be looked up (live cluster, or a Secret in the same lint run)."""
-    for name, st in storages(ctx.spec).items():
+    for name, st in ctx.storages.items():
         kind, block = st.get("type"), storage_block(st)
         if block is None:
             continue

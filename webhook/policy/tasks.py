@@ -69,7 +69,7 @@ def duplicate_task_names(ctx: Context) -> Iterable[Violation]:
       hint="use one of the storages defined in spec.backup.storages",
       bad=[_task("storageName: s3-eu")], good=[_task("storageName: s3-main")])
 def task_storage(ctx: Context) -> Iterable[Violation]:
-    defined = storages(ctx.spec)
+    defined = ctx.storages
     for i, task in tasks(ctx.spec):
         if _enabled(task) and _type(task) != "external":
             name = text(task.get("storageName"))
