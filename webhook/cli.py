@@ -104,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from . import logs
     from .admission.server import Settings, serve
+    from .certs import CertsError
     from .admission.validate import Enforcement, LookupFailure
 
     logs.setup(args.log_level, args.log_format)
@@ -112,10 +113,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         listen_host=host, listen_port=port, tls_dir=args.tls_dir, kubeconfig=args.kubeconfig, context=args.context,
         no_cluster=args.no_cluster, enforcement=Enforcement(args.enforcement),
         on_lookup_failure=LookupFailure(args.on_lookup_failure), lookup_timeout=args.lookup_timeout,
-        default_backup_image=args.default_backup_image)
+        default_backup_image=args.default_backup_image, cert_check_interval=args.cert_check_interval)
     try:
         asyncio.run(serve(settings))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, CertsError) as exc:
         print(f"psmdb-backup serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return 0
@@ -173,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds per API read (default 2) [PSMDB_BACKUP_LOOKUP_TIMEOUT]")
     serve.add_argument("--default-backup-image", default=_env("DEFAULT_BACKUP_IMAGE", DEFAULT_BACKUP_IMAGE),
                        help="backup-agent image when a pod's cluster cannot be read [PSMDB_BACKUP_DEFAULT_BACKUP_IMAGE]")
+    serve.add_argument("--cert-check-interval", type=float, default=float(_env("CERT_CHECK_INTERVAL", "10") or 10),
+                       help="seconds between checks for rotated certificate files (default 10) "
+                       "[PSMDB_BACKUP_CERT_CHECK_INTERVAL]")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "json"), choices=["json", "text"])
     serve.set_defaults(func=cmd_serve)

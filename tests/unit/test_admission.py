@@ -183,7 +183,10 @@ def test_secrets_never_appear_in_responses_or_logs(caplog) -> None:
     secrets = [secret(n, {"AWS_ACCESS_KEY_ID": SECRET_VALUE, "AWS_SECRET_ACCESS_KEY": SECRET_VALUE,
                           "AZURE_STORAGE_ACCOUNT_NAME": SECRET_VALUE, "AZURE_STORAGE_ACCOUNT_KEY": SECRET_VALUE})
                for n in ("my-cluster-backup-s3", "my-cluster-backup-azure", "my-cluster-backup-minio")]
-    raw = json.dumps(run(post(world(*secrets), "/validate", review(cluster)))[1])
+    status, body = run(post(world(*secrets), "/validate", review(cluster)))
+    assert status == 200 and "PSB107" in body["response"]["status"]["message"]  # a full decision was made
+    assert any(getattr(r, "decision", None) == "denied" for r in caplog.records)  # and logged  # the decision was logged
+    raw = json.dumps(body)
     b64 = base64.b64encode(SECRET_VALUE.encode()).decode()
     assert SECRET_VALUE not in raw and b64 not in raw
     assert SECRET_VALUE not in caplog.text and b64 not in caplog.text
@@ -264,6 +267,16 @@ def test_wrong_content_type_is_415() -> None:
 def test_missing_object_on_create_is_a_denial_not_a_crash() -> None:
     resp = run(post(world(), "/validate", review(None, kind="PerconaServerMongoDBBackup")))[1]["response"]
     assert resp["allowed"] is False and resp["status"]["code"] == 400
+
+
+def test_every_decision_is_logged_with_uid_kind_object_and_decision(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    req = review(BAD_BACKUP)
+    assert run(post(world(), "/validate", req))[0] == 200
+    record = next(r for r in caplog.records if getattr(r, "uid", None) == req["request"]["uid"])
+    assert (record.kind, record.namespace, record.object, record.decision) == (
+        "PerconaServerMongoDBBackup", "psmdb", "nightly-eu", "denied")
+    assert record.findings == ["PSB404 spec.storageName"]
 
 
 def test_health_ready_and_metrics() -> None:

@@ -101,7 +101,7 @@ class AdmissionApp:
         self.metrics.latency.labels(webhook).observe(elapsed)
         log.info("%s %s %s/%s: %s", webhook, req.kind, req.namespace, req.display_name, decision, extra={
             "uid": req.uid, "kind": req.kind, "operation": req.operation, "namespace": req.namespace,
-            "name": req.display_name,
+            "object": req.display_name,
             "decision": decision, "dry_run": req.dry_run, "duration_ms": round(elapsed * 1000, 2), **fields})
         return web.json_response(body)
 
