@@ -184,7 +184,7 @@ def test_secrets_never_appear_in_responses_or_logs(caplog) -> None:
                           "AZURE_STORAGE_ACCOUNT_NAME": SECRET_VALUE, "AZURE_STORAGE_ACCOUNT_KEY": SECRET_VALUE})
                for n in ("my-cluster-backup-s3", "my-cluster-backup-azure", "my-cluster-backup-minio")]
     status, body = run(post(world(*secrets), "/validate", review(cluster)))
-    assert status == 200 and "PSB107" in body["response"]["status"]["message"]  # a full decision was made
+    assert status == 200 and "PSB110" in body["response"]["status"]["message"]  # a full decision was made
     assert any(getattr(r, "decision", None) == "denied" for r in caplog.records)  # and logged  # the decision was logged
     raw = json.dumps(body)
     b64 = base64.b64encode(SECRET_VALUE.encode()).decode()
