@@ -126,7 +126,7 @@ def main() -> int:
         print(f"  export KUBECONFIG={cluster.cp.kubeconfig}")
         print(f"  export PATH={cluster.cp.bin_dir}:$PATH   # kubectl {cluster.cp.bin_dir}/kubectl matches the server")
         print(f"  kubectl -n {NS} get psmdb,psmdb-backup,psmdb-restore,pods")
-        print(f"  kubectl apply -f examples/bad/cluster.yaml")
+        print("  kubectl apply -f examples/bad/cluster.yaml")
         print(f"webhook log: {cluster.webhook.log_file}\nPress Ctrl-C to stop and clean up.", flush=True)
         while True:
             time.sleep(3600)

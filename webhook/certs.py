@@ -719,8 +719,8 @@ async def api_client_from_config(kubeconfig: str | None = None, context: str | N
             return client.ApiClient(configuration=cfg)
     except (ConfigException, OSError, ValueError) as e:
         raise CredentialsError(f"could not load Kubernetes credentials: {e}") from None
-    raise CredentialsError("no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, or run in a pod with a service "
-                     "account")
+    raise CredentialsError("no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, or run in a pod with a "
+                           "service account")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -798,7 +798,18 @@ class CertReloader:
         self._cert = cert
 
     def maybe_reload(self) -> bool:
-        """Load the files into the context if they changed and form a valid pair. True when a new pair went live."""
+        """Load the files into the context if they changed and form a valid pair. True when a new pair went live.
+
+        Never raises: whatever goes wrong is logged and the certificate in service stays, so a periodic caller's
+        loop cannot die on it.
+        """
+        try:
+            return self._maybe_reload()
+        except Exception:  # noqa: BLE001 - see docstring
+            log.exception("certificate reload check failed; still serving serial %#x", self.serial)
+            return False
+
+    def _maybe_reload(self) -> bool:
         try:
             signature = self._stat()
         except OSError as e:
@@ -857,10 +868,7 @@ class CertReloader:
     async def watch(self, interval: float = 10.0) -> None:
         """Check for new files every ``interval`` seconds, forever (cancel the task to stop)."""
         while True:
-            try:
-                self.maybe_reload()
-            except Exception:  # never let the watcher die: the server would silently stop rotating
-                log.exception("certificate reload check failed")
+            self.maybe_reload()  # never raises: the watcher must not die, or rotation would silently stop
             await asyncio.sleep(interval)
 
 
@@ -1004,13 +1012,15 @@ def cmd_certs(args: argparse.Namespace) -> int:
         return load_or_create(directory, sans, days=args.days, ca_days=args.ca_days,
                               rotate_before=args.rotate_before, ca_common_name=args.ca_common_name)
 
-    lines: list[str] = []
+    before: list[str] = []  # what happened before issuing (seeding from the Secret)
+    lines: list[str] = []  # and after (Secret, caBundle)
     cluster = secret is not None or bool(mutating) or bool(validating)
     try:
         if not cluster:
             state = issue()
         else:
-            state = asyncio.run(_with_cluster(args, directory, secret, mutating, validating, issue, lines))
+            state = asyncio.run(_with_cluster(args, directory, secret, mutating, validating, issue, before,
+                                                    lines))
     except CredentialsError as e:
         return _fail(str(e))
     except CertsError as e:
@@ -1031,12 +1041,13 @@ def cmd_certs(args: argparse.Namespace) -> int:
            f"{cert_serial(state.cert_pem):#x}, expires {_fmt_time(not_after(state.cert_pem))}, SANs "
            f"{', '.join(cert_sans(state.cert_pem))}",
            f"files: {', '.join(state.written) + ' written' if state.written else 'unchanged'} in {directory}"]
-    sys.stdout.write("\n".join(out + lines) + "\n")
+    sys.stdout.write("\n".join(before + out + lines) + "\n")
     return 0
 
 
 async def _with_cluster(args: argparse.Namespace, directory: Path, secret: tuple[str, str] | None,
-                        mutating: list[str], validating: list[str], issue: Any, lines: list[str]) -> CertState:
+                        mutating: list[str], validating: list[str], issue: Any, before: list[str],
+                        lines: list[str]) -> CertState:
     api = await api_client_from_config(args.kubeconfig, args.context)
     try:
         if secret is not None and not (directory / TLS_CERT).exists():
@@ -1045,7 +1056,7 @@ async def _with_cluster(args: argparse.Namespace, directory: Path, secret: tuple
                 assert stored.ca_pem and stored.cert_pem and stored.key_pem
                 if pair_matches(stored.cert_pem, stored.key_pem):
                     write_dir(directory, stored.ca_pem, stored.cert_pem, stored.key_pem)
-                    lines.append(f"seeded {directory} from Secret {secret[0]}/{secret[1]}")
+                    before.append(f"seeded {directory} from Secret {secret[0]}/{secret[1]}")
                 else:
                     log.warning("Secret %s/%s holds a mismatched pair; ignoring it", *secret)
         state = issue()

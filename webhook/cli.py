@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from . import __version__
 from .findings import Severity, exit_code
@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "json"), choices=["json", "text"])
     serve.set_defaults(func=cmd_serve)
+
+    from .certs import add_certs_parser
+
+    add_certs_parser(sub)
     return parser
 
 

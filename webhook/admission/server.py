@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable

@@ -6,7 +6,7 @@ from typing import Iterable
 
 from ..findings import Severity
 from . import kinds
-from .common import backup_spec, mapping, storages, tasks, text
+from .common import backup_spec, mapping, tasks, text
 from .examples import with_backup
 from .lookup import Found
 from .registry import Context, Example, Violation, backup_enabled, rule

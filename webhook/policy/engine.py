@@ -7,10 +7,10 @@ from typing import Any, Iterable, Mapping
 
 from ..findings import Finding, Severity
 from . import kinds
-from .lookup import EmptyLookup, Found, Lookup
+from .lookup import EmptyLookup, Lookup
 from .registry import RULES, Context, Rule, Violation, disabled_by_annotation, rule, run_rules
 from .schema import SCHEMA_CODE, UNKNOWN_FIELD_CODE, schema_findings
-from .versions import LATEST, OLDEST_MODELLED, Version
+from .versions import LATEST, Version
 
 _EMPTY = EmptyLookup()
 

@@ -9,8 +9,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..findings import Finding, Path, Severity
 from . import kinds
-from .lookup import EmptyLookup, Found, Lookup, LookupResult
-from .versions import LATEST, Version
+from .lookup import Found, Lookup, LookupResult
+from .versions import Version
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Iterable
 
 from ..findings import Severity
 from . import kinds
-from .common import (STORAGE_TYPES, mapping, pbm_version_from_image, quoted, storage_block, storages, text)
+from .common import STORAGE_TYPES, mapping, pbm_version_from_image, quoted, storage_block, text
 from .examples import with_backup
 from .lookup import Found, Missing
 from .registry import Context, Example, Violation, rule
