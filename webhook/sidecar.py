@@ -29,6 +29,7 @@ import copy
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 CONTAINER_NAME = "backup-agent"
@@ -78,13 +79,25 @@ class PodIdentity:
 
 def identify(pod: Mapping) -> PodIdentity | None:
     """The pod's cluster, replset and component, or None when the operator did not make it."""
-    labels = _get(pod, "metadata", "labels") or {}
-    if labels.get(LABEL_NAME) != APP_NAME:
+    labels = _get(pod, "metadata", "labels")
+    if not isinstance(labels, Mapping) or labels.get(LABEL_NAME) != APP_NAME:
         return None
-    cluster, component = labels.get(LABEL_INSTANCE), labels.get(LABEL_COMPONENT)
-    if not cluster or not component:
+    cluster, component, replset = (labels.get(k) for k in (LABEL_INSTANCE, LABEL_COMPONENT, LABEL_REPLSET))
+    if not isinstance(cluster, str) or not isinstance(component, str) or not cluster or not component:
         return None
-    return PodIdentity(cluster=cluster, replset=labels.get(LABEL_REPLSET) or None, component=component)
+    return PodIdentity(cluster=cluster, replset=replset if isinstance(replset, str) and replset else None,
+                       component=component)
+
+
+def _well_formed(pod: Mapping) -> bool:
+    """The shape a Pod has after API-server validation; anything else (a fuzzer, a hand-made file) is left alone."""
+    meta, spec = pod.get("metadata"), pod.get("spec")
+    if not isinstance(meta, Mapping) or not isinstance(spec, Mapping):
+        return False
+    if any(not isinstance(meta.get(k), (Mapping, type(None))) for k in ("labels", "annotations")):
+        return False
+    lists = [spec.get(k) for k in ("containers", "volumes", "initContainers")]
+    return all(v is None or (isinstance(v, list) and all(isinstance(i, Mapping) for i in v)) for v in lists)
 
 
 def wants_sidecar(identity: PodIdentity) -> bool:
@@ -97,7 +110,12 @@ _VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.~-]+))?(?:\+[0-9A-Za-z
 
 
 def _vkey(text: object) -> tuple | None:
-    m = _VERSION.match(text.strip()) if isinstance(text, str) else None
+    return _parse_version(text) if isinstance(text, str) else None  # a malformed crVersion may be any YAML value
+
+
+@lru_cache(maxsize=256)  # every render compares the same few version strings many times
+def _parse_version(text: str) -> tuple | None:
+    m = _VERSION.match(text.strip())
     if not m:
         return None
     parts = [int(p) for p in m.group(1).split(".")]
@@ -419,6 +437,8 @@ def plan(
     ``known_volumes``: volume names that exist without being in ``spec.volumes``, e.g. a StatefulSet's
     ``volumeClaimTemplates`` (``mongod-data``) when patching its pod template offline.
     """
+    if not isinstance(pod, Mapping) or not _well_formed(pod):
+        return [], "not a well-formed pod"
     identity = identify(pod)
     if identity is None:
         return [], f"not a Percona Server for MongoDB pod (no {LABEL_NAME}={APP_NAME} with instance and component)"
