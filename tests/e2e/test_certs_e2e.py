@@ -37,7 +37,11 @@ def test_certs_stores_the_secret_and_patches_ca_bundle(cluster: Cluster, tmp_pat
     assert "127.0.0.1" in sans and "psmdb-backup-webhook.default.svc" in sans
     for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
         cfg = json.loads(cluster.kubectl("get", kind, "psmdb-backup-webhook", "-o", "json").stdout)
-        assert all(base64.b64decode(h["clientConfig"]["caBundle"]) == cluster.ca_pem for h in cfg["webhooks"])
+        bundles = {base64.b64decode(h["clientConfig"]["caBundle"]) for h in cfg["webhooks"]}
+        # The test CA lives 2 days, inside the 30-day rotation window: a new CA is made and the old one stays in the
+        # bundle, so the running webhook (serving from the old CA) stays trusted.
+        assert bundles == {base64.b64decode(secret["data"]["ca.crt"])}
+        assert cluster.ca_pem.strip() in bundles.pop()
         assert all(h["clientConfig"]["url"].startswith("https://127.0.0.1:") for h in cfg["webhooks"])  # rest kept
     rv = secret["metadata"]["resourceVersion"]
     second = run_certs(cluster, tmp_path)

@@ -265,11 +265,19 @@ def test_certificate_command_succeeds_with_its_service_account(cp: ControlPlane,
     assert get_json(cp, "-n", NS, "secret", TLS_SECRET)["metadata"]["resourceVersion"] == \
         secret["metadata"]["resourceVersion"]
 
-    rotated = run_certs(cp, container["args"], tmp_path / "run3", kubeconfig, "--rotate-before", "364d")
+    # a name the certificate does not cover makes the command re-issue it, as expiry would
+    rotated = run_certs(cp, container["args"], tmp_path / "run3", kubeconfig, "--san", "webhook.example")
     assert rotated.returncode == 0, rotated.stderr
     assert f"Secret {NS}/{TLS_SECRET}: updated" in rotated.stdout
     after = get_json(cp, "-n", NS, "secret", TLS_SECRET)["data"]
-    assert after["tls.crt"] != secret["data"]["tls.crt"] and after["ca.crt"] == secret["data"]["ca.crt"]
+    assert after["tls.crt"] != secret["data"]["tls.crt"]
+    # The Secret holds no CA key, so a re-issue from a fresh pod makes a new CA; the bundle keeps the old one too,
+    # and caBundle is patched to it, so servers still presenting the old certificate stay trusted.
+    new_bundle = base64.b64decode(after["ca.crt"])
+    assert ca_pem in new_bundle
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        [hook] = get_json(cp, kind, NAME)["webhooks"]
+        assert base64.b64decode(hook["clientConfig"]["caBundle"]) == new_bundle
 
     # and nothing else: the Job's account cannot touch other Secrets or other namespaces
     for verb, what, extra in (("get", "secrets/other", ["-n", NS]), ("list", "secrets", ["-n", NS]),
