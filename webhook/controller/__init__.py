@@ -1,0 +1,1 @@
+"""The companion backup controller (issue in progress): scheduling decisions first."""
