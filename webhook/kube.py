@@ -100,14 +100,17 @@ class LiveLookup:
         self.reader, self.ttl, self.size = reader, ttl, size
         self._cache: OrderedDict[Ref, _Entry] = OrderedDict()
 
-    async def _one(self, ref: Ref) -> LookupResult:
-        if self.reader is None:
-            return Unknown("no connection to the API server is configured")
-        now = time.monotonic()
+    def _cached(self, ref: Ref, now: float) -> LookupResult | None:
         hit = self._cache.get(ref)
         if hit and hit.expires > now:
             self._cache.move_to_end(ref)
             return hit.result
+        return None
+
+    async def _one(self, ref: Ref) -> LookupResult:
+        if self.reader is None:
+            return Unknown("no connection to the API server is configured")
+        now = time.monotonic()
         try:
             obj = await asyncio.wait_for(self.reader.get(*ref), self.reader.timeout)
         except (ApiException, asyncio.TimeoutError, OSError, ValueError) as exc:
@@ -120,6 +123,16 @@ class LiveLookup:
         return result
 
     async def fetch(self, refs: Iterable[Ref]) -> dict[Ref, LookupResult]:
-        refs = list(dict.fromkeys(refs))
-        results = await asyncio.gather(*(self._one(r) for r in refs))
-        return dict(zip(refs, results))
+        """Answers for every ref: cache hits at once, misses read concurrently (one task each)."""
+        now = time.monotonic()
+        answers: dict[Ref, LookupResult] = {}
+        misses: list[Ref] = []
+        for ref in dict.fromkeys(refs):
+            hit = self._cached(ref, now) if self.reader is not None else None
+            if hit is None:
+                misses.append(ref)
+            else:
+                answers[ref] = hit
+        if misses:
+            answers.update(zip(misses, await asyncio.gather(*(self._one(r) for r in misses))))
+        return answers

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from ..findings import Finding, Severity
 from ..kube import LiveLookup
 from ..policy import RecordingLookup, check
-from ..policy.engine import rule_findings, structure_findings
+from ..policy.engine import rule_pass, structure_findings
 from ..policy.lookup import LookupResult, Ref
 
 ENFORCEMENT_LABEL = "psmdb-backup-webhook.io/enforcement"
@@ -48,16 +48,16 @@ async def evaluate(obj: Mapping[str, Any], old: Mapping[str, Any] | None, lookup
     """Run the rules, fetching whatever objects they ask for (rounds until they ask for nothing new)."""
     known: dict[Ref, LookupResult] = {}
     rec = RecordingLookup(known=known)
-    rules = rule_findings(obj, lookup=rec, old=old)
+    rules = rule_pass(obj, lookup=rec, old=old)
     for _ in range(MAX_LOOKUP_ROUNDS):
         wanted = [r for r in rec.asked if r not in known]
         if not wanted:
             break
         known.update(await lookup.fetch(wanted))
         rec = RecordingLookup(known=dict(known))
-        rules = rule_findings(obj, lookup=rec, old=old)
+        rules = rule_pass(obj, lookup=rec, old=old, previous=rules)
     old_findings = check(old, lookup=RecordingLookup(known=dict(known))) if old else []
-    return Checked(structure_findings(obj) + rules, old_findings, rec.failures())
+    return Checked(structure_findings(obj) + rules.findings, old_findings, rec.failures())
 
 
 def _line(f: Finding) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
@@ -52,10 +53,31 @@ def structure_findings(obj: Mapping[str, Any], disabled: Iterable[str] = ()) -> 
 def rule_findings(obj: Mapping[str, Any], *, lookup: Lookup = _EMPTY, old: Mapping[str, Any] | None = None,
                   disabled: Iterable[str] = ()) -> list[Finding]:
     """The rules part of `check()`."""
+    return rule_pass(obj, lookup=lookup, old=old, disabled=disabled).findings
+
+
+@dataclass(frozen=True)
+class RulePass:
+    findings: list[Finding]
+    version: Version  # the crVersion the rules ran for
+    used_lookup: frozenset[str]  # codes of the rules that consulted the lookup
+
+
+def rule_pass(obj: Mapping[str, Any], *, lookup: Lookup = _EMPTY, old: Mapping[str, Any] | None = None,
+              disabled: Iterable[str] = (), previous: RulePass | None = None) -> RulePass:
+    """Run the rules; given the `previous` pass with a lookup that now knows more, re-run only the rules that
+    consulted the lookup (the others cannot change) unless the crVersion, and so the set of rules, changed."""
     if not kinds.is_psmdb_object(obj):
-        return []
+        return RulePass([], LATEST, frozenset())
     version = cr_version_of(obj, lookup)
-    return list(run_rules(Context(obj, lookup, version, old), _rules_for(obj["kind"], version, _off(obj, disabled))))
+    rules = _rules_for(obj["kind"], version, _off(obj, disabled))
+    kept: list[Finding] = []
+    if previous is not None and previous.version == version:
+        kept = [f for f in previous.findings if f.code not in previous.used_lookup]
+        rules = tuple(r for r in rules if r.code in previous.used_lookup)
+    used: set[str] = set()
+    fresh = list(run_rules(Context(obj, lookup, version, old), rules, used))
+    return RulePass(kept + fresh, version, frozenset(used))
 
 
 @lru_cache(maxsize=256)

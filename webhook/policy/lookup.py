@@ -73,8 +73,10 @@ class RecordingLookup:
 
     known: dict[Ref, LookupResult] = field(default_factory=dict)
     asked: list[Ref] = field(default_factory=list)
+    calls: int = 0  # lets the engine tell which rules consulted the lookup
 
     def get(self, kind: str, namespace: str, name: str) -> LookupResult:
+        self.calls += 1
         ref = (kind, namespace, name)
         if ref not in self.known and ref not in self.asked:
             self.asked.append(ref)

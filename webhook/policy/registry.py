@@ -161,15 +161,21 @@ def backup_enabled(obj: Mapping[str, Any]) -> bool:
     return isinstance(backup, dict) and backup.get("enabled") is True
 
 
-def run_rules(ctx: Context, rules: Iterable[Rule]) -> Iterator[Finding]:
+def run_rules(ctx: Context, rules: Iterable[Rule], used_lookup: set[str] | None = None) -> Iterator[Finding]:
+    """Findings of `rules` on ctx. With `used_lookup`, the codes of rules that consulted ctx.lookup are added to it
+    (the lookup must count its calls, as RecordingLookup does)."""
     gate_open = ctx.kind != kinds.CLUSTER or backup_enabled(ctx.obj)
     for r in rules:
+        before = getattr(ctx.lookup, "calls", 0)
         try:
             violations = list(r.check(ctx))
         except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
             # A field of the wrong type: the schema finding already names it; this rule has nothing to add.
             log.debug("rule %s skipped on malformed input: %s", r.code, exc)
             continue
+        finally:
+            if used_lookup is not None and getattr(ctx.lookup, "calls", 0) != before:
+                used_lookup.add(r.code)
         for v in violations:
             severity = v.severity if v.severity is not None else r.severity
             message = v.message
