@@ -103,8 +103,33 @@ def compile_schema(schema: dict[str, Any]) -> Predicate:
         checks.append(check_props)
     if "items" in schema:
         item = compile_schema(schema["items"])
-        checks.append(lambda v: not isinstance(v, list) or all(item(x) for x in v))
-    return lambda v: all(c(v) for c in checks)
+
+        def check_items(v: Any) -> bool:
+            if isinstance(v, list):
+                for x in v:
+                    if not item(x):
+                        return False
+            return True
+        checks.append(check_items)
+    return _all_of(checks)
+
+
+def _all_of(checks: list[Predicate]) -> Predicate:
+    """One predicate for several; plain loops, because this runs for every node of every manifest."""
+    if not checks:
+        return lambda v: True
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda v: first(v) and second(v)
+
+    def every(v: Any) -> bool:
+        for c in checks:
+            if not c(v):
+                return False
+        return True
+    return every
 
 
 @lru_cache(maxsize=None)
