@@ -122,6 +122,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inject(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .inject import inject_documents
+    from .lint.loader import STDIN, LoadError, read_text
+
+    def load(path: str) -> list:
+        text = read_text(STDIN if path == "-" else path)
+        if isinstance(text, LoadError):
+            raise ValueError(f"{path}: {text.message}")
+        try:
+            return list(yaml.safe_load_all(text))
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+
+    try:
+        docs = load(args.file)
+        clusters = [d for f in args.cluster_file for d in load(f)]
+    except ValueError as exc:
+        print(f"psmdb-backup inject: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    keys = None if args.ssl_secret_keys == "" else frozenset(k.strip() for k in args.ssl_secret_keys.split(","))
+    results = inject_documents(docs, clusters, ssl_secret_keys=keys)
+    for r in results:
+        print(r.reason, file=sys.stderr)
+    text = yaml.safe_dump_all([r.obj for r in results if r.obj is not None], sort_keys=False)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .lint.formats import DEFAULT_FORMAT, FORMATS
 
@@ -180,6 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "json"), choices=["json", "text"])
     serve.set_defaults(func=cmd_serve)
+
+    inject = sub.add_parser("inject", help="add the backup-agent sidecar to Pods and StatefulSets offline (GitOps)",
+                            description="Write the input back with the backup-agent container added to every PSMDB "
+                            "replica-set or config-server Pod and StatefulSet pod template, exactly as the mutating "
+                            "webhook would. What was done to each object is printed on stderr.")
+    inject.add_argument("-f", "--file", required=True, metavar="FILE", help="manifests to inject into; - for stdin")
+    inject.add_argument("--cluster-file", action="append", default=[], metavar="FILE",
+                        help="file(s) with the PerconaServerMongoDB objects, when they are not in --file")
+    inject.add_argument("--ssl-secret-keys", default="ca.crt,tls.crt,tls.key", metavar="KEYS",
+                        help="keys of the cluster's SSL Secret, which decide the TLS options of PBM_MONGODB_URI "
+                        "(default: the three keys the operator's Secret has; \"\" for none)")
+    inject.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    inject.set_defaults(func=cmd_inject)
 
     from .certs import add_certs_parser
 
