@@ -75,15 +75,32 @@ def cmd_lint(args: argparse.Namespace) -> int:
     if unknown:
         print(f"psmdb-backup lint: unknown rule code(s) in --disable: {', '.join(unknown)}", file=sys.stderr)
         return EXIT_USAGE
-    run = LintRun(disabled=disabled)
-    report = run.lint_paths(args.paths or ["."])
+    if args.cluster:
+        import asyncio
+
+        from .lint.cluster import lint_cluster
+
+        if args.paths:
+            print("psmdb-backup lint: give either PATHs or --cluster, not both", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            report = asyncio.run(lint_cluster(args.kubeconfig, args.context,
+                                              None if args.all_namespaces else args.namespace, disabled))
+        except Exception as exc:  # noqa: BLE001 - any API or credentials failure is a usage-level error here
+            print(f"psmdb-backup lint --cluster: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        unreadable = False
+    else:
+        run = LintRun(disabled=disabled)
+        report = run.lint_paths(args.paths or ["."])
+        unreadable = run.unreadable
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         out.write(render(args.format, report, rules, color=_use_color(args.color, out)))
     finally:
         if out is not sys.stdout:
             out.close()
-    if run.unreadable:
+    if unreadable:
         return EXIT_USAGE
     return exit_code((f.finding for f in report.findings), Severity.parse(args.fail_on))
 
@@ -179,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "psmdb-backup-webhook.io/disable-rules")
     lint.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                       help="colour the text format (auto: only on a terminal, and not with NO_COLOR)")
+    lint.add_argument("--cluster", action="store_true", help="audit the objects already in a cluster (live lookups; "
+                      "positions are namespace/kind/name) instead of files")
+    lint.add_argument("--kubeconfig", help="with --cluster: kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    lint.add_argument("--context", help="with --cluster: kubeconfig context")
+    scope = lint.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", default="default", help="with --cluster: namespace (default: default)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="with --cluster: every namespace")
     lint.add_argument("--list-rules", action="store_true", help="list every rule and exit")
     lint.add_argument("--explain", metavar="CODE", help="describe one rule, with examples, and exit")
     lint.set_defaults(func=cmd_lint)

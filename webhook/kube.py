@@ -87,6 +87,16 @@ class KubeReader:
         return data
 
 
+    async def list(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Every object of a PSMDB kind, in one namespace or (None) in all."""
+        plural = _PSMDB_PLURALS[kind]
+        path = f"/apis/{kinds.GROUP}/v1/" + (f"namespaces/{namespace}/" if namespace else "") + plural
+        data = await self.api.call_api(
+            path, "GET", header_params={"Accept": "application/json"}, response_types_map={200: "object"},
+            auth_settings=["BearerToken"], _return_http_data_only=True, _request_timeout=max(self.timeout, 30))
+        return [{**item, "kind": kind, "apiVersion": f"{kinds.GROUP}/v1"} for item in data.get("items", [])]
+
+
 @dataclass
 class _Entry:
     expires: float
