@@ -6,7 +6,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test unit e2e control-plane bench docs clean
+CACHE  ?= $(or $(PSMDB_BACKUP_CACHE),$(HOME)/.cache/psmdb-backup-webhook)
+AZURITE_VERSION := 3.37.0
+
+.PHONY: demo test unit e2e control-plane azurite bench docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,11 +20,16 @@ $(STAMP): pyproject.toml
 control-plane:
 	@bash tools/build-control-plane.sh >/dev/null
 
+# Azure Blob emulator for the PBM simulator's storage tests (npm, cached outside the repository).
+azurite:
+	@test -x $(CACHE)/node/node_modules/.bin/azurite-blob || \
+		npm install --silent --no-audit --no-fund --prefix $(CACHE)/node azurite@$(AZURITE_VERSION) >/dev/null
+
 demo: $(STAMP)
 	@$(PY) tools/demo.py
 
 # Every test: unit, golden, fuzz and the end-to-end tests against a real kube-apiserver (which must not be skipped).
-test: $(STAMP) control-plane
+test: $(STAMP) control-plane azurite
 	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest tests
 
 unit: $(STAMP)
