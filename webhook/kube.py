@@ -73,12 +73,14 @@ class KubeReader:
     def __init__(self, api: client.ApiClient, timeout: float) -> None:
         self.api, self.timeout = api, timeout
 
+    async def _get_json(self, path: str, timeout: float) -> dict[str, Any]:
+        return await self.api.call_api(
+            path, "GET", header_params={"Accept": "application/json"}, response_types_map={200: "object"},
+            auth_settings=["BearerToken"], _return_http_data_only=True, _request_timeout=timeout)
+
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            data = await self.api.call_api(
-                resource_path(kind, namespace, name), "GET", header_params={"Accept": "application/json"},
-                response_types_map={200: "object"}, auth_settings=["BearerToken"], _return_http_data_only=True,
-                _request_timeout=self.timeout)
+            data = await self._get_json(resource_path(kind, namespace, name), self.timeout)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -91,9 +93,7 @@ class KubeReader:
         """Every object of a PSMDB kind, in one namespace or (None) in all."""
         plural = _PSMDB_PLURALS[kind]
         path = f"/apis/{kinds.GROUP}/v1/" + (f"namespaces/{namespace}/" if namespace else "") + plural
-        data = await self.api.call_api(
-            path, "GET", header_params={"Accept": "application/json"}, response_types_map={200: "object"},
-            auth_settings=["BearerToken"], _return_http_data_only=True, _request_timeout=max(self.timeout, 30))
+        data = await self._get_json(path, max(self.timeout, 30))
         return [{**item, "kind": kind, "apiVersion": f"{kinds.GROUP}/v1"} for item in data.get("items", [])]
 
 

@@ -375,32 +375,22 @@ def open_storage(storage_conf: Mapping[str, Any]) -> Storage:
     raise StorageError(f"pbm-sim: storage type {typ!r} is not simulated (s3, minio, azure, filesystem, blackhole are)")
 
 
+def _bucket_path(scheme: str, endpoint: str, c: Mapping[str, Any]) -> str:
+    """`<scheme>://bucket[/prefix]`, or `<endpoint>/bucket[/prefix]` with the scheme added when the endpoint has none."""
+    bucket = str(c.get("bucket") or "")
+    if not endpoint:
+        path = f"{scheme}://{bucket}"
+    else:
+        path = (endpoint if "://" in endpoint else f"{scheme}://{endpoint}") + "/" + bucket
+    return path + ("/" + str(c["prefix"]) if c.get("prefix") else "")
+
+
 def storage_path(storage_conf: Mapping[str, Any]) -> str:
     """PBM's `StorageConf.Path()` (what `pbm backup -o json` prints as `storagePath`). PBM:pbm/config/config.go."""
     typ = str(storage_conf.get("type") or "")
     c = storage_conf.get(typ) or {}
-    if typ == "s3":
-        path = str(c.get("endpointUrl") or "")
-        if not path:
-            path = "s3://" + str(c.get("bucket") or "")
-        else:
-            if "://" not in path:
-                path = "s3://" + path
-            path += "/" + str(c.get("bucket") or "")
-        if c.get("prefix"):
-            path += "/" + str(c["prefix"])
-        return path
-    if typ == "minio":
-        path = str(c.get("endpoint") or "")
-        if not path:
-            path = "minio://" + str(c.get("bucket") or "")
-        else:
-            if "://" not in path:
-                path = "minio://" + path
-            path += "/" + str(c.get("bucket") or "")
-        if c.get("prefix"):
-            path += "/" + str(c["prefix"])
-        return path
+    if typ in ("s3", "minio"):
+        return _bucket_path(typ, str(c.get("endpointUrl" if typ == "s3" else "endpoint") or ""), c)
     if typ == "azure":
         ep = str(c.get("endpointUrl") or "") or f"https://{c.get('account') or ''}.blob.core.windows.net"
         path = ep + "/" + str(c.get("container") or "")
