@@ -73,10 +73,20 @@ class KubeReader:
     def __init__(self, api: client.ApiClient, timeout: float) -> None:
         self.api, self.timeout = api, timeout
 
-    async def _get_json(self, path: str, timeout: float) -> dict[str, Any]:
-        return await self.api.call_api(
-            path, "GET", header_params={"Accept": "application/json"}, response_types_map={200: "object"},
-            auth_settings=["BearerToken"], _return_http_data_only=True, _request_timeout=timeout)
+    async def _get_json(self, path: str, timeout: float, attempts: int = 5) -> dict[str, Any]:
+        """GET as JSON. A 429 (e.g. "storage is (re)initializing" while the API server fills the watch cache of a
+        resource on its first list) is retried after its Retry-After, at most `attempts` times."""
+        for attempt in range(attempts):
+            try:
+                return await self.api.call_api(
+                    path, "GET", header_params={"Accept": "application/json"}, response_types_map={200: "object"},
+                    auth_settings=["BearerToken"], _return_http_data_only=True, _request_timeout=timeout)
+            except ApiException as exc:
+                if exc.status != 429 or attempt == attempts - 1:
+                    raise
+                retry_after = (exc.headers or {}).get("Retry-After", "1")
+                await asyncio.sleep(min(float(retry_after) if str(retry_after).isdigit() else 1.0, 5.0))
+        raise AssertionError("unreachable")
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
