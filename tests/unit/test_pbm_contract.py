@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tools.storage_servers import AZURITE_ACCOUNT, AZURITE_KEY, Unavailable, start_azurite, start_moto  # noqa: E402
 from webhook.controller.kubeexec import ExecResult, KubeExec, LocalExec, PodRef, parse_exec_status  # noqa: E402
 from webhook.controller.pbm import (  # noqa: E402
     BackupInfo,
@@ -150,15 +151,11 @@ def assert_status(d: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Any:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    moto = start_moto()
     try:
-        yield f"http://{host}:{port}"
+        yield moto.endpoint
     finally:
-        server.stop()
+        moto.stop()
 
 
 @pytest.fixture(scope="module")
@@ -834,52 +831,18 @@ def test_kubeexec_channels(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --------------------------------------------------------------------------------------------------- Azure (Azurite)
 
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Azurite's blob service on 127.0.0.1 (npm `azurite`, installed by `make test` into the cache). Outside
-    `make test` the test is skipped when Azurite or the SDK is missing; under it (PSMDB_REQUIRE_E2E=1) that fails."""
-    import os
-    import shutil
-
-    def unavailable(why: str) -> None:
-        (pytest.fail if os.environ.get("PSMDB_REQUIRE_E2E") == "1" else pytest.skip)(why)
-
+    """Azurite's blob service on 127.0.0.1. Outside `make test` the test is skipped when Azurite or the SDK is
+    missing; under it (PSMDB_REQUIRE_E2E=1) that fails."""
     try:
-        import azure.storage.blob  # noqa: F401
-    except ImportError:
-        unavailable("azure-storage-blob is not installed (pip install -e '.[test]')")
-    cache = Path(os.environ.get("PSMDB_BACKUP_CACHE", Path.home() / ".cache" / "psmdb-backup-webhook"))
-    cached = cache / "node" / "node_modules" / ".bin" / "azurite-blob"
-    exe = str(cached) if cached.exists() else shutil.which("azurite-blob")
-    if exe is None:
-        unavailable("azurite-blob not installed (make azurite)")
-    d = tmp_path_factory.mktemp("azurite")
-    proc = subprocess.Popen([exe, "--blobHost", "127.0.0.1", "--blobPort", "0", "--location", str(d), "--loose",
-                             "--skipApiVersionCheck", "--silent"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    except Unavailable as e:
+        (pytest.fail if os.environ.get("PSMDB_REQUIRE_E2E") == "1" else pytest.skip)(str(e))
     try:
-        import select
-        import time
-
-        deadline, line, endpoint = time.monotonic() + 30, "", ""
-        assert proc.stdout is not None
-        while time.monotonic() < deadline and not endpoint:
-            r, _, _ = select.select([proc.stdout], [], [], 1)
-            if r:
-                line = proc.stdout.readline()
-                m = re.search(r"listens on (http://127\.0\.0\.1:\d+)", line)
-                endpoint = m.group(1) if m else ""
-            if proc.poll() is not None:
-                break
-        if not endpoint:
-            unavailable(f"azurite did not start: {line!r}")
-        yield f"{endpoint}/{AZURITE_ACCOUNT}"
+        yield server.endpoint
     finally:
-        proc.kill()  # a throwaway server on a temp dir; it takes seconds to honour SIGTERM/SIGINT
-        proc.wait(5)
+        server.stop()
 
 
 def test_azure_storage_via_azurite(env: dict[str, str], tmp_path: Path, azurite: str) -> None:

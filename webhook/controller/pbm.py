@@ -281,6 +281,19 @@ class PBMDriver(Protocol):
 
     async def status(self, cluster_ref: ClusterRef, sections: Sequence[str] = ()) -> dict[str, Any]: ...
 
+    async def set_config_value(self, cluster_ref: ClusterRef, key: str, value: str) -> None: ...
+
+    async def pitr_latest(self, cluster_ref: ClusterRef) -> datetime | None:
+        """The end of the newest point-in-time range PBM can restore to (None: no range)."""
+        ...
+
+    async def find_backup_since(self, cluster_ref: ClusterRef, since: datetime) -> str | None:
+        """The name of a PBM backup started at or after `since` (running or finished), if any: how a controller that
+        died between starting a backup and recording its name finds it again."""
+        ...
+
+    async def find_restore_since(self, cluster_ref: ClusterRef, since: datetime) -> str | None: ...
+
 
 # --------------------------------------------------------------------------------------------------- CLI driver
 
@@ -452,7 +465,8 @@ class CliDriver:
             if name == "main":
                 raise ValueError('a PBM profile cannot be called "main"')
             body = {"storage": prof["storage"]} if "storage" in prof else {"storage": dict(prof)}
-            await self._json_with_file(cluster_ref, ["profile", "add", name], _dump_yaml(body))
+            # --sync: PBM learns the backups already on that storage, so they can be restored
+            await self._json_with_file(cluster_ref, ["profile", "add", "--sync", name], _dump_yaml(body))
             added.append(name)
         for name in sorted(n for n in have if n and n not in profiles):
             await self._json(cluster_ref, ["profile", "remove", name])
@@ -492,15 +506,31 @@ class CliDriver:
 
     async def _find_backup_since(self, cluster_ref: ClusterRef, since: datetime) -> str | None:
         try:
-            st = await self.status(cluster_ref, ["running"])
+            return await self.find_backup_since(cluster_ref, since)
         except PBMError:
             return None
+
+    async def find_backup_since(self, cluster_ref: ClusterRef, since: datetime) -> str | None:
+        st = await self.status(cluster_ref, ["running", "backups"])
+        names = [s.get("name") for s in ((st.get("backups") or {}).get("snapshot") or []) if isinstance(s, Mapping)]
         running = st.get("running") or {}
-        if running.get("type") == "backup" and isinstance(running.get("name"), str):
-            started = _from_rfc3339(running["name"])
-            if started is not None and started >= since:
-                return running["name"]
-        return None
+        if running.get("type") == "backup":
+            names.append(running.get("name"))
+        return _earliest_since(names, since)
+
+    async def find_restore_since(self, cluster_ref: ClusterRef, since: datetime) -> str | None:
+        out = await self._json(cluster_ref, ["list", "--restore"])
+        return _earliest_since([r.get("name") for r in out or [] if isinstance(r, Mapping)], since)
+
+    async def set_config_value(self, cluster_ref: ClusterRef, key: str, value: str) -> None:
+        await self._run(cluster_ref, ["config", "--set", f"{key}={value}"])
+
+    async def pitr_latest(self, cluster_ref: ClusterRef) -> datetime | None:
+        out = await self._json(cluster_ref, ["list"])
+        ends = [_from_ts((r.get("range") or {}).get("end")) for r in ((out or {}).get("pitr") or {}).get("ranges") or []
+                if isinstance(r, Mapping) and not r.get("error")]
+        ends = [e for e in ends if e is not None]
+        return max(ends) if ends else None
 
     async def backup_status(self, cluster_ref: ClusterRef, pbm_name: str) -> BackupInfo | None:
         try:
@@ -592,6 +622,14 @@ class CliDriver:
         if not isinstance(out, dict):
             raise PBMOutputError(f"pbm status: expected a JSON object: {str(out)[:200]}", argv=args)
         return out
+
+
+def _earliest_since(names: Sequence[Any], since: datetime) -> str | None:
+    """PBM names backups and restores after their start time (RFC3339 / RFC3339Nano, UTC)."""
+    floor = since.astimezone(timezone.utc).replace(microsecond=0)
+    found = sorted((t, n) for n in names if isinstance(n, str)
+                   for t in [_from_rfc3339(n)] if t is not None and t >= floor)
+    return found[0][1] if found else None
 
 
 def _dump_yaml(doc: Mapping[str, Any]) -> str:

@@ -1,0 +1,294 @@
+"""`psmdb-backup controller` against a real kube-apiserver: kwok runs the database pods, and `pbm` exec'd in their
+`backup-agent` container is the PBM simulator writing real objects to moto S3 and Azurite (tools/ctlcluster.py).
+
+The tests run in file order on one cluster and one controller pair; the last ones kill and restart controllers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tools import ctlcluster
+from tools.ctlcluster import CtlCluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+BACKUP, RESTORE = "PerconaServerMongoDBBackup", "PerconaServerMongoDBRestore"
+CLUSTERS = ["od", "sched", "rst", "busy", "ha"]
+
+
+@pytest.fixture(scope="module")
+def ctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CtlCluster]:
+    c = ctlcluster.start(tmp_path_factory.mktemp("controller"), CLUSTERS,
+                         sim_env={"PBM_SIM_RESTORE_SECONDS": "4"})
+    try:
+        c.controller("a", "--poll-interval", "0.5", "--lease-duration", "4")
+        yield c
+    finally:
+        for proc in c.controllers:
+            print(f"--- controller {proc.name}\n{proc.log_tail(40)}")
+        ctlcluster.stop(c)
+
+
+def backup(ctl: CtlCluster, name: str, cluster: str, storage: str = "s3", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "psmdb.percona.com/v1", "kind": BACKUP,
+            "metadata": {"name": name, "namespace": ctl.namespace, "finalizers": ["percona.com/delete-backup"]},
+            "spec": {"clusterName": cluster, "storageName": storage, **spec}}
+
+
+def restore(ctl: CtlCluster, name: str, cluster: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "psmdb.percona.com/v1", "kind": RESTORE,
+            "metadata": {"name": name, "namespace": ctl.namespace}, "spec": {"clusterName": cluster, **spec}}
+
+
+def events(ctl: CtlCluster, name: str) -> list[str]:
+    items = json.loads(ctl.kubectl("get", "events", "-n", ctl.namespace, "--field-selector",
+                                   f"involvedObject.name={name}", "-o", "json").stdout)["items"]
+    return [e["reason"] for e in sorted(items, key=lambda e: e["metadata"]["creationTimestamp"])]
+
+
+def pbm_commands(ctl: CtlCluster, cluster: str, command: str) -> list[dict[str, Any]]:
+    return [c for c in ctl.sim_calls(cluster) if c["argv"][:1] == [command] and c.get("exit") == 0]
+
+
+# --------------------------------------------------------------------------------------------------- backups
+
+
+def test_on_demand_backups_to_s3_and_azure_reach_ready_with_files_in_both(ctl: CtlCluster) -> None:
+    ctl.add_cluster("od")
+    ctl.apply([backup(ctl, "od-s3", "od", "s3"), backup(ctl, "od-az", "od", "azure", compressionType="gzip")])
+    s3 = ctl.wait_state(BACKUP, "od-s3", ["ready", "error"])
+    az = ctl.wait_state(BACKUP, "od-az", ["ready", "error"])
+    for b, storage in ((s3, "s3"), (az, "azure")):
+        st = b["status"]
+        assert st["state"] == "ready", st
+        assert st["storageName"] == storage and st["type"] == "logical"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", st["pbmName"])
+        assert st["start"] and st["completed"] and st["lastTransition"] and st["size"].endswith("B")
+        assert storage in st  # the storage spec copy, used for deletion and as a restore source
+        assert events(ctl, b["metadata"]["name"])[-1] == "BackupReady"
+    assert s3["status"]["destination"] == f"s3://{ctl.bucket}/od/{s3['status']['pbmName']}"
+    assert az["status"]["destination"] == f"{ctl.azurite.endpoint}/{ctl.container}/od/{az['status']['pbmName']}"
+    s3_keys = ctl.s3_keys(f"od/{s3['status']['pbmName']}")
+    az_keys = ctl.azure_keys(f"od/{az['status']['pbmName']}")
+    assert f"od/{s3['status']['pbmName']}.pbm.json" in s3_keys and any(k.endswith("metadata.json") for k in s3_keys)
+    assert f"od/{az['status']['pbmName']}.pbm.json" in az_keys and any(k.endswith(".gz") for k in az_keys)
+    # one PBM backup per Backup object; the non-main storage went through its PBM profile
+    starts = pbm_commands(ctl, "od", "backup")
+    assert len(starts) == 2 and sum("--profile" in c["argv"] for c in starts) == 1
+
+
+def test_deleting_a_backup_removes_its_files_from_storage(ctl: CtlCluster) -> None:
+    pbm_name = ctl.get(BACKUP, "od-s3")["status"]["pbmName"]
+    assert ctl.s3_keys(f"od/{pbm_name}")
+    ctl.kubectl("delete", BACKUP, "od-s3", "-n", ctl.namespace, "--timeout=60s")
+    assert ctl.s3_keys(f"od/{pbm_name}") == []
+
+
+def test_invalid_backup_fails_with_the_webhook_message(ctl: CtlCluster) -> None:
+    ctl.apply(backup(ctl, "od-bad", "od", "nowhere"))
+    b = ctl.wait_state(BACKUP, "od-bad", ["error"])
+    assert "PSB4" in b["status"]["error"] and "nowhere" in b["status"]["error"]
+    assert b["status"]["error"].startswith(f"{BACKUP} {ctl.namespace}/od-bad is rejected by psmdb-backup-webhook")
+    assert "BackupFailed" in events(ctl, "od-bad")
+
+
+def test_backup_of_a_missing_cluster_fails(ctl: CtlCluster) -> None:
+    ctl.apply(backup(ctl, "ghost-b", "ghost"))
+    b = ctl.wait_state(BACKUP, "ghost-b", ["error"])
+    assert b["status"]["error"]  # the rule engine's message names the missing cluster
+    assert "ghost" in b["status"]["error"]
+
+
+# --------------------------------------------------------------------------------------------------- schedules
+
+
+def test_schedule_makes_one_backup_per_slot_and_retention_keeps_two(ctl: CtlCluster) -> None:
+    task = {"name": "every6s", "enabled": True, "schedule": "@every 6s", "storageName": "s3",
+            "retention": {"type": "count", "count": 2, "deleteFromStorage": True}}
+    ctl.add_cluster("sched", tasks=[task])
+    selector = "percona.com/cluster=sched,percona.com/backup-ancestor=every6s"
+
+    def ready_and_trimmed() -> list[dict[str, Any]] | None:
+        items = ctl.list(BACKUP, selector)
+        done = [b for b in items if (b.get("status") or {}).get("state") == "ready"]
+        deleted = ctl.cp.api("GET", f"/apis/psmdb.percona.com/v1/namespaces/{ctl.namespace}/events")
+        trimmed = [e for e in deleted["items"] if e["reason"] == "BackupRetentionDeleted"]
+        return items if len(done) == 2 and len(trimmed) >= 2 else None
+
+    items = ctl.wait("4 slots run and retention down to 2", ready_and_trimmed, timeout=120)
+    for b in items:
+        labels = b["metadata"]["labels"]
+        assert labels["percona.com/backup-type"] == "cron" and labels["app.kubernetes.io/instance"] == "sched"
+        assert b["metadata"]["finalizers"][0] == "percona.com/delete-backup"
+        assert b["metadata"]["name"].startswith("cron-sched-")
+    # exactly once per slot: slots are 6 s apart and each one has one Backup and one PBM backup
+    slots = sorted(b["metadata"]["annotations"]["psmdb-backup-webhook.io/slot"] for b in items)
+    assert len(slots) == len(set(slots))
+    starts = pbm_commands(ctl, "sched", "backup")
+    deletes = pbm_commands(ctl, "sched", "delete-backup")
+    assert len(deletes) >= 2 and len(starts) >= 4
+    remaining = {b["status"]["pbmName"] for b in items if (b.get("status") or {}).get("pbmName")}
+    for d in deletes:  # the deleted backups' files are gone from S3, the kept ones are there
+        assert d["argv"][1] not in remaining and ctl.s3_keys(f"sched/{d['argv'][1]}") == []
+    for name in remaining:
+        assert ctl.s3_keys(f"sched/{name}.pbm.json")
+
+
+def test_task_change_takes_effect_at_once_and_bad_schedule_keeps_the_last_good_one(ctl: CtlCluster) -> None:
+    ctl.kubectl("patch", "psmdb", "sched", "-n", ctl.namespace, "--type=json", "-p", json.dumps(
+        [{"op": "replace", "path": "/spec/backup/tasks/0/schedule", "value": "not a schedule"}]))
+    ctl.wait("schedule warning", lambda: "BackupScheduleInvalid" in events(ctl, "sched"), timeout=30)
+    before = {b["metadata"]["name"] for b in ctl.list(BACKUP, "percona.com/cluster=sched")}
+    ctl.wait("a backup from the last good schedule", lambda: {
+        b["metadata"]["name"] for b in ctl.list(BACKUP, "percona.com/cluster=sched")} - before, timeout=30)
+    # switching the task off stops it at once
+    ctl.kubectl("patch", "psmdb", "sched", "-n", ctl.namespace, "--type=json", "-p", json.dumps(
+        [{"op": "replace", "path": "/spec/backup/tasks/0/enabled", "value": False}]))
+    time.sleep(1)
+    count = len(ctl.list(BACKUP, "percona.com/cluster=sched"))
+    time.sleep(8)
+    assert len(ctl.list(BACKUP, "percona.com/cluster=sched")) == count
+
+
+# --------------------------------------------------------------------------------------------------- restores
+
+
+@pytest.fixture(scope="module")
+def rst_backup(ctl: CtlCluster) -> dict[str, Any]:
+    ctl.add_cluster("rst", pitr=True)
+    ctl.apply(backup(ctl, "rst-base", "rst"))
+    return ctl.wait_state(BACKUP, "rst-base", ["ready"])
+
+
+def test_restore_by_backup_name(ctl: CtlCluster, rst_backup: dict[str, Any]) -> None:
+    ctl.apply(restore(ctl, "r-name", "rst", backupName="rst-base"))
+    r = ctl.wait_state(RESTORE, "r-name", ["ready", "error"])
+    assert r["status"]["state"] == "ready", r["status"]
+    assert r["status"]["pbmName"] and r["status"]["completed"]
+    calls = pbm_commands(ctl, "rst", "restore")
+    assert calls[-1]["argv"][1] == rst_backup["status"]["pbmName"]
+    # PITR was switched off for the restore and back on afterwards (the cluster has it enabled)
+    sets = [c["argv"] for c in pbm_commands(ctl, "rst", "config") if "--set" in c["argv"]]
+    assert sets[-2:] == [["config", "--set", "pitr.enabled=false"], ["config", "--set", "pitr.enabled=true"]]
+
+
+def test_restore_from_backup_source(ctl: CtlCluster, rst_backup: dict[str, Any]) -> None:
+    st = rst_backup["status"]
+    ctl.apply(restore(ctl, "r-src", "rst", backupSource={"type": "logical", "destination": st["destination"],
+                                                         "s3": st["s3"]}))
+    r = ctl.wait_state(RESTORE, "r-src", ["ready", "error"])
+    assert r["status"]["state"] == "ready", r["status"]
+    assert pbm_commands(ctl, "rst", "restore")[-1]["argv"][1] == st["pbmName"]
+
+
+def test_point_in_time_restores_latest_and_date(ctl: CtlCluster, rst_backup: dict[str, Any]) -> None:
+    time.sleep(2)  # the simulated oplog timeline grows after the base backup
+    ctl.apply(restore(ctl, "r-latest", "rst", backupName="rst-base", pitr={"type": "latest"}))
+    r = ctl.wait_state(RESTORE, "r-latest", ["ready", "error"])
+    assert r["status"]["state"] == "ready", r["status"]
+    argv = pbm_commands(ctl, "rst", "restore")[-1]["argv"]
+    assert "--time" in argv and argv[argv.index("--base-snapshot") + 1] == rst_backup["status"]["pbmName"]
+    last_write = rst_backup["status"]["lastWriteAt"].replace("T", " ").rstrip("Z")
+    target = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.mktime(time.strptime(
+        last_write, "%Y-%m-%d %H:%M:%S")) - time.timezone + 1))
+    ctl.apply(restore(ctl, "r-date", "rst", backupName="rst-base", pitr={"type": "date", "date": target}))
+    r = ctl.wait_state(RESTORE, "r-date", ["ready", "error"])
+    assert r["status"]["state"] == "ready", r["status"]
+    argv = pbm_commands(ctl, "rst", "restore")[-1]["argv"]
+    assert argv[argv.index("--time") + 1] == target.replace(" ", "T")
+
+
+def test_selective_and_namespace_cloning_restores(ctl: CtlCluster, rst_backup: dict[str, Any]) -> None:
+    ctl.apply([restore(ctl, "r-sel", "rst", backupName="rst-base",
+                       selective={"namespaces": ["app.items"], "withUsersAndRoles": True}),
+               restore(ctl, "r-clone", "rst", backupName="rst-base",
+                       selective={"nsFrom": "app.items", "nsTo": "app.items_copy"})])
+    for name in ("r-sel", "r-clone"):
+        r = ctl.wait_state(RESTORE, name, ["ready", "error"])
+        assert r["status"]["state"] == "ready", r["status"]
+    argvs = [c["argv"] for c in pbm_commands(ctl, "rst", "restore")[-2:]]
+    assert any("--ns" in a and "app.items" in a and "--with-users-and-roles" in a for a in argvs)
+    assert any("--ns-from" in a and "app.items_copy" in a for a in argvs)
+
+
+def test_backup_requested_during_a_restore_waits_for_it(ctl: CtlCluster) -> None:
+    ctl.add_cluster("busy")
+    ctl.apply(backup(ctl, "busy-base", "busy"))
+    ctl.wait_state(BACKUP, "busy-base", ["ready"])
+    ctl.apply(restore(ctl, "busy-r", "busy", backupName="busy-base"))
+    ctl.wait_state(RESTORE, "busy-r", ["requested", "running"])
+    ctl.apply(backup(ctl, "busy-b", "busy"))
+    ctl.wait_state(BACKUP, "busy-b", ["waiting"], timeout=10)
+    r = ctl.wait_state(RESTORE, "busy-r", ["ready"])
+    b = ctl.wait_state(BACKUP, "busy-b", ["ready"])
+    assert b["status"]["start"] >= r["status"]["completed"]
+
+
+def test_restore_of_an_unknown_backup_fails(ctl: CtlCluster) -> None:
+    ctl.apply(restore(ctl, "r-missing", "busy", backupName="no-such-backup"))
+    r = ctl.wait_state(RESTORE, "r-missing", ["error"])
+    assert "no-such-backup" in r["status"]["error"]
+
+
+# --------------------------------------------------------------------------------------------------- HA
+
+
+def test_metrics_expose_backups_by_state_and_leadership(ctl: CtlCluster) -> None:
+    text = ctl.controllers[0].http("/metrics")
+    assert re.search(r'psmdb_backup_controller_backups\{cluster="od",namespace="ctl",state="ready"\} [1-9]', text)
+    assert "psmdb_backup_controller_leader 1.0" in text
+    assert ctl.controllers[0].http("/readyz") == "ok"
+
+
+def test_second_replica_stands_by_and_takes_over_a_killed_leader_mid_backup(ctl: CtlCluster) -> None:
+    a = ctl.controllers[0]
+    b = ctl.controller("b", "--poll-interval", "0.5", "--lease-duration", "4")
+    lease = ctl.get("lease", "psmdb-backup-controller")
+    assert lease["spec"]["holderIdentity"] == "a"
+    assert "psmdb_backup_controller_leader 0.0" in b.http("/metrics")
+    ctl.add_cluster("ha", tasks=[{"name": "ha5s", "enabled": True, "schedule": "@every 5s", "storageName": "s3"}])
+    ctl.apply(backup(ctl, "ha-b", "ha"))
+    ctl.wait_state(BACKUP, "ha-b", ["requested", "running"])
+    a.kill()  # mid-backup, without releasing anything
+    killed_at = time.monotonic()
+    ctl.wait("b leads", lambda: ctl.get("lease", "psmdb-backup-controller")["spec"]["holderIdentity"] == "b",
+             timeout=20)
+    assert time.monotonic() - killed_at < 4 + 6  # within the lease duration plus a renewal period
+    done = ctl.wait_state(BACKUP, "ha-b", ["ready", "error"])
+    assert done["status"]["state"] == "ready", done["status"]
+    # nothing lost, nothing twice: the on-demand backup is one PBM backup, each slot one Backup
+    time.sleep(6)
+    starts = pbm_commands(ctl, "ha", "backup")
+    backups = ctl.list(BACKUP, "percona.com/cluster=ha")
+    slots = [x["metadata"]["annotations"]["psmdb-backup-webhook.io/slot"] for x in backups]
+    assert len(slots) == len(set(slots)) and len(slots) >= 2
+    pbm_names = [x["status"].get("pbmName") for x in backups + [done] if x.get("status", {}).get("pbmName")]
+    assert len(pbm_names) == len(set(pbm_names))
+    assert len(starts) <= len(backups) + 1
+    assert not any(line.get("msg", "").startswith("acting") for line in b.log_lines()[:3])
+    # the leader's cluster lock was taken by the new leader, not left behind
+    assert ctl.get("lease", "psmdb-ha-backup-lock") is None or \
+        ctl.get("lease", "psmdb-ha-backup-lock")["spec"]["holderIdentity"].startswith("cron-ha-")
+
+
+def test_restarted_controller_runs_only_the_latest_missed_slot(ctl: CtlCluster) -> None:
+    b = ctl.controllers[-1]
+    b.stop()  # clean shutdown releases the leader lease
+    assert (ctl.get("lease", "psmdb-backup-controller")["spec"].get("holderIdentity") or "") == ""
+    before = {x["metadata"]["name"] for x in ctl.list(BACKUP, "percona.com/cluster=ha")}
+    time.sleep(16)  # about three 5 s slots pass with no controller
+    c = ctl.controller("c", "--poll-interval", "0.5", "--lease-duration", "4")
+    ctl.wait("missed slots reported", lambda: "BackupSlotMissed" in events(ctl, "ha"), timeout=30)
+    after = ctl.wait("the catch-up backup", lambda: {x["metadata"]["name"] for x in ctl.list(
+        BACKUP, "percona.com/cluster=ha")} - before, timeout=15)
+    assert len(after) <= 2  # the latest missed slot, and perhaps the next regular one
+    text = c.http("/metrics")
+    missed = re.search(r'psmdb_backup_controller_missed_slots_total\{[^}]*task="ha5s"\} (\d+)', text)
+    assert missed and int(missed.group(1)) >= 1

@@ -1,0 +1,146 @@
+"""What every reconciler shares: settings, the API, the caches the informers fill, PBM, events, metrics, the clock,
+and the rule engine (so a Backup or Restore that slipped past a disabled webhook fails with the webhook's message)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from ..admission.validate import Enforcement, LookupFailure, decide, evaluate
+from ..kube import LiveLookup
+from ..policy import kinds
+from .kubeapi import Events, Kube, psmdb_path, secret_path
+from .leases import Leases
+from .metrics import Metrics
+from .pbm import ClusterRef, PBMDriver
+
+log = logging.getLogger(__name__)
+
+Store = dict[tuple[str, str], dict[str, Any]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Settings:
+    poll_interval: float = 5.0  # how often a running backup/restore is polled
+    lock_duration: int = 300  # seconds a per-cluster operation lock lives without renewal
+    default_starting_deadline: int = 120  # seconds (facts §6.5)
+    config_retry: float = 30.0  # seconds between attempts to apply a PBM config that failed
+
+
+@dataclass
+class Ctx:
+    kube: Kube
+    driver: PBMDriver
+    lookup: LiveLookup
+    settings: Settings = field(default_factory=Settings)
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: Callable[[], datetime] = utcnow
+    clusters: Store = field(default_factory=dict)
+    backups: Store = field(default_factory=dict)
+    restores: Store = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.events = Events(self.kube)
+        self.leases = Leases(self.kube, self.clock)
+        self._cluster_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def cluster_lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        """Serialises this process's PBM configuration changes per cluster."""
+        return self._cluster_locks.setdefault(key, asyncio.Lock())
+
+    async def validation_error(self, obj: Mapping[str, Any]) -> str | None:
+        """The webhook's denial message for `obj` as it is now, or None when the webhook would admit it. Lookups that
+        fail do not fail the object (the caller retries on its next pass)."""
+        meta = obj.get("metadata") or {}
+        checked = await evaluate(obj, None, self.lookup)
+        decision = decide(checked, what=f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}",
+                          mode=Enforcement.ENFORCE, on_lookup_failure=LookupFailure.WARN)
+        return None if decision.allowed else decision.message
+
+    async def secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        obj = await self.kube.get(secret_path(namespace, name))
+        if obj is None:
+            return None
+        out = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (obj.get("data") or {}).items()}
+        out.update(obj.get("stringData") or {})
+        return out
+
+    async def secrets_for(self, namespace: str, names: list[str]) -> Callable[[str], dict[str, str] | None]:
+        """A synchronous getter over the Secrets `names` read now (pbmconfig is pure)."""
+        data = {n: await self.secret(namespace, n) for n in dict.fromkeys(names) if n}
+        return lambda n: data.get(n)
+
+    async def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        updated = await self.kube.patch(psmdb_path(obj["kind"], meta["namespace"], meta["name"], "status"),
+                                        {"status": dict(status)})
+        return self.remember(updated, obj["kind"])
+
+    def store_for(self, kind: str) -> Store:
+        return {"PerconaServerMongoDBBackup": self.backups, "PerconaServerMongoDBRestore": self.restores,
+                "PerconaServerMongoDB": self.clusters}[kind]
+
+    def remember(self, obj: dict[str, Any], kind: str) -> dict[str, Any]:
+        """Keep what the API server answered in the cache at once (the watch event follows)."""
+        obj.setdefault("kind", kind)
+        self.store_for(kind)[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+        return obj
+
+    async def add_finalizer(self, obj: dict[str, Any], finalizer: str) -> dict[str, Any]:
+        meta = obj["metadata"]
+        have = list(meta.get("finalizers") or [])
+        if finalizer in have:
+            return obj
+        updated = await self.kube.patch(psmdb_path(obj["kind"], meta["namespace"], meta["name"]), {"metadata": {
+            "finalizers": have + [finalizer], "resourceVersion": meta["resourceVersion"]}})
+        return self.remember(updated, obj["kind"])
+
+    def holder_finished(self, holder: str) -> bool:
+        """Whether the Backup or Restore holding a cluster lock (`<name>-<uid>`) is gone or finished, so the lock
+        can be taken over (a lock the operator left, or one whose owner was deleted while waiting)."""
+        uid = holder[-36:]
+        for store in (self.backups, self.restores):
+            for o in store.values():
+                if o["metadata"].get("uid") == uid:
+                    return (o.get("status") or {}).get("state") in ("ready", "error")
+        return True
+
+    def cluster_of(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        meta = obj.get("metadata") or {}
+        name = (obj.get("spec") or {}).get("clusterName") or ""
+        return self.clusters.get((meta.get("namespace", ""), name)) if name else None
+
+
+def cluster_ref(cluster: Mapping[str, Any]) -> ClusterRef:
+    return ClusterRef(cluster["metadata"]["namespace"], cluster["metadata"]["name"])
+
+
+def credential_secrets(storage: Mapping[str, Any]) -> list[str]:
+    """Secret names a storage spec reads (for pbmconfig)."""
+    kind = storage.get("type")
+    body = storage.get(kind) if isinstance(kind, str) and isinstance(storage.get(kind), Mapping) else {}
+    names = [str(body.get("credentialsSecret") or "")]
+    sse = body.get("serverSideEncryption") or {}
+    if isinstance(sse, Mapping):
+        names.append(str(sse.get("secretName") or ""))
+    return [n for n in names if n]
+
+
+def cluster_secrets(cluster: Mapping[str, Any]) -> list[str]:
+    spec = cluster.get("spec") or {}
+    names = [n for st in ((spec.get("backup") or {}).get("storages") or {}).values() if isinstance(st, Mapping)
+             for n in credential_secrets(st)]
+    sse = (spec.get("secrets") or {}).get("sse")
+    return names + ([sse] if sse else [])
+
+
+def is_kind(obj: Mapping[str, Any], kind: str) -> bool:
+    return obj.get("kind") == kind and str(obj.get("apiVersion", kinds.GROUP)).startswith(kinds.GROUP)
