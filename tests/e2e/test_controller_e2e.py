@@ -118,7 +118,7 @@ def test_schedule_makes_one_backup_per_slot_and_retention_keeps_two(ctl: CtlClus
     def ready_and_trimmed() -> list[dict[str, Any]] | None:
         items = ctl.list(BACKUP, selector)
         done = [b for b in items if (b.get("status") or {}).get("state") == "ready"]
-        deleted = ctl.cp.api("GET", f"/apis/psmdb.percona.com/v1/namespaces/{ctl.namespace}/events")
+        deleted = ctl.cp.api("GET", f"/api/v1/namespaces/{ctl.namespace}/events")
         trimmed = [e for e in deleted["items"] if e["reason"] == "BackupRetentionDeleted"]
         return items if len(done) == 2 and len(trimmed) >= 2 else None
 

@@ -35,6 +35,7 @@ IMAGE = "ghcr.io/psmdb-backup-webhook/psmdb-backup-webhook:0.1.0"
 TLS_SECRET = "psmdb-backup-webhook-tls"
 WEBHOOK_SA = "psmdb-backup-webhook"
 CERTS_SA = "psmdb-backup-webhook-certs"
+CONTROLLER = "psmdb-backup-controller"
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": NAME}
 CRDS = {f"{p}.psmdb.percona.com" for p in
         ("perconaservermongodbs", "perconaservermongodbbackups", "perconaservermongodbrestores")}
@@ -53,6 +54,24 @@ WEBHOOK_CLUSTER_RULES = {
     ("", "configmaps", "get", "*"),
     ("", "namespaces", "get", "*"),
     ("", "secrets", "get", "*"),
+}
+# The controller (webhook/controller): watches the PSMDB kinds; creates and deletes Backups (schedules, retention);
+# patches finalizers, status and the cluster annotations it owns; reads Secrets by name for PBM credentials; execs
+# pbm in the backup-agent containers; holds Leases (operation locks, leader) and writes Events.
+CONTROLLER_CLUSTER_RULES = {
+    *(("psmdb.percona.com", "perconaservermongodbs", v, "*") for v in ("get", "list", "watch", "patch")),
+    *(("psmdb.percona.com", "perconaservermongodbbackups", v, "*")
+      for v in ("get", "list", "watch", "create", "patch", "delete")),
+    *(("psmdb.percona.com", "perconaservermongodbrestores", v, "*") for v in ("get", "list", "watch", "patch")),
+    ("psmdb.percona.com", "perconaservermongodbbackups/status", "patch", "*"),
+    ("psmdb.percona.com", "perconaservermongodbrestores/status", "patch", "*"),
+    ("", "secrets", "get", "*"),
+    ("", "configmaps", "get", "*"),
+    ("", "namespaces", "get", "*"),
+    ("", "pods/exec", "create", "*"),
+    ("", "pods/exec", "get", "*"),
+    *(("coordination.k8s.io", "leases", v, "*") for v in ("get", "create", "update", "delete")),
+    ("", "events", "create", "*"),
 }
 # `psmdb-backup certs` in the Job/CronJob: its own Secret (create cannot be limited by name) ...
 CERTS_NAMESPACE_RULES = {
@@ -190,6 +209,11 @@ def test_base_installs_exactly_these_objects(base) -> None:
         ("ClusterRoleBinding", "", CERTS_SA),
         ("Job", NAMESPACE, "psmdb-backup-webhook-certs"),
         ("CronJob", NAMESPACE, "psmdb-backup-webhook-cert-rotation"),
+        ("ServiceAccount", NAMESPACE, CONTROLLER),
+        ("ClusterRole", "", CONTROLLER),
+        ("ClusterRoleBinding", "", CONTROLLER),
+        ("Deployment", NAMESPACE, CONTROLLER),
+        ("Service", NAMESPACE, f"{CONTROLLER}-metrics"),
     ])
 
 
@@ -238,6 +262,10 @@ def test_webhook_cluster_role_is_the_reviewed_list(base) -> None:
     assert rules_of(one(base, "ClusterRole", NAME)) == WEBHOOK_CLUSTER_RULES
 
 
+def test_controller_cluster_role_is_the_reviewed_list(base) -> None:
+    assert rules_of(one(base, "ClusterRole", CONTROLLER)) == CONTROLLER_CLUSTER_RULES
+
+
 def test_cert_job_roles_are_the_reviewed_lists(base) -> None:
     role = one(base, "Role", CERTS_SA)
     assert role["metadata"]["namespace"] == NAMESPACE
@@ -260,6 +288,7 @@ def test_no_wildcards_and_secrets_are_never_listed_or_watched(base) -> None:
     ("ClusterRoleBinding", "ClusterRole", NAME, WEBHOOK_SA),
     ("RoleBinding", "Role", CERTS_SA, CERTS_SA),
     ("ClusterRoleBinding", "ClusterRole", CERTS_SA, CERTS_SA),
+    ("ClusterRoleBinding", "ClusterRole", CONTROLLER, CONTROLLER),
 ])
 def test_each_role_is_bound_to_exactly_its_service_account(base, binding_kind, role_kind, name, sa) -> None:
     binding = one(base, binding_kind, name)
@@ -268,7 +297,7 @@ def test_each_role_is_bound_to_exactly_its_service_account(base, binding_kind, r
 
 
 def test_service_accounts_do_not_mount_tokens_by_default(base) -> None:
-    for sa in (WEBHOOK_SA, CERTS_SA):
+    for sa in (WEBHOOK_SA, CERTS_SA, CONTROLLER):
         assert one(base, "ServiceAccount", sa)["automountServiceAccountToken"] is False
     for where, template in pod_templates(base):
         assert template["spec"]["automountServiceAccountToken"] is True, where  # opted in where needed
@@ -332,8 +361,8 @@ def test_restricted_check_catches_a_bad_pod() -> None:
 
 def test_every_pod_template_is_pod_security_restricted(base) -> None:
     templates = dict(pod_templates(base))
-    assert sorted(templates) == ["CronJob/psmdb-backup-webhook-cert-rotation", "Deployment/psmdb-backup-webhook",
-                                 "Job/psmdb-backup-webhook-certs"]
+    assert sorted(templates) == ["CronJob/psmdb-backup-webhook-cert-rotation", "Deployment/psmdb-backup-controller",
+                                 "Deployment/psmdb-backup-webhook", "Job/psmdb-backup-webhook-certs"]
     for where, template in templates.items():
         assert restricted_violations(template) == [], where
         spec = template["spec"]
@@ -392,9 +421,9 @@ def test_services_select_the_webhook_pods(base) -> None:
     for s in (svc, metrics):
         assert s["spec"]["selector"] == {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "webhook"}
         assert all(labels.get(k) == v for k, v in s["spec"]["selector"].items())
-    # the certificate Job's pods must not receive admission traffic
+    # the certificate Job's and the controller's pods must not receive admission traffic
     for where, template in pod_templates(base):
-        if not where.startswith("Deployment"):
+        if where != f"Deployment/{NAME}":
             assert not all(template["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items())
 
 
@@ -488,7 +517,7 @@ def test_image_can_be_overridden_with_kustomize_images(tmp_path) -> None:
     }))
     docs = render(tmp_path)
     images = {where: [c["image"] for c in t["spec"]["containers"]] for where, t in pod_templates(docs)}
-    assert len(images) == 3
+    assert len(images) == 4
     assert all(i == ["registry.example.com/psmdb-backup-webhook:9.9.9"] for i in images.values()), images
 
 
@@ -549,3 +578,22 @@ def test_image_build_copies_the_schemas_the_package_links_to() -> None:
     assert "load_schema" in dockerfile  # and the build stage loads them, so a wheel without them fails the build
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert not {"schemas", "webhook", "pyproject.toml", "README.md", "constraints.txt"} & ignored
+
+
+def test_controller_deployment_elects_a_leader_and_serves_probes_on_its_metrics_port(base) -> None:
+    from webhook.cli import build_parser
+
+    dep = one(base, "Deployment", CONTROLLER)
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert pod["spec"]["serviceAccountName"] == CONTROLLER and container["image"] == IMAGE
+    args = build_parser().parse_args(container["args"])
+    assert args.func.__name__ == "cmd_controller" and args.leader_elect and args.metrics_listen == ("0.0.0.0", 8080)
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    svc = one(base, "Service", f"{CONTROLLER}-metrics")
+    assert svc["spec"]["ports"][0]["name"] == "metrics"
+    assert all(pod["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items())

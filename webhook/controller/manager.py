@@ -152,6 +152,8 @@ class Controller:
             self._enqueue_cluster_work(key[0], (obj.get("spec") or {}).get("clusterName", ""))
         else:
             self.queue.add((kind, *key))
+            if kind == kinds.BACKUP:
+                self.scheduler.last_success(obj)  # also fills the metric from existing Backups at start-up
             if (obj.get("status") or {}).get("state") in ("ready", "error"):
                 self._enqueue_cluster_work(key[0], (obj.get("spec") or {}).get("clusterName", ""))
 

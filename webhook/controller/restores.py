@@ -66,17 +66,19 @@ class RestoreReconciler:
         return updated
 
     async def _fail(self, obj: dict[str, Any], message: str, cluster: Mapping[str, Any] | None) -> None:
-        await self._set(obj, "error", "RestoreFailed", message, warning=True, error=message)
-        await self._finished(obj, cluster)
+        await self._finish(obj, cluster, "error", "RestoreFailed", message, warning=True, error=message)
 
-    async def _finished(self, obj: dict[str, Any], cluster: Mapping[str, Any] | None) -> None:
-        if cluster is None:
-            return
-        meta, ctx = obj["metadata"], self.ctx
-        if (obj.get("status") or {}).get("state") in ("requested", "running") or (obj.get("status") or {}).get(
-                "pbmName"):
+    async def _finish(self, obj: dict[str, Any], cluster: Mapping[str, Any] | None, state: str, event: str,
+                      message: str, **status: Any) -> None:
+        """PITR back on (if this restore turned it off) before the terminal state is written, so that `ready`
+        means done; then the cluster's lock is released."""
+        started = (obj.get("status") or {}).get("state") in ("requested", "running")
+        if cluster is not None and started:
             await self._pitr(cluster, on=True)
-        await ctx.leases.release(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj))
+        await self._set(obj, state, event, message, **status)
+        if cluster is not None:
+            meta = obj["metadata"]
+            await self.ctx.leases.release(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj))
 
     async def _pitr(self, cluster: Mapping[str, Any], *, on: bool) -> None:
         """Off before a restore; back on afterwards only if the cluster has it enabled."""
@@ -267,11 +269,10 @@ class RestoreReconciler:
             await self._fail(obj, info.error or f"PBM restore {info.name} {info.status}", cluster)
             return None
         if info.status == "done":
-            await self._set(obj, "ready", "RestoreReady", f"PBM restore {info.name} is done",
-                            completed=rfc3339(info.finish_time or info.last_transition_time or ctx.clock()))
             if info.type in ("physical", "incremental"):
                 await self._annotate_resync(cluster)
-            await self._finished(obj, cluster)
+            await self._finish(obj, cluster, "ready", "RestoreReady", f"PBM restore {info.name} is done",
+                               completed=rfc3339(info.finish_time or info.last_transition_time or ctx.clock()))
             return None
         if status.get("state") != "running" and info.status != "starting":
             await self._set(obj, "running", "RestoreRunning", f"PBM restore {info.name} is {info.status}")
