@@ -14,6 +14,16 @@ from .policy.registry import Example
 
 EXIT_USAGE = 2
 
+PROG = "psmdb-backup"
+
+
+def prog_name(argv0: str) -> str:
+    """`kubectl psmdb-backup` when run as a kubectl plugin (kubectl execs `kubectl-psmdb_backup`), else ours."""
+    base = os.path.basename(argv0)
+    if base.startswith("kubectl-"):
+        return "kubectl " + base.removeprefix("kubectl-").replace("_", "-")
+    return PROG
+
 
 def all_rules() -> dict[str, Rule]:
     """The registry plus the linter's own file-level code, for listings, docs and output formats."""
@@ -173,10 +183,19 @@ def cmd_inject(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def cmd_completion(args: argparse.Namespace) -> int:
+    from .completion import script
+
+    # Always for `psmdb-backup`: kubectl completes its plugins through a separate kubectl_complete-* executable.
+    sys.stdout.write(script(build_parser(), args.shell))
+    return 0
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    from .completion import SHELLS
     from .lint.formats import DEFAULT_FORMAT, FORMATS
 
-    parser = argparse.ArgumentParser(prog="psmdb-backup", description="Safe backups for Percona Server for MongoDB "
+    parser = argparse.ArgumentParser(prog=prog, description="Safe backups for Percona Server for MongoDB "
                                      "on Kubernetes: linter, admission webhooks and backup controller.")
     parser.add_argument("--version", action="version", version=f"psmdb-backup {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -198,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="colour the text format (auto: only on a terminal, and not with NO_COLOR)")
     lint.add_argument("--cluster", action="store_true", help="audit the objects already in a cluster (live lookups; "
                       "positions are namespace/kind/name) instead of files")
-    lint.add_argument("--kubeconfig", help="with --cluster: kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    lint.add_argument("--kubeconfig", metavar="FILE",
+                      help="with --cluster: kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     lint.add_argument("--context", help="with --cluster: kubeconfig context")
     scope = lint.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", default="default", help="with --cluster: namespace (default: default)")
@@ -212,11 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the validating and mutating admission webhooks (HTTPS)",
                            description="Serve /validate, /mutate, /healthz, /readyz and /metrics over TLS 1.2+. "
                            "Every flag can also be set with the environment variable shown.")
-    serve.add_argument("--tls-dir", default=_env("TLS_DIR"), required=_env("TLS_DIR") is None,
+    serve.add_argument("--tls-dir", default=_env("TLS_DIR"), required=_env("TLS_DIR") is None, metavar="DIR",
                        help="directory with tls.crt and tls.key, reloaded when they change [PSMDB_BACKUP_TLS_DIR]")
     serve.add_argument("--listen", type=_listen, default=_listen(_env("LISTEN", "0.0.0.0:8443") or ""),
                        help="HOST:PORT (default 0.0.0.0:8443) [PSMDB_BACKUP_LISTEN]")
-    serve.add_argument("--kubeconfig", default=_env("KUBECONFIG_FILE"),
+    serve.add_argument("--kubeconfig", default=_env("KUBECONFIG_FILE"), metavar="FILE",
                        help="kubeconfig for lookups (default: in-cluster, then ~/.kube/config) [PSMDB_BACKUP_KUBECONFIG_FILE]")
     serve.add_argument("--context", default=_env("CONTEXT"), help="kubeconfig context [PSMDB_BACKUP_CONTEXT]")
     serve.add_argument("--no-cluster", action="store_true", default=_env("NO_CLUSTER") == "1",
@@ -255,11 +275,23 @@ def build_parser() -> argparse.ArgumentParser:
     from .certs import add_certs_parser
 
     add_certs_parser(sub)
+
+    from .controller.cli import add_controller_parser
+
+    add_controller_parser(sub)
+
+    completion = sub.add_parser("completion", help="print a shell completion script",
+                                description="Print a completion script for psmdb-backup. bash: add "
+                                "source <(psmdb-backup completion bash) to ~/.bashrc; zsh: save it as _psmdb-backup in "
+                                "a directory of $fpath; fish: save it as ~/.config/fish/completions/psmdb-backup.fish; "
+                                "tcsh: eval `psmdb-backup completion tcsh`.")
+    completion.add_argument("shell", choices=SHELLS)
+    completion.set_defaults(func=cmd_completion)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(prog_name(sys.argv[0]))
     args = parser.parse_args(argv)
     try:
         return args.func(args)

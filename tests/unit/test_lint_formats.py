@@ -20,6 +20,7 @@ import webhook
 from webhook.findings import Finding, Severity
 from webhook.lint.formats import FORMATS, render
 from webhook.lint.formats import github as gh
+from webhook.lint.formats import gitlab as gl
 from webhook.lint.formats import sarif as sarif_mod
 from webhook.lint.report import LintReport, LocatedFinding
 from webhook.policy.registry import Example, Rule
@@ -119,7 +120,7 @@ EMPTY = LintReport(files=2, documents=3, checked=1, skipped=2)
 
 
 def test_formats_registered():
-    assert set(FORMATS) == {"text", "json", "sarif", "junit", "github"}
+    assert set(FORMATS) == {"text", "json", "sarif", "junit", "github", "gitlab"}
 
 
 def test_render_dispatches(report):
@@ -488,3 +489,77 @@ def test_github_newline_in_file_name():
 
 def test_github_empty():
     assert render("github", EMPTY, RULES) == ""
+
+
+# --- gitlab ----------------------------------------------------------------------------------------------------
+
+GITLAB_SEVERITIES = {"info", "minor", "major", "critical", "blocker"}
+
+
+def gitlab_of(rep, rules=RULES) -> list[dict]:
+    """Parse the report and check every issue has exactly the fields GitLab's Code Quality report requires."""
+    issues = json.loads(render("gitlab", rep, rules))
+    assert isinstance(issues, list)
+    for issue in issues:
+        assert set(issue) == {"description", "check_name", "fingerprint", "severity", "location"}
+        assert all(isinstance(issue[k], str) and issue[k] for k in ("description", "check_name", "fingerprint"))
+        assert issue["severity"] in GITLAB_SEVERITIES
+        assert set(issue["location"]) == {"path", "lines"} and set(issue["location"]["lines"]) == {"begin"}
+        begin = issue["location"]["lines"]["begin"]
+        assert isinstance(begin, int) and begin >= 1
+    assert len({i["fingerprint"] for i in issues}) == len(issues)  # unique within a report
+    return issues
+
+
+def test_gitlab(report):
+    issues = gitlab_of(report)
+    assert [i["check_name"] for i in issues] == ["PSB012", "PSB020", "PSB030", "PSB000"]
+    assert [i["severity"] for i in issues] == ["critical", "major", "info", "critical"]
+    assert issues[0]["description"] == (
+        f"PSB012 spec.backup.tasks[1].storageName: {STORAGE_MSG} (PerconaServerMongoDB default/my-cluster)"
+    )
+    assert issues[0]["location"] == {"path": "deploy/cr.yaml", "lines": {"begin": 42}}
+    assert issues[3]["location"] == {"path": "broken.yaml", "lines": {"begin": 1}}  # line unknown: 1
+    assert render("gitlab", report, RULES) == render("gitlab", report, {})  # no rule metadata used
+
+
+def test_gitlab_fingerprint_survives_moved_lines(report):
+    """GitLab compares fingerprints across branches: lines moving must not turn a finding into a new one."""
+    before = gitlab_of(report)
+    moved = LintReport(findings=[
+        LocatedFinding(x.finding, x.file, x.line + 10 if x.finding.path else x.line, x.column + 2, x.object_ref)
+        for x in report.findings
+    ])
+    assert [i["fingerprint"] for i in gitlab_of(moved)] == [i["fingerprint"] for i in before]
+    # What identifies a finding does change it: another file, object, rule or message.
+    first = report.findings[0]
+    for changed in (
+        lf("PSB012", Severity.ERROR, first.finding.path, STORAGE_MSG, file="deploy/other.yaml"),
+        lf("PSB012", Severity.ERROR, first.finding.path, STORAGE_MSG, object_ref="PerconaServerMongoDB x/y"),
+        lf("PSB013", Severity.ERROR, first.finding.path, STORAGE_MSG, object_ref=first.object_ref),
+        lf("PSB012", Severity.ERROR, first.finding.path, "other", object_ref=first.object_ref),
+    ):
+        assert gitlab_of(LintReport(findings=[changed]))[0]["fingerprint"] != before[0]["fingerprint"]
+
+
+def test_gitlab_identical_findings_get_distinct_stable_fingerprints():
+    twice = lf("PSB012", Severity.ERROR, ("spec",), "same", line=3)
+    file_level = [lf("PSB000", Severity.ERROR, (), "syntax", line=n) for n in (2, 9)]
+    rep = LintReport(findings=[twice, twice, *file_level])
+    issues = gitlab_of(rep)
+    assert [i["fingerprint"] for i in gitlab_of(rep)] == [i["fingerprint"] for i in issues]
+    assert gitlab_of(LintReport(findings=[twice]))[0]["fingerprint"] == issues[0]["fingerprint"]
+
+
+def test_gitlab_weird_inputs(weird):
+    issues = gitlab_of(weird)
+    paths = [i["location"]["path"] for i in issues]
+    assert paths == [WEIRD_FILE, "<stdin>", "deploy/win.yaml", "rel/x.yaml", "bad-\ufffd.yaml"]
+    assert issues[0]["description"] == (
+        f"PSB012 metadata.annotations.a,b:c: {WEIRD_MESSAGE} (PerconaServerMongoDB ns/na\nme)"
+    )
+    assert issues[3]["check_name"] == "X:Y,1" and issues[3]["location"]["lines"]["begin"] == 1
+
+
+def test_gitlab_empty():
+    assert render("gitlab", EMPTY, RULES) == "[]\n"

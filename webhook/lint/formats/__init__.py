@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 
 from ...policy.registry import Rule
 from ..report import LintReport
-from . import github, jsonfmt, junit, sarif, text
+from . import github, gitlab, jsonfmt, junit, sarif, text
 
 Renderer = Callable[..., str]
 
@@ -22,6 +22,7 @@ FORMATS: dict[str, Renderer] = {
     "sarif": sarif.render,
     "junit": junit.render,
     "github": github.render,
+    "gitlab": gitlab.render,
 }
 
 DEFAULT_FORMAT = "text"
