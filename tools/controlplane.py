@@ -470,20 +470,35 @@ class ControlPlane:
         for d in (self.log_dir, self.exec_dir, self.work_dir / "kwok-home"):
             d.mkdir(parents=True, exist_ok=True)
 
-    def _write_auth_files(self) -> None:
-        (self.work_dir / "tokens.csv").write_text(f'{self.token},admin,admin,"system:masters"\n')
-        (self.work_dir / "tokens.csv").chmod(0o600)
+    def _write_kubeconfig(self, path: Path, user: str, token: str) -> None:
         kubeconfig = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
                 {"name": "local", "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)}}
             ],
-            "users": [{"name": "admin", "user": {"token": self.token}}],
-            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
             "current-context": "local",
         }
-        _write_private(self.kubeconfig, json.dumps(kubeconfig, indent=2).encode())  # JSON is valid YAML
+        _write_private(path, json.dumps(kubeconfig, indent=2).encode())  # JSON is valid YAML
+
+    def _write_auth_files(self) -> None:
+        (self.work_dir / "tokens.csv").write_text(f'{self.token},admin,admin,"system:masters"\n')
+        (self.work_dir / "tokens.csv").chmod(0o600)
+        self._write_kubeconfig(self.kubeconfig, "admin", self.token)
+
+    def service_account_kubeconfig(self, rbac_docs: Sequence[Mapping[str, Any]], namespace: str, name: str) -> Path:
+        """A kubeconfig with a TokenRequest token of ServiceAccount `namespace/name`, after applying `rbac_docs`
+        (the install's own ServiceAccount, roles and bindings): components run with exactly the install's rights."""
+        existing = self.kubectl("get", "namespace", namespace, check=False)
+        if existing.returncode != 0:
+            self.kubectl("create", "namespace", namespace)
+        self.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in rbac_docs))
+        token = self.kubectl("create", "token", name, "-n", namespace, "--duration=24h").stdout.strip()
+        path = self.work_dir / f"kubeconfig-{namespace}-{name}"
+        self._write_kubeconfig(path, f"system:serviceaccount:{namespace}:{name}", token)
+        return path
 
     def _spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None) -> None:
         log_path = self.log_dir / f"{name}.log"

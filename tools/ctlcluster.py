@@ -10,7 +10,6 @@ those are kwok configuration, fixed at start: `start(clusters=[...])` lists the 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tools.controlplane import ControlPlane, find_bin_dir  # noqa: E402
-from tools.devcluster import free_port  # noqa: E402
+from tools.devcluster import INSTALL_NAMESPACE, free_port, install_rbac  # noqa: E402
 from tools.pbm_sim import SIM_DIR, kwok_exec_docs  # noqa: E402
 from tools.storage_servers import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Moto, start_azurite, start_moto  # noqa: E402
 
@@ -112,6 +111,7 @@ class CtlCluster:
     bucket: str
     container: str
     controllers: list[ControllerProcess] = field(default_factory=list)
+    sa_kubeconfig: Path | None = None
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         return self.cp.kubectl(*args, input=input, check=check)
@@ -148,7 +148,11 @@ class CtlCluster:
         return self.wait(f"{kind} {name} in {sorted(wanted)}", reached, timeout)
 
     def controller(self, name: str, *args: str) -> ControllerProcess:
-        c = ControllerProcess(name, self.cp.kubeconfig, self.work / f"controller-{name}.log",
+        """A controller with the credentials of the install's controller ServiceAccount (least privilege, proven)."""
+        if self.sa_kubeconfig is None:
+            self.sa_kubeconfig = self.cp.service_account_kubeconfig(
+                install_rbac(MANIFESTS / "base" / "controller.yaml"), INSTALL_NAMESPACE, "psmdb-backup-controller")
+        c = ControllerProcess(name, self.sa_kubeconfig, self.work / f"controller-{name}.log",
                               ["--lease-namespace", self.namespace, "--namespace", self.namespace, *args])
         self.controllers.append(c)
         return c.start()

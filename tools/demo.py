@@ -6,16 +6,18 @@
    bucket on 127.0.0.1;
 3. applies the examples with kubectl: shows what the API server rejects (with the webhook's message) and accepts;
 4. creates a database pod and shows the backup-agent sidecar the mutating webhook injected;
-5. keeps everything running, with a KUBECONFIG line to paste, until Ctrl-C; then stops every process it started.
+5. starts `psmdb-backup controller` (the backup engine) and gives the cluster a task that runs every 20 seconds:
+   the scheduled Backup runs through PBM in that sidecar (kwok runs the PBM simulator there) and its files land in
+   the S3 bucket;
+6. keeps everything running, with a KUBECONFIG line to paste, until Ctrl-C; then stops every process it started.
 
-`--no-wait` stops after step 4 (used by the tests).
+`--no-wait` stops after step 5 (used by the tests).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tools import devcluster  # noqa: E402
+from tools.ctlcluster import ControllerProcess  # noqa: E402
+from tools.pbm_sim import SIM_DIR, kwok_exec_docs  # noqa: E402
+from tools.storage_servers import Moto, start_moto  # noqa: E402
 
 NS = "psmdb"
 BOLD, RED, GREEN, DIM, RESET = ("\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[2m", "\x1b[0m") if sys.stdout.isatty() \
@@ -44,19 +49,35 @@ def lint() -> int:
                             "always" if sys.stdout.isatty() else "never", "examples/good", "examples/bad"], cwd=ROOT)
 
 
-def start_s3() -> tuple[object, str]:
-    from moto.server import ThreadedMotoServer
-    import boto3
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="demo",
-                 aws_secret_access_key="demo").create_bucket(Bucket="psmdb-backups")
-    return server, endpoint
+def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto) -> None:
+    """Step 5: the controller runs the cluster's 20-second task; wait for the first Backup to be ready in S3."""
+    cluster.kubectl("patch", "psmdb", "my-cluster", "-n", NS, "--type=json", "-p", json.dumps([
+        {"op": "add", "path": "/spec/backup/tasks/-", "value": {
+            "name": "demo-every-20s", "enabled": True, "schedule": "@every 20s", "storageName": "s3-us-west",
+            "compressionType": "gzip", "retention": {"type": "count", "count": 3, "deleteFromStorage": True}}}]))
+    cluster.kubectl("patch", "psmdb", "my-cluster", "-n", NS, "--subresource=status", "--type=merge", "-p",
+                    json.dumps({"status": {"state": "ready", "replsets": {"rs0": {"ready": 3, "status": "ready"}}}}))
+    controller = ControllerProcess("demo", cluster.cp.kubeconfig, work / "controller.log",
+                                   ["--namespace", NS, "--lease-namespace", NS, "--poll-interval", "1"]).start()
+    cluster.controller = controller  # type: ignore[attr-defined]  (stopped with the cluster)
+    print("task demo-every-20s (@every 20s, retention 3) added; psmdb-backup controller started", flush=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        items = json.loads(cluster.kubectl("get", "psmdb-backup", "-n", NS, "-l",
+                                           "percona.com/backup-ancestor=demo-every-20s", "-o", "json").stdout)["items"]
+        ready = [b for b in items if (b.get("status") or {}).get("state") == "ready"]
+        if ready:
+            b = ready[0]
+            print(cluster.kubectl("get", "psmdb-backup", "-n", NS, b["metadata"]["name"]).stdout)
+            prefix = b["status"]["destination"].split("psmdb-backups/", 1)[1]
+            keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="psmdb-backups", Prefix=prefix).get(
+                "Contents", [])]
+            print(f"objects in s3://psmdb-backups/{prefix}*:")
+            for k in sorted(keys):
+                print(f"  {k}")
+            return
+        time.sleep(1)
+    raise RuntimeError(f"no scheduled backup became ready:\n{controller.log_tail()}")
 
 
 def docs(path: str) -> list[dict]:
@@ -97,8 +118,12 @@ def main() -> int:
           flush=True)
     work = Path(tempfile.mkdtemp(prefix="psmdb-backup-demo-"))
     t0 = time.monotonic()
-    cluster = devcluster.start(work)
-    s3, endpoint = start_s3()
+    s3 = start_moto()
+    endpoint = s3.endpoint
+    s3.client().create_bucket(Bucket="psmdb-backups")
+    sim_env = {"PSMDB_PBM_SIM_PYTHON": sys.executable, "AWS_EC2_METADATA_DISABLED": "true"}
+    cluster = devcluster.start(work, extra_path=[SIM_DIR], exec_env=sim_env, kwok_extra_docs=kwok_exec_docs(
+        [(NS, "my-cluster-rs0-0", "my-cluster")], state_root=work / "pbm-state", work_dir=work, extra_env=sim_env))
     try:
         print(f"ready in {time.monotonic() - t0:.1f} s; S3 endpoint {endpoint} with bucket psmdb-backups")
         cluster.cp.create_namespace(NS)
@@ -108,9 +133,12 @@ def main() -> int:
             secret["stringData"] = {k: "demo" for k in secret["stringData"]}
         apply(cluster, "examples/good/secrets.yaml", secrets)
         psmdb = docs("good/cluster.yaml")[0]
-        s3_storage = psmdb["spec"]["backup"]["storages"]["s3-us-west"]["s3"]
-        s3_storage.update(endpointUrl=endpoint, forcePathStyle=True, region="us-east-1")
-        apply(cluster, "examples/good/cluster.yaml (main storage on the local S3)", [psmdb])
+        s3_storage = psmdb["spec"]["backup"]["storages"]["s3-us-west"]
+        s3_storage["s3"].update(endpointUrl=endpoint, forcePathStyle=True, region="us-east-1", bucket="psmdb-backups")
+        psmdb["spec"]["backup"]["storages"] = {"s3-us-west": s3_storage}  # the one storage this machine has
+        psmdb["spec"]["backup"]["tasks"] = [t for t in psmdb["spec"]["backup"]["tasks"]
+                                            if t["storageName"] == "s3-us-west"]
+        apply(cluster, "examples/good/cluster.yaml (its S3 storage, on the local S3)", [psmdb])
         for path in ("good/backup.yaml", "good/restore.yaml", "bad/cluster.yaml", "bad/backup.yaml", "bad/restore.yaml"):
             apply(cluster, f"examples/{path}", docs(path))
         step("4. a replica-set pod created through the API server gets the backup-agent sidecar")
@@ -120,20 +148,25 @@ def main() -> int:
         print(f"pod my-cluster-rs0-0 containers: {[c['name'] for c in pod['spec']['containers']]}")
         print(yaml.safe_dump({"backup-agent": {k: agent[k] for k in ("image", "command", "args", "env", "volumeMounts")}},
                              sort_keys=False, width=120))
+        step("5. psmdb-backup controller runs a scheduled backup through PBM into the S3 bucket")
+        scheduled_backup(cluster, work, s3)
         if args.no_wait:
             return 0 if lint_rc == 1 else 1
-        step("5. the cluster keeps running; try it:")
+        step("6. the cluster keeps running; try it:")
         print(f"  export KUBECONFIG={cluster.cp.kubeconfig}")
         print(f"  export PATH={cluster.cp.bin_dir}:$PATH   # kubectl {cluster.cp.bin_dir}/kubectl matches the server")
         print(f"  kubectl -n {NS} get psmdb,psmdb-backup,psmdb-restore,pods")
         print("  kubectl apply -f examples/bad/cluster.yaml")
-        print(f"webhook log: {cluster.webhook.log_file}\nPress Ctrl-C to stop and clean up.", flush=True)
+        print(f"webhook log: {cluster.webhook.log_file}\ncontroller log: {work / 'controller.log'}\n"
+              "Press Ctrl-C to stop and clean up.", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         print("\nstopping ...")
         return 0
     finally:
+        if getattr(cluster, "controller", None):
+            cluster.controller.stop()  # type: ignore[attr-defined]
         s3.stop()
         devcluster.stop(cluster)
 

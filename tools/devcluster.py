@@ -28,6 +28,20 @@ from webhook import certs  # noqa: E402
 MANIFESTS = ROOT / "manifests"
 
 
+INSTALL_NAMESPACE = "psmdb-backup-system"
+RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+
+
+def install_rbac(manifest: Path) -> list[dict[str, Any]]:
+    """The ServiceAccount, roles and bindings of one install manifest (manifests/base/*.yaml), in the install
+    namespace: what the component gets in a real cluster."""
+    docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d and d["kind"] in RBAC_KINDS]
+    for d in docs:
+        if d["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
+            d["metadata"]["namespace"] = INSTALL_NAMESPACE
+    return docs
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -146,9 +160,10 @@ def wait_for_webhook(cluster: Cluster, timeout: float = 60) -> None:
 
 
 
-def start(work: Path, *, log_file: Path | None = None) -> Cluster:
-    """Start everything; the caller stops it with `stop(cluster)` (also on failure inside this function)."""
-    cp = ControlPlane(find_bin_dir(), work, with_kwok=True, with_controllers=True)
+def start(work: Path, *, log_file: Path | None = None, **control_plane: Any) -> Cluster:
+    """Start everything; the caller stops it with `stop(cluster)` (also on failure inside this function).
+    `control_plane` goes to ControlPlane (e.g. extra_path and kwok_extra_docs for the PBM simulator)."""
+    cp = ControlPlane(find_bin_dir(), work, with_kwok=True, with_controllers=True, **control_plane)
     cp.start()
     webhook = None
     try:
@@ -158,7 +173,10 @@ def start(work: Path, *, log_file: Path | None = None) -> Cluster:
         ca, ca_key = certs.make_ca("psmdb-backup local CA", 2)
         cert, key = certs.make_serving_cert(ca, ca_key, ["127.0.0.1", "localhost"], 2)
         certs.write_dir(tls_dir, ca, cert, key)
-        webhook = WebhookProcess(tls_dir, cp.kubeconfig, log_file or work / "logs" / "psmdb-backup-serve.log")
+        # the webhook runs as its ServiceAccount with the install's RBAC: every e2e lookup proves it is enough
+        sa_kubeconfig = cp.service_account_kubeconfig(install_rbac(MANIFESTS / "base" / "rbac.yaml"),
+                                                      INSTALL_NAMESPACE, "psmdb-backup-webhook")
+        webhook = WebhookProcess(tls_dir, sa_kubeconfig, log_file or work / "logs" / "psmdb-backup-serve.log")
         webhook.start()
         cluster = Cluster(cp, webhook, ca, ca_key)
         for name in ("validatingwebhookconfiguration.yaml", "mutatingwebhookconfiguration.yaml"):

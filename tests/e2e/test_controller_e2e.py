@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 import pytest
@@ -97,6 +97,21 @@ def test_invalid_backup_fails_with_the_webhook_message(ctl: CtlCluster) -> None:
     assert "PSB4" in b["status"]["error"] and "nowhere" in b["status"]["error"]
     assert b["status"]["error"].startswith(f"{BACKUP} {ctl.namespace}/od-bad is rejected by psmdb-backup-webhook")
     assert "BackupFailed" in events(ctl, "od-bad")
+
+
+def test_the_message_is_the_one_the_real_webhook_gives(ctl: CtlCluster, cluster: Any) -> None:
+    """The same cluster, Secrets and Backup sent to the API server that runs the webhook (the session fixture)."""
+    if cluster.get("namespace", ctl.namespace, ctl.namespace) is None:
+        cluster.cp.create_namespace(ctl.namespace)
+    secrets = [ctl.get("secret", n) for n in (ctlcluster.S3_SECRET, ctlcluster.AZURE_SECRET)]
+    for s in secrets:
+        s["metadata"] = {"name": s["metadata"]["name"], "namespace": ctl.namespace}
+    cluster.apply(secrets, check=True)
+    cluster.apply(ctl.cluster_manifest("od"), check=True)
+    denied = cluster.apply(backup(ctl, "od-bad", "od", "nowhere"), "--dry-run=server")
+    assert denied.returncode != 0
+    webhook_message = denied.stderr.split("denied the request: ", 1)[1].strip()
+    assert ctl.get(BACKUP, "od-bad")["status"]["error"].strip() == webhook_message
 
 
 def test_backup_of_a_missing_cluster_fails(ctl: CtlCluster) -> None:
@@ -189,16 +204,21 @@ def test_restore_from_backup_source(ctl: CtlCluster, rst_backup: dict[str, Any])
 
 
 def test_point_in_time_restores_latest_and_date(ctl: CtlCluster, rst_backup: dict[str, Any]) -> None:
+    # the earlier restores switched PITR off and on, which breaks the timeline (as in PBM): a new base backup first
+    ctl.apply(backup(ctl, "rst-base2", "rst"))
+    rst_backup = ctl.wait_state(BACKUP, "rst-base2", ["ready"])
     time.sleep(2)  # the simulated oplog timeline grows after the base backup
-    ctl.apply(restore(ctl, "r-latest", "rst", backupName="rst-base", pitr={"type": "latest"}))
+    ctl.apply(restore(ctl, "r-latest", "rst", backupName="rst-base2", pitr={"type": "latest"}))
     r = ctl.wait_state(RESTORE, "r-latest", ["ready", "error"])
     assert r["status"]["state"] == "ready", r["status"]
     argv = pbm_commands(ctl, "rst", "restore")[-1]["argv"]
     assert "--time" in argv and argv[argv.index("--base-snapshot") + 1] == rst_backup["status"]["pbmName"]
-    last_write = rst_backup["status"]["lastWriteAt"].replace("T", " ").rstrip("Z")
-    target = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.mktime(time.strptime(
-        last_write, "%Y-%m-%d %H:%M:%S")) - time.timezone + 1))
-    ctl.apply(restore(ctl, "r-date", "rst", backupName="rst-base", pitr={"type": "date", "date": target}))
+    ctl.apply(backup(ctl, "rst-base3", "rst"))  # the `latest` restore broke the timeline again
+    rst_backup = ctl.wait_state(BACKUP, "rst-base3", ["ready"])
+    last_write = datetime.fromisoformat(rst_backup["status"]["lastWriteAt"].replace("Z", "+00:00"))
+    target = (last_write + timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
+    time.sleep(3)
+    ctl.apply(restore(ctl, "r-date", "rst", backupName="rst-base3", pitr={"type": "date", "date": target}))
     r = ctl.wait_state(RESTORE, "r-date", ["ready", "error"])
     assert r["status"]["state"] == "ready", r["status"]
     argv = pbm_commands(ctl, "rst", "restore")[-1]["argv"]

@@ -142,9 +142,9 @@ class BackupReconciler:
             await self._fail(obj, EXTERNAL_UNSUPPORTED, cluster)
             return None
         why = clusters.cannot_backup(cluster)
-        if why:
+        if why:  # a change of the cluster (its status) re-queues this backup at once; the timer is for the deadline
             _log(obj, logging.INFO, "backup %s/%s waits: %s", meta["namespace"], meta["name"], why)
-            return ctx.settings.poll_interval
+            return max(ctx.settings.poll_interval, 30.0)
         if self._restore_running(cluster):
             await self._wait(obj, state, "a restore of the cluster is running")
             return ctx.settings.poll_interval

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..cli import _env, _listen  # one definition of the env-var and HOST:PORT conventions

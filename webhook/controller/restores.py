@@ -184,6 +184,7 @@ class RestoreReconciler:
         obj = await ctx.add_finalizer(obj, FINALIZER_LOCK)
         try:
             await clusters.ensure_config(ctx, cluster, source.extra_profile)
+            target = await self._pitr_time(obj, cluster)  # before PITR stops: `latest` is where the oplog ends now
             await self._pitr(cluster, on=False)
         except pbmconfig.ConfigError as e:
             await self._fail(obj, str(e), cluster)
@@ -192,11 +193,12 @@ class RestoreReconciler:
             if state != "waiting":
                 await self._set(obj, "waiting", "RestoreWaiting", f"PBM is not ready for the restore: {e.message}")
             return ctx.settings.poll_interval
-        obj = await self._set(obj, "requested", "RestoreRequested", f"restoring PBM backup {source.pbm_name}",
-                              error=None, pbmName=None)
+        obj = await self._set(obj, "requested", "RestoreRequested", f"restoring PBM backup {source.pbm_name}"
+                              + (f" to {target:%Y-%m-%d %H:%M:%S} UTC" if target else ""), error=None, pbmName=None,
+                              pitrTarget=target.strftime("%Y-%m-%dT%H:%M:%S") if target else None)
         return await self._start(obj, cluster, source)
 
-    async def _pitr_time(self, obj: dict[str, Any], cluster: dict[str, Any]) -> datetime | str | None:
+    async def _pitr_time(self, obj: dict[str, Any], cluster: dict[str, Any]) -> datetime | None:
         pitr = (obj.get("spec") or {}).get("pitr") or {}
         if not pitr:
             return None
@@ -204,7 +206,8 @@ class RestoreReconciler:
             return datetime.strptime(pitr["date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
         latest = await self.ctx.driver.pitr_latest(cluster_ref(cluster))
         if latest is None:
-            raise PBMError("no point-in-time range to restore to (is PITR enabled and a base backup taken?)")
+            raise pbmconfig.ConfigError("no point-in-time range to restore to: PITR must be enabled and have "
+                                        "oplog after a base backup")
         return latest
 
     async def _start(self, obj: dict[str, Any], cluster: dict[str, Any], source: Source | None = None) -> float | None:
@@ -222,7 +225,7 @@ class RestoreReconciler:
                     if not isinstance(source, Source):
                         await self._fail(obj, source or "the backup is no longer ready", cluster)
                         return None
-                target = await self._pitr_time(obj, cluster)
+                target = status.get("pitrTarget") or None
                 sel = spec.get("selective") or {}
                 name = await ctx.driver.start_restore(
                     ref, source.pbm_name, time=target, namespaces=sel.get("namespaces") or (),

@@ -8,11 +8,12 @@ import base64
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..admission.validate import Enforcement, LookupFailure, decide, evaluate
 from ..kube import LiveLookup
 from ..policy import kinds
+from ..policy.lookup import MISSING, Found, LookupResult, Ref
 from .kubeapi import Events, Kube, psmdb_path, secret_path
 from .leases import Leases
 from .metrics import Metrics
@@ -33,6 +34,28 @@ class Settings:
     lock_duration: int = 300  # seconds a per-cluster operation lock lives without renewal
     default_starting_deadline: int = 120  # seconds (facts §6.5)
     config_retry: float = 30.0  # seconds between attempts to apply a PBM config that failed
+
+
+class StoreLookup:
+    """The rule engine's lookups for the controller: PSMDB objects from the informers' caches (no API request per
+    validation), everything else (Secrets, ConfigMaps) through the live lookup."""
+
+    def __init__(self, stores: Callable[[str], Store | None], live: LiveLookup) -> None:
+        self.stores, self.live = stores, live
+
+    async def fetch(self, refs: Iterable[Ref]) -> dict[Ref, LookupResult]:
+        answers: dict[Ref, LookupResult] = {}
+        rest = []
+        for ref in refs:
+            store = self.stores(ref[0])
+            if store is None:
+                rest.append(ref)
+            else:
+                obj = store.get((ref[1], ref[2]))
+                answers[ref] = MISSING if obj is None else Found(obj)
+        if rest:
+            answers.update(await self.live.fetch(rest))
+        return answers
 
 
 @dataclass
@@ -60,7 +83,8 @@ class Ctx:
         """The webhook's denial message for `obj` as it is now, or None when the webhook would admit it. Lookups that
         fail do not fail the object (the caller retries on its next pass)."""
         meta = obj.get("metadata") or {}
-        checked = await evaluate(obj, None, self.lookup)
+        lookup = StoreLookup(lambda kind: self.store_for(kind) if kind in kinds.KINDS else None, self.lookup)
+        checked = await evaluate(obj, None, lookup)  # type: ignore[arg-type]
         decision = decide(checked, what=f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}",
                           mode=Enforcement.ENFORCE, on_lookup_failure=LookupFailure.WARN)
         return None if decision.allowed else decision.message

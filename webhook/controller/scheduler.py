@@ -241,7 +241,7 @@ class Scheduler:
         self.ctx.metrics.scheduled.labels(*task.key).inc()
         log.info("task %s of %s/%s: created backup %s for slot %s (%.3fs after the slot)", task_name, ns,
                  cluster_name, name, rfc3339(slot), lag, extra={"namespace": ns, "cluster": cluster_name,
-                                                                "task": task_name, "backup": name})
+                                                                "task": task_name, "backup": name, "lag_s": lag})
 
     # ------------------------------------------------------------------ retention
 
