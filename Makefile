@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CACHE  ?= $(or $(PSMDB_BACKUP_CACHE),$(HOME)/.cache/psmdb-backup-webhook)
 AZURITE_VERSION := 3.37.0
 
-.PHONY: demo test unit e2e control-plane azurite bench docs clean
+.PHONY: demo test unit e2e control-plane azurite promtool bench bench-controller docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,11 +25,15 @@ azurite:
 	@test -x $(CACHE)/node/node_modules/.bin/azurite-blob || \
 		npm install --silent --no-audit --no-fund --prefix $(CACHE)/node azurite@$(AZURITE_VERSION) >/dev/null
 
+# promtool (from Debian's prometheus package, cached) checks and unit-tests the alert rules.
+promtool:
+	@bash tools/get-promtool.sh >/dev/null
+
 demo: $(STAMP)
 	@$(PY) tools/demo.py
 
 # Every test: unit, golden, fuzz and the end-to-end tests against a real kube-apiserver (which must not be skipped).
-test: $(STAMP) control-plane azurite
+test: $(STAMP) control-plane azurite promtool
 	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest tests
 
 unit: $(STAMP)
@@ -40,6 +44,9 @@ e2e: $(STAMP) control-plane
 
 bench: $(STAMP)
 	@$(PY) bench/lint.py
+
+bench-controller: $(STAMP) control-plane
+	@$(PY) bench/controller.py
 
 docs: $(STAMP)
 	@$(PY) -m webhook.lint.rulesdoc > docs/rules.md
