@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CACHE  ?= $(or $(PSMDB_BACKUP_CACHE),$(HOME)/.cache/psmdb-backup-webhook)
 AZURITE_VERSION := 3.37.0
 
-.PHONY: demo test unit e2e control-plane azurite promtool bench bench-controller docs clean
+.PHONY: demo test unit e2e control-plane azurite promtool container-tools bench bench-controller docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,11 +29,15 @@ azurite:
 promtool:
 	@bash tools/get-promtool.sh >/dev/null
 
+# podman & co. (Debian) for the image end-to-end test.
+container-tools:
+	@bash tools/install-container-tools.sh
+
 demo: $(STAMP)
 	@$(PY) tools/demo.py
 
 # Every test: unit, golden, fuzz and the end-to-end tests against a real kube-apiserver (which must not be skipped).
-test: $(STAMP) control-plane azurite promtool
+test: $(STAMP) control-plane azurite promtool container-tools
 	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest tests
 
 unit: $(STAMP)
