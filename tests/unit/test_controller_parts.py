@@ -191,3 +191,16 @@ def test_bad_schedule_keeps_the_last_good_one_and_reports_once() -> None:
     c["spec"]["backup"]["tasks"][0]["enabled"] = False
     sched.cluster_changed(c)
     assert sched.tasks == {}
+
+
+def test_refresh_counts_from_the_newest_slot_backup_even_when_the_cluster_was_seen_first() -> None:
+    ctx = Ctx(kube=None, driver=None, lookup=None, metrics=Metrics())  # type: ignore[arg-type]
+    sched = Scheduler(ctx)
+    c = cluster({"s3": S3}, tasks=[{"name": "t", "enabled": True, "schedule": "@every 5s", "storageName": "s3"}])
+    sched.cluster_changed(c)  # at start-up the cluster arrives before its Backups
+    slot = "2026-01-01T00:00:00Z"
+    ctx.backups[("ns", "b")] = {"metadata": {"namespace": "ns", "name": "b", "annotations": {
+        "psmdb-backup-webhook.io/slot": slot}, "labels": {"percona.com/cluster": "c1",
+                                                          "percona.com/backup-ancestor": "t"}}}
+    sched.refresh()
+    assert sched.tasks[("ns", "c1", "t")].since == datetime(2026, 1, 1, tzinfo=timezone.utc)

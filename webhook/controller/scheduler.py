@@ -45,6 +45,7 @@ class Task:
     since: datetime
     next: datetime | None = None
     generation: int = 0  # bumps on every change, so stale heap entries are skipped
+    changed: datetime | None = None  # when this process saw the schedule change (None: as first seen)
 
 
 def retention_count(cluster: Mapping[str, Any], task: Mapping[str, Any]) -> tuple[int, bool]:
@@ -122,18 +123,23 @@ class Scheduler:
                 continue
             # a changed schedule counts from now; a task seen for the first time from its newest slot Backup
             since = (None if current else self._newest_slot(key)) or self.ctx.clock()
-            task = Task(key, spec, schedule, text, since, generation=next(self._generations))
+            task = Task(key, spec, schedule, text, since, generation=next(self._generations),
+                        changed=self.ctx.clock() if current else None)
             self.tasks[key] = task
             self._push(task)
         return warnings
 
     def refresh(self) -> None:
-        """Before acting (start-up or taking over as leader): count every task from its newest slot Backup, which
-        the previous leader may have created after this replica first saw the task."""
+        """Before acting (start-up or taking over as leader), with every cache filled: count every task from its
+        newest slot Backup (the clusters may have been seen before their Backups, and a previous leader may have
+        made newer ones), or from a schedule change this process saw after it."""
         for task in self.tasks.values():
             newest = self._newest_slot(task.key)
-            if newest is not None and newest > task.since:
-                task.since = newest
+            if newest is None:
+                continue
+            since = max(newest, task.changed) if task.changed else newest
+            if since != task.since:
+                task.since = since
                 task.generation = next(self._generations)
                 self._push(task)
 
