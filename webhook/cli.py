@@ -234,7 +234,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                            "Every flag can also be set with the environment variable shown.")
     serve.add_argument("--tls-dir", default=_env("TLS_DIR"), required=_env("TLS_DIR") is None, metavar="DIR",
                        help="directory with tls.crt and tls.key, reloaded when they change [PSMDB_BACKUP_TLS_DIR]")
-    serve.add_argument("--listen", type=_listen, default=_listen(_env("LISTEN", "0.0.0.0:8443") or ""),
+    serve.add_argument("--listen", type=_listen, default=_env("LISTEN", "0.0.0.0:8443"),
                        help="HOST:PORT (default 0.0.0.0:8443) [PSMDB_BACKUP_LISTEN]")
     serve.add_argument("--kubeconfig", default=_env("KUBECONFIG_FILE"), metavar="FILE",
                        help="kubeconfig for lookups (default: in-cluster, then ~/.kube/config) [PSMDB_BACKUP_KUBECONFIG_FILE]")
@@ -248,11 +248,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     serve.add_argument("--on-lookup-failure", choices=["deny", "warn"], default=_env("ON_LOOKUP_FAILURE", "deny"),
                        help="when a referenced object cannot be read: deny with a clear message, or allow with a "
                        "warning [PSMDB_BACKUP_ON_LOOKUP_FAILURE]")
-    serve.add_argument("--lookup-timeout", type=float, default=float(_env("LOOKUP_TIMEOUT", "2") or 2),
+    serve.add_argument("--lookup-timeout", type=float, default=_env("LOOKUP_TIMEOUT", "2"),
                        help="seconds per API read (default 2) [PSMDB_BACKUP_LOOKUP_TIMEOUT]")
     serve.add_argument("--default-backup-image", default=_env("DEFAULT_BACKUP_IMAGE", DEFAULT_BACKUP_IMAGE),
                        help="backup-agent image when a pod's cluster cannot be read [PSMDB_BACKUP_DEFAULT_BACKUP_IMAGE]")
-    serve.add_argument("--cert-check-interval", type=float, default=float(_env("CERT_CHECK_INTERVAL", "10") or 10),
+    serve.add_argument("--cert-check-interval", type=float, default=_env("CERT_CHECK_INTERVAL", "10"),
                        help="seconds between checks for rotated certificate files (default 10) "
                        "[PSMDB_BACKUP_CERT_CHECK_INTERVAL]")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])

@@ -590,6 +590,7 @@ def test_controller_deployment_elects_a_leader_and_serves_probes_on_its_metrics_
     assert pod["spec"]["serviceAccountName"] == CONTROLLER and container["image"] == IMAGE
     args = build_parser().parse_args(container["args"])
     assert args.func.__name__ == "cmd_controller" and args.leader_elect and args.metrics_listen == ("0.0.0.0", 8080)
+    assert args.cluster_selector == "psmdb-backup-webhook.io/backup-engine=controller"  # opt-in per cluster
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}

@@ -74,7 +74,7 @@ class BackupReconciler:
     # ------------------------------------------------------------------ status
 
     async def _set(self, obj: dict[str, Any], state: str, event: str, message: str, *, warning: bool = False,
-                   **status: Any) -> dict[str, Any]:
+                   always: bool = False, **status: Any) -> dict[str, Any]:
         ctx = self.ctx
         now = ctx.clock()
         old_state = (obj.get("status") or {}).get("state", "")
@@ -83,6 +83,7 @@ class BackupReconciler:
         meta = obj["metadata"]
         if state != old_state:
             ctx.metrics.backup_transitions.labels(meta["namespace"], obj["spec"].get("clusterName", ""), state).inc()
+        if state != old_state or always:
             _log(obj, logging.WARNING if warning else logging.INFO, "backup %s/%s: %s -> %s: %s", meta["namespace"],
                  meta["name"], old_state or "new", state, message, state=state)
             await ctx.events.emit(obj, event, message, warning=warning)
@@ -218,7 +219,8 @@ class BackupReconciler:
             ctx.metrics.pbm_commands.labels("backup", "error").inc()
             await self._fail(obj, e.message, cluster)
             return None
-        await self._set(obj, "requested", "BackupStarted", f"PBM backup {pbm_name} started", pbmName=pbm_name,
+        await self._set(obj, "requested", "BackupStarted", f"PBM backup {pbm_name} started", always=True,
+                        pbmName=pbm_name,
                         destination=pbmconfig.destination(storage, pbm_name))
         return ctx.settings.poll_interval
 

@@ -8,6 +8,7 @@ import sys
 from ..cli import _env, _listen  # one definition of the env-var and HOST:PORT conventions
 
 
+# String defaults (from the environment) go through `type` too, so a bad PSMDB_BACKUP_* value is a usage error
 def _positive(kind: type) -> object:
     def parse(value: str) -> object:
         try:
@@ -46,23 +47,23 @@ def add_controller_parser(sub: argparse._SubParsersAction) -> None:
                    help="leader Lease name [PSMDB_BACKUP_LEASE_NAME]")
     p.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE") or default_lease_namespace(),
                    help="leader Lease namespace (default: the pod's namespace) [PSMDB_BACKUP_LEASE_NAMESPACE]")
-    p.add_argument("--lease-duration", type=_positive(int), default=int(_env("LEASE_DURATION", "15") or 15),
+    p.add_argument("--lease-duration", type=_positive(int), default=_env("LEASE_DURATION", "15"),
                    metavar="SECONDS", help="a standby replica takes over this long after the leader stops renewing "
                    "(default 15) [PSMDB_BACKUP_LEASE_DURATION]")
     p.add_argument("--identity", default=_env("IDENTITY", ""),
                    help="leader election identity (default: hostname plus a random suffix) [PSMDB_BACKUP_IDENTITY]")
-    p.add_argument("--metrics-listen", type=_listen, default=_listen(_env("METRICS_LISTEN", "0.0.0.0:8080") or ""),
+    p.add_argument("--metrics-listen", type=_listen, default=_env("METRICS_LISTEN", "0.0.0.0:8080"),
                    metavar="HOST:PORT", help="/metrics, /healthz, /readyz (default 0.0.0.0:8080) "
                    "[PSMDB_BACKUP_METRICS_LISTEN]")
-    p.add_argument("--poll-interval", type=_positive(float), default=float(_env("POLL_INTERVAL", "5") or 5),
+    p.add_argument("--poll-interval", type=_positive(float), default=_env("POLL_INTERVAL", "5"),
                    metavar="SECONDS", help="how often a running backup or restore is polled (default 5) "
                    "[PSMDB_BACKUP_POLL_INTERVAL]")
-    p.add_argument("--lock-duration", type=_positive(int), default=int(_env("LOCK_DURATION", "300") or 300),
+    p.add_argument("--lock-duration", type=_positive(int), default=_env("LOCK_DURATION", "300"),
                    metavar="SECONDS", help="a cluster's operation lock expires this long after its last renewal "
                    "(default 300) [PSMDB_BACKUP_LOCK_DURATION]")
-    p.add_argument("--pbm-timeout", type=_positive(float), default=float(_env("PBM_TIMEOUT", "60") or 60),
+    p.add_argument("--pbm-timeout", type=_positive(float), default=_env("PBM_TIMEOUT", "60"),
                    metavar="SECONDS", help="limit for one pbm command in a pod (default 60) [PSMDB_BACKUP_PBM_TIMEOUT]")
-    p.add_argument("--workers", type=_positive(int), default=int(_env("WORKERS", "8") or 8),
+    p.add_argument("--workers", type=_positive(int), default=_env("WORKERS", "8"),
                    help="objects reconciled at once (default 8) [PSMDB_BACKUP_WORKERS]")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"],
                    help="[PSMDB_BACKUP_LOG_LEVEL]")

@@ -54,12 +54,13 @@ class RestoreReconciler:
         self.ctx = ctx
 
     async def _set(self, obj: dict[str, Any], state: str, event: str, message: str, *, warning: bool = False,
-                   **status: Any) -> dict[str, Any]:
+                   always: bool = False, **status: Any) -> dict[str, Any]:
         ctx, meta = self.ctx, obj["metadata"]
         old_state = (obj.get("status") or {}).get("state", "")
         updated = await ctx.patch_status(obj, {"state": state, "lastTransition": rfc3339(ctx.clock()), **status})
         if state != old_state:
             ctx.metrics.restore_transitions.labels(meta["namespace"], obj["spec"].get("clusterName", ""), state).inc()
+        if state != old_state or always:
             _log(obj, logging.WARNING if warning else logging.INFO, "restore %s/%s: %s -> %s: %s",
                  meta["namespace"], meta["name"], old_state or "new", state, message, state=state)
             await ctx.events.emit(obj, event, message, warning=warning)
@@ -244,7 +245,8 @@ class RestoreReconciler:
             ctx.metrics.pbm_commands.labels("restore", "error").inc()
             await self._fail(obj, e.message, cluster)
             return None
-        await self._set(obj, "requested", "RestoreStarted", f"PBM restore {name} started", pbmName=name)
+        await self._set(obj, "requested", "RestoreStarted", f"PBM restore {name} started", always=True,
+                        pbmName=name)
         return ctx.settings.poll_interval
 
     # ------------------------------------------------------------------ requested / running
