@@ -23,7 +23,7 @@ from . import clusters, pbmconfig
 from .kubeapi import KubeError, psmdb_path
 from .leases import Held, holder_of, lock_name
 from .pbm import BackupInfo, PBMBusy, PBMError, PBMNotFound, PBMTimeout, PBMTransportError
-from .runtime import Ctx, cluster_ref
+from .runtime import Ctx, StateMachine, cluster_ref, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,8 @@ KIND = "PerconaServerMongoDBBackup"
 FINALIZER_DELETE = "percona.com/delete-backup"
 FINALIZER_DELETE_LEGACY = "delete-backup"
 FINALIZER_LOCK = "internal.percona.com/release-lock"
-TERMINAL = ("ready", "error")
 EXTERNAL_UNSUPPORTED = ("snapshot (type: external) backups are not supported by the psmdb-backup controller: it "
                         "does not create VolumeSnapshots; take them with the Percona operator's backup handling")
-
-
-def rfc3339(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(v: Any) -> datetime | None:
@@ -59,35 +54,16 @@ def pretty_size(n: int) -> str:
     return f"{n}B"
 
 
-def _log(obj: Mapping[str, Any], level: int, msg: str, *args: Any, **fields: Any) -> None:
-    meta = obj["metadata"]
-    log.log(level, msg, *args, extra={"namespace": meta["namespace"], "backup": meta["name"],
-                                      "cluster": (obj.get("spec") or {}).get("clusterName"), **fields})
+class BackupReconciler(StateMachine):
+    noun = "backup"
+    logger = log
 
-
-class BackupReconciler:
     def __init__(self, ctx: Ctx, on_terminal: Any = None) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.on_terminal = on_terminal  # callable(backup) after ready/error (retention, last-success metric)
-        self._start_errors: dict[str, str] = {}  # uid -> last error starting PBM (for the deadline message)
 
-    # ------------------------------------------------------------------ status
-
-    async def _set(self, obj: dict[str, Any], state: str, event: str, message: str, *, warning: bool = False,
-                   always: bool = False, **status: Any) -> dict[str, Any]:
-        ctx = self.ctx
-        now = ctx.clock()
-        old_state = (obj.get("status") or {}).get("state", "")
-        body = {"state": state, "lastTransition": rfc3339(now), **status}
-        updated = await ctx.patch_status(obj, body)
-        meta = obj["metadata"]
-        if state != old_state:
-            ctx.metrics.backup_transitions.labels(meta["namespace"], obj["spec"].get("clusterName", ""), state).inc()
-        if state != old_state or always:
-            _log(obj, logging.WARNING if warning else logging.INFO, "backup %s/%s: %s -> %s: %s", meta["namespace"],
-                 meta["name"], old_state or "new", state, message, state=state)
-            await ctx.events.emit(obj, event, message, warning=warning)
-        return updated
+    def transitions(self) -> Any:
+        return self.ctx.metrics.backup_transitions
 
     async def _fail(self, obj: dict[str, Any], message: str, cluster: Mapping[str, Any] | None) -> None:
         updated = await self._set(obj, "error", "BackupFailed", message, warning=True, error=message)
@@ -95,7 +71,6 @@ class BackupReconciler:
 
     async def _finished(self, obj: dict[str, Any], cluster: Mapping[str, Any] | None, outcome: str) -> None:
         ctx, meta = self.ctx, obj["metadata"]
-        self._start_errors.pop(meta.get("uid", ""), None)
         status = obj.get("status") or {}
         started = parse_time(status.get("start"))
         if started is not None:
@@ -106,21 +81,6 @@ class BackupReconciler:
             await ctx.leases.release(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj))
         if self.on_terminal:
             await self.on_terminal(obj)
-
-    # ------------------------------------------------------------------ reconcile
-
-    async def reconcile(self, obj: dict[str, Any]) -> float | None:
-        """One pass; returns seconds until the next pass, None when nothing is pending."""
-        meta = obj["metadata"]
-        if meta.get("deletionTimestamp"):
-            return await self._finalize(obj)
-        state = (obj.get("status") or {}).get("state", "")
-        if state in TERMINAL:
-            return None
-        cluster = self.ctx.cluster_of(obj)
-        if state in ("", "waiting"):
-            return await self._new(obj, cluster, state)
-        return await self._active(obj, cluster)
 
     async def _new(self, obj: dict[str, Any], cluster: dict[str, Any] | None, state: str) -> float | None:
         ctx, spec, meta = self.ctx, obj.get("spec") or {}, obj["metadata"]
@@ -144,7 +104,7 @@ class BackupReconciler:
             return None
         why = clusters.cannot_backup(cluster)
         if why:  # a change of the cluster (its status) re-queues this backup at once; the timer is for the deadline
-            _log(obj, logging.INFO, "backup %s/%s waits: %s", meta["namespace"], meta["name"], why)
+            self._log(obj, logging.INFO, "backup %s/%s waits: %s", meta["namespace"], meta["name"], why)
             return max(ctx.settings.poll_interval, 30.0)
         if self._restore_running(cluster):
             await self._wait(obj, state, "a restore of the cluster is running")
@@ -196,7 +156,7 @@ class BackupReconciler:
         try:
             pbm_name = await ctx.driver.find_backup_since(ref, since)
             if pbm_name:
-                _log(obj, logging.WARNING, "adopting PBM backup %s started for %s/%s before a restart", pbm_name,
+                self._log(obj, logging.WARNING, "adopting PBM backup %s started for %s/%s before a restart", pbm_name,
                      meta["namespace"], meta["name"])
             else:
                 out = await ctx.driver.start_backup(
@@ -207,12 +167,11 @@ class BackupReconciler:
             ctx.metrics.pbm_commands.labels("backup", "ok").inc()
         except (PBMBusy, PBMTransportError, PBMTimeout) as e:
             ctx.metrics.pbm_commands.labels("backup", "retry").inc()
-            self._start_errors[meta["uid"]] = e.message
             deadline = clusters.starting_deadline(cluster, ctx.settings.default_starting_deadline)
             if (ctx.clock() - since).total_seconds() >= deadline:
                 await self._fail(obj, f"backup did not start within {deadline}s: {e.message}", cluster)
                 return None
-            _log(obj, logging.INFO, "PBM backup for %s/%s not started yet: %s", meta["namespace"], meta["name"],
+            self._log(obj, logging.INFO, "PBM backup for %s/%s not started yet: %s", meta["namespace"], meta["name"],
                  e.message)
             return ctx.settings.poll_interval
         except PBMError as e:
@@ -232,7 +191,7 @@ class BackupReconciler:
         held = await ctx.leases.acquire(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj),
                                         ctx.settings.lock_duration, ctx.holder_finished)
         if isinstance(held, Held):  # someone took our expired lock: this backup's PBM operation may still run
-            _log(obj, logging.WARNING, "lock of %s held by %s while backup %s runs", cluster["metadata"]["name"],
+            self._log(obj, logging.WARNING, "lock of %s held by %s while backup %s runs", cluster["metadata"]["name"],
                  held.holder, meta["name"])
         storage = pbmconfig.storages(cluster).get(status.get("storageName") or "") or {}
         if not status.get("pbmName"):
@@ -242,7 +201,7 @@ class BackupReconciler:
         except PBMNotFound:
             info = None
         except PBMError as e:
-            _log(obj, logging.WARNING, "cannot read PBM backup %s: %s", status["pbmName"], e.message)
+            self._log(obj, logging.WARNING, "cannot read PBM backup %s: %s", status["pbmName"], e.message)
             return ctx.settings.poll_interval
         if info is None:
             return ctx.settings.poll_interval  # "Waiting for backup metadata"

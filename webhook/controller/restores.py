@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from . import clusters, pbmconfig
-from .backups import FINALIZER_LOCK, TERMINAL, parse_time, rfc3339
+from .backups import FINALIZER_LOCK, parse_time
 from .kubeapi import KubeError, psmdb_path
 from .leases import Held, holder_of, lock_name
 from .pbm import PBMBusy, PBMError, PBMNotFound, PBMTimeout, PBMTransportError
-from .runtime import Ctx, cluster_ref, credential_secrets
+from .runtime import StateMachine, cluster_ref, credential_secrets, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,6 @@ KIND = "PerconaServerMongoDBRestore"
 SOURCE_STORAGES = ("azure", "s3", "minio", "gcs", "filesystem", "oss")  # the operator's order of preference
 EXTERNAL_UNSUPPORTED = ("restoring a snapshot (type: external) backup is not supported by the psmdb-backup "
                         "controller: use the Percona operator's restore handling")
-
-
-def _log(obj: Mapping[str, Any], level: int, msg: str, *args: Any, **fields: Any) -> None:
-    meta = obj["metadata"]
-    log.log(level, msg, *args, extra={"namespace": meta["namespace"], "restore": meta["name"],
-                                      "cluster": (obj.get("spec") or {}).get("clusterName"), **fields})
 
 
 class Source:
@@ -49,22 +43,12 @@ class Source:
         self.pbm_name, self.type, self.profile, self.extra_profile = pbm_name, type, profile, extra_profile
 
 
-class RestoreReconciler:
-    def __init__(self, ctx: Ctx) -> None:
-        self.ctx = ctx
+class RestoreReconciler(StateMachine):
+    noun = "restore"
+    logger = log
 
-    async def _set(self, obj: dict[str, Any], state: str, event: str, message: str, *, warning: bool = False,
-                   always: bool = False, **status: Any) -> dict[str, Any]:
-        ctx, meta = self.ctx, obj["metadata"]
-        old_state = (obj.get("status") or {}).get("state", "")
-        updated = await ctx.patch_status(obj, {"state": state, "lastTransition": rfc3339(ctx.clock()), **status})
-        if state != old_state:
-            ctx.metrics.restore_transitions.labels(meta["namespace"], obj["spec"].get("clusterName", ""), state).inc()
-        if state != old_state or always:
-            _log(obj, logging.WARNING if warning else logging.INFO, "restore %s/%s: %s -> %s: %s",
-                 meta["namespace"], meta["name"], old_state or "new", state, message, state=state)
-            await ctx.events.emit(obj, event, message, warning=warning)
-        return updated
+    def transitions(self) -> Any:
+        return self.ctx.metrics.restore_transitions
 
     async def _fail(self, obj: dict[str, Any], message: str, cluster: Mapping[str, Any] | None) -> None:
         await self._finish(obj, cluster, "error", "RestoreFailed", message, warning=True, error=message)
@@ -93,18 +77,6 @@ class RestoreReconciler:
                 raise
             log.warning("could not re-enable PITR on %s/%s: %s", cluster["metadata"]["namespace"],
                         cluster["metadata"]["name"], e.message)
-
-    async def reconcile(self, obj: dict[str, Any]) -> float | None:
-        meta = obj["metadata"]
-        if meta.get("deletionTimestamp"):
-            return await self._finalize(obj)
-        state = (obj.get("status") or {}).get("state", "")
-        if state in TERMINAL:
-            return None
-        cluster = self.ctx.cluster_of(obj)
-        if state in ("", "waiting"):
-            return await self._new(obj, cluster, state)
-        return await self._active(obj, cluster)
 
     # ------------------------------------------------------------------ new / waiting
 
@@ -167,7 +139,7 @@ class RestoreReconciler:
             await self._fail(obj, source, None)
             return None
         if source is None:
-            _log(obj, logging.INFO, "restore %s/%s waits: backup %s is not ready", meta["namespace"], meta["name"],
+            self._log(obj, logging.INFO, "restore %s/%s waits: backup %s is not ready", meta["namespace"], meta["name"],
                  spec.get("backupName"))
             return ctx.settings.poll_interval
         if source.type == "external":
@@ -218,7 +190,7 @@ class RestoreReconciler:
         try:
             name = await ctx.driver.find_restore_since(ref, since)
             if name:
-                _log(obj, logging.WARNING, "adopting PBM restore %s started for %s/%s before a restart", name,
+                self._log(obj, logging.WARNING, "adopting PBM restore %s started for %s/%s before a restart", name,
                      meta["namespace"], meta["name"])
             else:
                 if source is None:
@@ -266,7 +238,7 @@ class RestoreReconciler:
         except PBMNotFound:
             info = None
         except PBMError as e:
-            _log(obj, logging.WARNING, "cannot read PBM restore %s: %s", status["pbmName"], e.message)
+            self._log(obj, logging.WARNING, "cannot read PBM restore %s: %s", status["pbmName"], e.message)
             return ctx.settings.poll_interval
         if info is None:
             return ctx.settings.poll_interval

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
+from prometheus_client import Counter
+
 from ..admission.validate import Enforcement, LookupFailure, decide, evaluate
 from ..kube import LiveLookup
 from ..policy import kinds
@@ -24,8 +26,15 @@ log = logging.getLogger(__name__)
 Store = dict[tuple[str, str], dict[str, Any]]
 
 
+TERMINAL = ("ready", "error")  # Backup and Restore states that end an object's work
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def rfc3339(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,7 @@ class Ctx:
         for store in (self.backups, self.restores):
             for o in store.values():
                 if o["metadata"].get("uid") == uid:
-                    return (o.get("status") or {}).get("state") in ("ready", "error")
+                    return (o.get("status") or {}).get("state") in TERMINAL
         return True
 
     def cluster_of(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -168,3 +177,58 @@ def cluster_secrets(cluster: Mapping[str, Any]) -> list[str]:
 
 def is_kind(obj: Mapping[str, Any], kind: str) -> bool:
     return obj.get("kind") == kind and str(obj.get("apiVersion", kinds.GROUP)).startswith(kinds.GROUP)
+
+
+
+class StateMachine:
+    """What the Backup and Restore reconcilers share: dispatch by state, and the one way a state is written (status
+    patch, transition metric, log line and Event)."""
+
+    noun = ""  # "backup" or "restore": log lines and the log field that names the object
+    logger = log
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+
+    def transitions(self) -> Counter:
+        raise NotImplementedError
+
+    def _log(self, obj: Mapping[str, Any], level: int, msg: str, *args: Any, **fields: Any) -> None:
+        meta = obj["metadata"]
+        self.logger.log(level, msg, *args, extra={"namespace": meta["namespace"], self.noun: meta["name"],
+                                                  "cluster": (obj.get("spec") or {}).get("clusterName"), **fields})
+
+    async def _set(self, obj: dict[str, Any], state: str, event: str, message: str, *, warning: bool = False,
+                   always: bool = False, **status: Any) -> dict[str, Any]:
+        """Write `state` (with `status` fields); a changed state, or `always`, is also logged and evented."""
+        ctx, meta = self.ctx, obj["metadata"]
+        old_state = (obj.get("status") or {}).get("state", "")
+        updated = await ctx.patch_status(obj, {"state": state, "lastTransition": rfc3339(ctx.clock()), **status})
+        if state != old_state:
+            self.transitions().labels(meta["namespace"], obj["spec"].get("clusterName", ""), state).inc()
+        if state != old_state or always:
+            self._log(obj, logging.WARNING if warning else logging.INFO, "%s %s/%s: %s -> %s: %s", self.noun,
+                      meta["namespace"], meta["name"], old_state or "new", state, message, state=state)
+            await ctx.events.emit(obj, event, message, warning=warning)
+        return updated
+
+    async def reconcile(self, obj: dict[str, Any]) -> float | None:
+        """One pass; returns seconds until the next pass, None when nothing is pending."""
+        if obj["metadata"].get("deletionTimestamp"):
+            return await self._finalize(obj)
+        state = (obj.get("status") or {}).get("state", "")
+        if state in TERMINAL:
+            return None
+        cluster = self.ctx.cluster_of(obj)
+        if state in ("", "waiting"):
+            return await self._new(obj, cluster, state)
+        return await self._active(obj, cluster)
+
+    async def _new(self, obj: dict[str, Any], cluster: dict[str, Any] | None, state: str) -> float | None:
+        raise NotImplementedError
+
+    async def _active(self, obj: dict[str, Any], cluster: dict[str, Any] | None) -> float | None:
+        raise NotImplementedError
+
+    async def _finalize(self, obj: dict[str, Any]) -> float | None:
+        raise NotImplementedError

@@ -23,11 +23,11 @@ from typing import Any, Mapping
 from .. import cron
 from ..policy.versions import Version
 from . import clusters
-from .backups import FINALIZER_DELETE, rfc3339
+from .backups import FINALIZER_DELETE
 from .backups import KIND as BACKUP_KIND
 from .backups import parse_time
 from .kubeapi import API_VERSION, KubeError, psmdb_path
-from .runtime import Ctx
+from .runtime import Ctx, rfc3339
 from .schedule import due, retention_victims, slot_backup_name
 
 log = logging.getLogger(__name__)
