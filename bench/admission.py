@@ -33,18 +33,41 @@ from webhook import certs  # noqa: E402
 
 CLUSTER = yaml.safe_load((ROOT / "examples/good/cluster.yaml").read_text())
 SECRETS = list(yaml.safe_load_all((ROOT / "examples/good/secrets.yaml").read_text()))
-POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {
-    "name": "my-cluster-rs0-0", "namespace": "psmdb",
-    "labels": {"app.kubernetes.io/name": "percona-server-mongodb", "app.kubernetes.io/instance": "my-cluster",
-               "app.kubernetes.io/component": "mongod", "app.kubernetes.io/replset": "rs0"}},
-    "spec": {"containers": [{"name": "mongod", "image": "percona/percona-server-mongodb:8.0.12-4"}],
-             "volumes": [{"name": "mongod-data", "persistentVolumeClaim": {"claimName": "mongod-data-my-cluster-rs0-0"}}]}}
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {
+        "name": "my-cluster-rs0-0",
+        "namespace": "psmdb",
+        "labels": {
+            "app.kubernetes.io/name": "percona-server-mongodb",
+            "app.kubernetes.io/instance": "my-cluster",
+            "app.kubernetes.io/component": "mongod",
+            "app.kubernetes.io/replset": "rs0",
+        },
+    },
+    "spec": {
+        "containers": [{"name": "mongod", "image": "percona/percona-server-mongodb:8.0.12-4"}],
+        "volumes": [{"name": "mongod-data", "persistentVolumeClaim": {"claimName": "mongod-data-my-cluster-rs0-0"}}],
+    },
+}
 
 
 def review(obj: dict, group: str) -> bytes:
-    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": str(uuid.uuid4()), "kind": {"group": group, "version": "v1", "kind": obj["kind"]},
-        "operation": "CREATE", "namespace": "psmdb", "name": obj["metadata"]["name"], "object": obj}}).encode()
+    return json.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": str(uuid.uuid4()),
+                "kind": {"group": group, "version": "v1", "kind": obj["kind"]},
+                "operation": "CREATE",
+                "namespace": "psmdb",
+                "name": obj["metadata"]["name"],
+                "object": obj,
+            },
+        }
+    ).encode()
 
 
 def free_port() -> int:
@@ -66,8 +89,13 @@ def run_echo(port: int, tls_dir: str) -> None:
 
     async def echo(request: web.Request) -> web.Response:
         body = json.loads(await request.read())
-        return web.json_response({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                  "response": {"uid": body["request"]["uid"], "allowed": True}})
+        return web.json_response(
+            {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {"uid": body["request"]["uid"], "allowed": True},
+            }
+        )
 
     app = web.Application()
     app.router.add_post("/validate", echo)
@@ -87,8 +115,10 @@ def run_webhook(port: int, tls_dir: str) -> None:
 
     class MemoryReader:  # the API server's answers, as the TTL cache would serve them
         timeout = 1.0
-        objects = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
-                   for o in [CLUSTER, *SECRETS, {"kind": "Namespace", "metadata": {"name": "psmdb"}}]}
+        objects = {
+            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
+            for o in [CLUSTER, *SECRETS, {"kind": "Namespace", "metadata": {"name": "psmdb"}}]
+        }
 
         async def get(self, kind, namespace, name):
             return self.objects.get((kind, namespace, name))
@@ -97,28 +127,35 @@ def run_webhook(port: int, tls_dir: str) -> None:
     web.run_app(app, host="127.0.0.1", port=port, ssl_context=server_ssl(tls_dir), print=None, access_log=None)
 
 
-async def load(port: int, path: str, body: bytes, seconds: float, concurrency: int, ca: str) -> tuple[float, list[float]]:
+async def load(
+    port: int, path: str, body: bytes, seconds: float, concurrency: int, ca: str
+) -> tuple[float, list[float]]:
     import aiohttp
 
     ctx = ssl.create_default_context(cafile=ca)
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=concurrency)) as session:
+
         async def worker() -> None:
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
-                async with session.post(f"https://127.0.0.1:{port}{path}", data=body,
-                                        headers={"Content-Type": "application/json"}) as resp:
+                async with session.post(
+                    f"https://127.0.0.1:{port}{path}", data=body, headers={"Content-Type": "application/json"}
+                ) as resp:
                     await resp.read()
                     assert resp.status == 200, resp.status
                 latencies.append(time.perf_counter() - t0)
+
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
     return len(latencies) / elapsed, latencies
 
 
-def measure(target, tls_dir: str, path: str, body: bytes, seconds: float, concurrency: int) -> tuple[float, float, float]:
+def measure(
+    target, tls_dir: str, path: str, body: bytes, seconds: float, concurrency: int
+) -> tuple[float, float, float]:
     port = free_port()
     proc = mp.get_context("spawn").Process(target=target, args=(port, tls_dir), daemon=True)
     proc.start()
@@ -150,8 +187,10 @@ def main() -> int:
         ca, ca_key = certs.make_ca("bench CA", 1)
         crt, key = certs.make_serving_cert(ca, ca_key, ["127.0.0.1", "localhost"], 1)
         certs.write_dir(tls_dir, ca, crt, key)
-        for name, path, body in (("validate", "/validate", review(CLUSTER, "psmdb.percona.com")),
-                                 ("mutate", "/mutate", review(POD, ""))):
+        for name, path, body in (
+            ("validate", "/validate", review(CLUSTER, "psmdb.percona.com")),
+            ("mutate", "/mutate", review(POD, "")),
+        ):
             echo = measure(run_echo, tls_dir, path, body, seconds, args.concurrency)
             ours = measure(run_webhook, tls_dir, path, body, seconds, args.concurrency)
             results[f"{name}_rps_ratio"] = ours[0] / echo[0]
@@ -159,8 +198,10 @@ def main() -> int:
             print(f"{name} ({len(body)} byte review, concurrency {args.concurrency}):")
             for label, (rps, p50, p99) in (("echo", echo), ("webhook", ours)):
                 print(f"  {label:<8} {rps:8.0f} req/s   p50 {p50 * 1000:6.2f} ms   p99 {p99 * 1000:6.2f} ms")
-            print(f"  ratio    rps {results[f'{name}_rps_ratio']:.2f} (target >= 0.60)   "
-                  f"p99 {results[f'{name}_p99_ratio']:.2f} (target <= 2.00)")
+            print(
+                f"  ratio    rps {results[f'{name}_rps_ratio']:.2f} (target >= 0.60)   "
+                f"p99 {results[f'{name}_p99_ratio']:.2f} (target <= 2.00)"
+            )
     print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in results.items()))
     return 0
 

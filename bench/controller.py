@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +35,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def create_clusters(ctl: ctlcluster.CtlCluster, n: int) -> None:
-    tasks = [{"name": "minutely", "enabled": True, "schedule": "* * * * *", "storageName": "s3", "keep": 3},
-             {"name": "two-minutely", "enabled": True, "schedule": "*/2 * * * *", "storageName": "s3", "keep": 3}]
+    tasks = [
+        {"name": "minutely", "enabled": True, "schedule": "* * * * *", "storageName": "s3", "keep": 3},
+        {"name": "two-minutely", "enabled": True, "schedule": "*/2 * * * *", "storageName": "s3", "keep": 3},
+    ]
     docs = [ctl.cluster_manifest(f"c{i:04d}", tasks=tasks) for i in range(n)]
     for i in range(0, n, 250):
-        ctl.apply(docs[i:i + 250])
+        ctl.apply(docs[i : i + 250])
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -60,11 +62,17 @@ async def baseline(ctl: ctlcluster.CtlCluster, count: int) -> list[float]:
     t0 = time.monotonic()
 
     async def one(i: int) -> float:
-        await kube.create(psmdb_path("PerconaServerMongoDBBackup", NS), {
-            "apiVersion": "psmdb.percona.com/v1", "kind": "PerconaServerMongoDBBackup",
-            "metadata": {"name": f"baseline-{i:05d}", "namespace": NS},
-            "spec": {"clusterName": "none", "storageName": "s3"}})
+        await kube.create(
+            psmdb_path("PerconaServerMongoDBBackup", NS),
+            {
+                "apiVersion": "psmdb.percona.com/v1",
+                "kind": "PerconaServerMongoDBBackup",
+                "metadata": {"name": f"baseline-{i:05d}", "namespace": NS},
+                "spec": {"clusterName": "none", "storageName": "s3"},
+            },
+        )
         return time.monotonic() - t0
+
     try:
         return list(await asyncio.gather(*(one(i) for i in range(count))))
     finally:
@@ -85,34 +93,47 @@ def main() -> int:
             create_clusters(ctl, args.clusters)
             print(f"created {args.clusters} clusters x 2 tasks in {time.monotonic() - t:.1f}s", flush=True)
             ctrl = ctl.controller("bench", "--no-leader-elect", "--log-level", "info")
-            ctl.wait("controller acting", lambda: any(line.get("msg", "").startswith("acting")
-                                                     for line in ctrl.log_lines()), timeout=120)
+            ctl.wait(
+                "controller acting",
+                lambda: any(line.get("msg", "").startswith("acting") for line in ctrl.log_lines()),
+                timeout=120,
+            )
             _, hwm_start = rss_mb(ctrl.proc.pid)
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             end = (now.replace(second=0, microsecond=0).timestamp() + 60 * slots) + 20
-            print(f"controller acting; measuring {slots} slot(s) until {datetime.fromtimestamp(end, timezone.utc)}",
-                  flush=True)
+            print(f"controller acting; measuring {slots} slot(s) until {datetime.fromtimestamp(end, UTC)}", flush=True)
             while time.time() < end:
                 time.sleep(2)
             lags = [float(line["lag_s"]) for line in ctrl.log_lines() if "lag_s" in line]
             rss, hwm = rss_mb(ctrl.proc.pid)
             ctrl.stop()
-            expected = sum(args.clusters * (2 if m % 2 == 0 else 1) for m in range(int(now.timestamp() // 60) + 1,
-                                                                                     int(end // 60) + 1))
+            expected = sum(
+                args.clusters * (2 if m % 2 == 0 else 1)
+                for m in range(int(now.timestamp() // 60) + 1, int(end // 60) + 1)
+            )
             burst = max(1, len(lags) // max(1, slots))
             base = asyncio.run(baseline(ctl, burst))
         finally:
             ctlcluster.stop(ctl)
-    print(f"backups created for slots: {len(lags)} (expected {expected}); controller RSS at start {hwm_start:.0f} MB, "
-          f"now {rss:.0f} MB, peak {hwm:.0f} MB")
-    print(f"slot -> Backup: p50 {pct(lags, 0.5):.3f}s p99 {pct(lags, 0.99):.3f}s max {max(lags, default=0):.3f}s "
-          f"mean {statistics.fmean(lags) if lags else 0:.3f}s")
-    print(f"baseline: {burst} creates at once straight through the API: p50 {pct(base, 0.5):.3f}s "
-          f"p99 {pct(base, 0.99):.3f}s; ratio p99 {pct(lags, 0.99) / max(pct(base, 0.99), 1e-9):.2f}")
-    print(f"targets: p99 <= 1 s: {'met' if pct(lags, 0.99) <= 1 else 'MISSED'}; RSS <= 150 MB: "
-          f"{'met' if hwm <= 150 else 'MISSED'}")
-    print(f"RESULT slot_to_backup_p50_s={pct(lags, 0.5):.3f} slot_to_backup_p99_s={pct(lags, 0.99):.3f} "
-          f"rss_mb={hwm:.0f}")
+    print(
+        f"backups created for slots: {len(lags)} (expected {expected}); controller RSS at start {hwm_start:.0f} MB, "
+        f"now {rss:.0f} MB, peak {hwm:.0f} MB"
+    )
+    print(
+        f"slot -> Backup: p50 {pct(lags, 0.5):.3f}s p99 {pct(lags, 0.99):.3f}s max {max(lags, default=0):.3f}s "
+        f"mean {statistics.fmean(lags) if lags else 0:.3f}s"
+    )
+    print(
+        f"baseline: {burst} creates at once straight through the API: p50 {pct(base, 0.5):.3f}s "
+        f"p99 {pct(base, 0.99):.3f}s; ratio p99 {pct(lags, 0.99) / max(pct(base, 0.99), 1e-9):.2f}"
+    )
+    print(
+        f"targets: p99 <= 1 s: {'met' if pct(lags, 0.99) <= 1 else 'MISSED'}; RSS <= 150 MB: "
+        f"{'met' if hwm <= 150 else 'MISSED'}"
+    )
+    print(
+        f"RESULT slot_to_backup_p50_s={pct(lags, 0.5):.3f} slot_to_backup_p99_s={pct(lags, 0.99):.3f} rss_mb={hwm:.0f}"
+    )
     return 0 if lags and len(lags) >= expected * 0.99 else 1
 
 

@@ -19,7 +19,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from webhook.lint.run import LintRun  # noqa: E402
+from webhook.lint.run import LintRun
 
 CLUSTER = """\
 apiVersion: psmdb.percona.com/v1
@@ -66,8 +66,15 @@ def corpus(n_docs: int, seed: int = 1) -> list[str]:
         ns, c = i % 50, rnd.randrange(max(1, i // 4 + 1))
         pick = rnd.random()
         if pick < 0.25:
-            docs.append(CLUSTER.format(i=i, ns=ns, v=rnd.choice("0123"), storage=rnd.choice(["s3-main", "fs", "nope"]),
-                                       sched=rnd.choice(["0 0 * * *", "@daily", "0 0 * * 7", "CRON_TZ=UTC 0 3 * * *"])))
+            docs.append(
+                CLUSTER.format(
+                    i=i,
+                    ns=ns,
+                    v=rnd.choice("0123"),
+                    storage=rnd.choice(["s3-main", "fs", "nope"]),
+                    sched=rnd.choice(["0 0 * * *", "@daily", "0 0 * * 7", "CRON_TZ=UTC 0 3 * * *"]),
+                )
+            )
         elif pick < 0.6:
             docs.append(BACKUP.format(i=i, ns=ns, c=c, storage=rnd.choice(["s3-main", "azure", "gcs"])))
         elif pick < 0.85:
@@ -81,7 +88,7 @@ def write(docs: list[str], root: Path, per_file: int = 100) -> list[Path]:
     files = []
     for start in range(0, len(docs), per_file):
         f = root / f"manifests-{start // per_file:04d}.yaml"
-        f.write_text("---\n".join(docs[start:start + per_file]))
+        f.write_text("---\n".join(docs[start : start + per_file]))
         files.append(f)
     return files
 
@@ -117,8 +124,10 @@ def main() -> int:
     print(f"documents: {n} ({report.checked} checked, {report.skipped} other kinds, {len(report.findings)} findings)")
     print(f"parse only (PyYAML CSafeLoader): {t_parse:.3f} s = {n / t_parse:,.0f} docs/s")
     print(f"lint:                            {t_lint:.3f} s = {rate:,.0f} docs/s")
-    print(f"targets: ratio <= 2.0 ({'met' if ratio <= 2 else 'MISSED'}), >= 5,000 docs/s "
-          f"({'met' if rate >= 5000 else 'MISSED'})")
+    print(
+        f"targets: ratio <= 2.0 ({'met' if ratio <= 2 else 'MISSED'}), >= 5,000 docs/s "
+        f"({'met' if rate >= 5000 else 'MISSED'})"
+    )
     print(f"RESULT docs_per_s={rate:.0f} ratio_to_parse={ratio:.2f}")
     return 0
 

@@ -34,10 +34,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Callable, Mapping, Sequence
+from typing import IO, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -139,7 +140,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _cert_builder(subject: str, issuer: str, public_key: Any, days: int) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
@@ -160,8 +161,15 @@ def _write_pki(pki_dir: Path) -> _Pki:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -172,9 +180,7 @@ def _write_pki(pki_dir: Path) -> _Pki:
         _cert_builder("localhost", ca_name, serving_key.public_key(), days=30)
         # Go ignores the CN since 1.15, so the IP SAN is what makes https://127.0.0.1 verify.
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(LOOPBACK)), x509.DNSName("localhost")]
-            ),
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK)), x509.DNSName("localhost")]),
             critical=False,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -195,9 +201,7 @@ def _write_pki(pki_dir: Path) -> _Pki:
     _write_private(pki.serving_key, _pem_key(serving_key))
     _write_private(pki.sa_key, _pem_key(sa_key))
     pki.sa_pub.write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return pki
 
@@ -279,7 +283,7 @@ def _terminate(procs: Sequence[_Process], timeout: float) -> None:
 
 def _tail(path: Path, lines: int) -> list[str]:
     try:
-        with open(path, "r", errors="replace") as fh:
+        with open(path, errors="replace") as fh:
             return list(collections.deque(fh, maxlen=lines))
     except FileNotFoundError:
         return []

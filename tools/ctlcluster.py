@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import yaml
 
@@ -46,8 +47,19 @@ class ControllerProcess:
     proc: subprocess.Popen | None = None
 
     def start(self) -> ControllerProcess:
-        cmd = [sys.executable, "-m", "webhook.cli", "controller", "--kubeconfig", str(self.kubeconfig),
-               "--identity", self.name, "--metrics-listen", f"127.0.0.1:{self.metrics_port}", *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "controller",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--identity",
+            self.name,
+            "--metrics-listen",
+            f"127.0.0.1:{self.metrics_port}",
+            *self.args,
+        ]
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -145,15 +157,21 @@ class CtlCluster:
         def reached() -> dict[str, Any] | None:
             obj = self.get(kind, name)
             return obj if obj and (obj.get("status") or {}).get("state") in wanted else None
+
         return self.wait(f"{kind} {name} in {sorted(wanted)}", reached, timeout)
 
     def controller(self, name: str, *args: str) -> ControllerProcess:
         """A controller with the credentials of the install's controller ServiceAccount (least privilege, proven)."""
         if self.sa_kubeconfig is None:
             self.sa_kubeconfig = self.cp.service_account_kubeconfig(
-                install_rbac(MANIFESTS / "base" / "controller.yaml"), INSTALL_NAMESPACE, "psmdb-backup-controller")
-        c = ControllerProcess(name, self.sa_kubeconfig, self.work / f"controller-{name}.log",
-                              ["--lease-namespace", self.namespace, "--namespace", self.namespace, *args])
+                install_rbac(MANIFESTS / "base" / "controller.yaml"), INSTALL_NAMESPACE, "psmdb-backup-controller"
+            )
+        c = ControllerProcess(
+            name,
+            self.sa_kubeconfig,
+            self.work / f"controller-{name}.log",
+            ["--lease-namespace", self.namespace, "--namespace", self.namespace, *args],
+        )
         self.controllers.append(c)
         return c.start()
 
@@ -165,46 +183,96 @@ class CtlCluster:
 
     def storages(self, cluster: str) -> dict[str, Any]:
         """An S3 (moto, main) storage and, with Azurite, an Azure storage; each cluster under its own prefix."""
-        out: dict[str, Any] = {"s3": {"type": "s3", "main": True, "s3": {
-            "bucket": self.bucket, "prefix": cluster, "region": "us-east-1", "endpointUrl": self.moto.endpoint,
-            "credentialsSecret": S3_SECRET}}}
+        out: dict[str, Any] = {
+            "s3": {
+                "type": "s3",
+                "main": True,
+                "s3": {
+                    "bucket": self.bucket,
+                    "prefix": cluster,
+                    "region": "us-east-1",
+                    "endpointUrl": self.moto.endpoint,
+                    "credentialsSecret": S3_SECRET,
+                },
+            }
+        }
         if self.azurite is not None:
-            out["azure"] = {"type": "azure", "azure": {"container": self.container, "prefix": cluster,
-                                                       "endpointUrl": self.azurite.endpoint,
-                                                       "credentialsSecret": AZURE_SECRET}}
+            out["azure"] = {
+                "type": "azure",
+                "azure": {
+                    "container": self.container,
+                    "prefix": cluster,
+                    "endpointUrl": self.azurite.endpoint,
+                    "credentialsSecret": AZURE_SECRET,
+                },
+            }
         return out
 
-    def cluster_manifest(self, name: str, *, tasks: list[dict[str, Any]] | None = None, pitr: bool = False,
-                         labels: dict[str, str] | None = None, **backup: Any) -> dict[str, Any]:
+    def cluster_manifest(
+        self,
+        name: str,
+        *,
+        tasks: list[dict[str, Any]] | None = None,
+        pitr: bool = False,
+        labels: dict[str, str] | None = None,
+        **backup: Any,
+    ) -> dict[str, Any]:
         return {
-            "apiVersion": "psmdb.percona.com/v1", "kind": "PerconaServerMongoDB",
+            "apiVersion": "psmdb.percona.com/v1",
+            "kind": "PerconaServerMongoDB",
             "metadata": {"name": name, "namespace": self.namespace, "labels": labels or {}},
             "spec": {
-                "crVersion": "1.21.0", "image": "percona/percona-server-mongodb:7.0.18-11",
+                "crVersion": "1.21.0",
+                "image": "percona/percona-server-mongodb:7.0.18-11",
                 "replsets": [{"name": "rs0", "size": 3}],
-                "backup": {"enabled": True, "image": "percona/percona-backup-mongodb:2.9.1",
-                           "storages": self.storages(name), "tasks": tasks or [],
-                           "pitr": {"enabled": pitr}, **backup},
+                "backup": {
+                    "enabled": True,
+                    "image": "percona/percona-backup-mongodb:2.9.1",
+                    "storages": self.storages(name),
+                    "tasks": tasks or [],
+                    "pitr": {"enabled": pitr},
+                    **backup,
+                },
             },
         }
 
     def add_cluster(self, name: str, **kw: Any) -> dict[str, Any]:
         """The cluster object, marked ready as the operator would, and its first database pod."""
         self.apply(self.cluster_manifest(name, **kw))
-        self.kubectl("patch", "psmdb", name, "-n", self.namespace, "--subresource=status", "--type=merge", "-p",
-                     json.dumps({"status": {"state": "ready", "replsets": {"rs0": {"ready": 3, "size": 3,
-                                                                                   "status": "ready"}}}}))
-        self.apply({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": f"{name}-rs0-0", "namespace": self.namespace,
-                                 "labels": {"app.kubernetes.io/instance": name,
-                                            "app.kubernetes.io/component": "mongod"}},
-                    "spec": {"containers": [{"name": "mongod", "image": "percona/percona-server-mongodb:7.0.18-11"},
-                                            {"name": "backup-agent", "image": "percona/percona-backup-mongodb:2.9.1"}],
-                             "nodeName": "kwok-node-0",
-                             "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists",
-                                              "effect": "NoSchedule"}]}})
-        self.wait(f"pod {name}-rs0-0 running", lambda: (self.get("pod", f"{name}-rs0-0") or {}).get(
-            "status", {}).get("phase") == "Running")
+        self.kubectl(
+            "patch",
+            "psmdb",
+            name,
+            "-n",
+            self.namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"state": "ready", "replsets": {"rs0": {"ready": 3, "size": 3, "status": "ready"}}}}),
+        )
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"{name}-rs0-0",
+                    "namespace": self.namespace,
+                    "labels": {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "mongod"},
+                },
+                "spec": {
+                    "containers": [
+                        {"name": "mongod", "image": "percona/percona-server-mongodb:7.0.18-11"},
+                        {"name": "backup-agent", "image": "percona/percona-backup-mongodb:2.9.1"},
+                    ],
+                    "nodeName": "kwok-node-0",
+                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                },
+            }
+        )
+        self.wait(
+            f"pod {name}-rs0-0 running",
+            lambda: (self.get("pod", f"{name}-rs0-0") or {}).get("status", {}).get("phase") == "Running",
+        )
         return self.get("psmdb", name) or {}
 
     def s3_keys(self, prefix: str) -> list[str]:
@@ -218,21 +286,41 @@ class CtlCluster:
         return sorted(b.name for b in cc.list_blobs(name_starts_with=prefix))
 
 
-def start(work: Path, clusters: Iterable[str], *, namespace: str = "ctl", azurite: bool = True,
-          sim_env: dict[str, str] | None = None, with_controllers: bool = True) -> CtlCluster:
+def start(
+    work: Path,
+    clusters: Iterable[str],
+    *,
+    namespace: str = "ctl",
+    azurite: bool = True,
+    sim_env: dict[str, str] | None = None,
+    with_controllers: bool = True,
+) -> CtlCluster:
     """Everything up; the caller stops it with `stop()` (also on failure inside this function)."""
     work.mkdir(parents=True, exist_ok=True)
     state = work / "pbm-state"
     exec_dir = work / "exec"
     exec_dir.mkdir(exist_ok=True)
-    env = {"PSMDB_PBM_SIM_PYTHON": sys.executable, "AWS_EC2_METADATA_DISABLED": "true",
-           "PBM_SIM_BACKUP_SECONDS": "2", "PBM_SIM_RESTORE_SECONDS": "2", **(sim_env or {})}
-    docs = kwok_exec_docs([(namespace, f"{c}-rs0-0", c) for c in clusters], state_root=state, work_dir=exec_dir,
-                          extra_env=env)
+    env = {
+        "PSMDB_PBM_SIM_PYTHON": sys.executable,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PBM_SIM_BACKUP_SECONDS": "2",
+        "PBM_SIM_RESTORE_SECONDS": "2",
+        **(sim_env or {}),
+    }
+    docs = kwok_exec_docs(
+        [(namespace, f"{c}-rs0-0", c) for c in clusters], state_root=state, work_dir=exec_dir, extra_env=env
+    )
     moto = start_moto()
     az = None
-    cp = ControlPlane(find_bin_dir(), work / "cp", with_kwok=True, with_controllers=with_controllers,
-                      extra_path=[SIM_DIR], exec_env=env, kwok_extra_docs=docs)
+    cp = ControlPlane(
+        find_bin_dir(),
+        work / "cp",
+        with_kwok=True,
+        with_controllers=with_controllers,
+        extra_path=[SIM_DIR],
+        exec_env=env,
+        kwok_extra_docs=docs,
+    )
     try:
         if azurite:
             (work / "azurite").mkdir(exist_ok=True)
@@ -244,11 +332,20 @@ def start(work: Path, clusters: Iterable[str], *, namespace: str = "ctl", azurit
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         cp.create_namespace(namespace)
         ctl = CtlCluster(cp, work, namespace, moto, az, state, "psmdb-backups", "psmdb-backups")
-        secrets = [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": S3_SECRET, "namespace": namespace},
-                    "stringData": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}},
-                   {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": AZURE_SECRET, "namespace": namespace},
-                    "stringData": {"AZURE_STORAGE_ACCOUNT_NAME": AZURITE_ACCOUNT,
-                                   "AZURE_STORAGE_ACCOUNT_KEY": AZURITE_KEY}}]
+        secrets = [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": S3_SECRET, "namespace": namespace},
+                "stringData": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": AZURE_SECRET, "namespace": namespace},
+                "stringData": {"AZURE_STORAGE_ACCOUNT_NAME": AZURITE_ACCOUNT, "AZURE_STORAGE_ACCOUNT_KEY": AZURITE_KEY},
+            },
+        ]
         ctl.apply(secrets)
         return ctl
     except BaseException:

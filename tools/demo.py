@@ -35,8 +35,9 @@ from tools.pbm_sim import SIM_DIR, kwok_exec_docs  # noqa: E402
 from tools.storage_servers import Moto, start_moto  # noqa: E402
 
 NS = "psmdb"
-BOLD, RED, GREEN, DIM, RESET = ("\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[2m", "\x1b[0m") if sys.stdout.isatty() \
-    else ("",) * 5
+BOLD, RED, GREEN, DIM, RESET = (
+    ("\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[2m", "\x1b[0m") if sys.stdout.isatty() else ("",) * 5
+)
 
 
 def step(text: str) -> None:
@@ -45,33 +46,82 @@ def step(text: str) -> None:
 
 def lint() -> int:
     step("1. psmdb-backup lint examples/ (what a CI job sees)")
-    return subprocess.call([sys.executable, "-m", "webhook.cli", "lint", "--color",
-                            "always" if sys.stdout.isatty() else "never", "examples/good", "examples/bad"], cwd=ROOT)
+    return subprocess.call(
+        [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "lint",
+            "--color",
+            "always" if sys.stdout.isatty() else "never",
+            "examples/good",
+            "examples/bad",
+        ],
+        cwd=ROOT,
+    )
 
 
 def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto) -> None:
     """Step 5: the controller runs the cluster's 20-second task; wait for the first Backup to be ready in S3."""
-    cluster.kubectl("patch", "psmdb", "my-cluster", "-n", NS, "--type=json", "-p", json.dumps([
-        {"op": "add", "path": "/spec/backup/tasks/-", "value": {
-            "name": "demo-every-20s", "enabled": True, "schedule": "@every 20s", "storageName": "s3-us-west",
-            "compressionType": "gzip", "retention": {"type": "count", "count": 3, "deleteFromStorage": True}}}]))
-    cluster.kubectl("patch", "psmdb", "my-cluster", "-n", NS, "--subresource=status", "--type=merge", "-p",
-                    json.dumps({"status": {"state": "ready", "replsets": {"rs0": {"ready": 3, "status": "ready"}}}}))
-    controller = ControllerProcess("demo", cluster.cp.kubeconfig, work / "controller.log",
-                                   ["--namespace", NS, "--lease-namespace", NS, "--poll-interval", "1"]).start()
+    cluster.kubectl(
+        "patch",
+        "psmdb",
+        "my-cluster",
+        "-n",
+        NS,
+        "--type=json",
+        "-p",
+        json.dumps(
+            [
+                {
+                    "op": "add",
+                    "path": "/spec/backup/tasks/-",
+                    "value": {
+                        "name": "demo-every-20s",
+                        "enabled": True,
+                        "schedule": "@every 20s",
+                        "storageName": "s3-us-west",
+                        "compressionType": "gzip",
+                        "retention": {"type": "count", "count": 3, "deleteFromStorage": True},
+                    },
+                }
+            ]
+        ),
+    )
+    cluster.kubectl(
+        "patch",
+        "psmdb",
+        "my-cluster",
+        "-n",
+        NS,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"state": "ready", "replsets": {"rs0": {"ready": 3, "status": "ready"}}}}),
+    )
+    controller = ControllerProcess(
+        "demo",
+        cluster.cp.kubeconfig,
+        work / "controller.log",
+        ["--namespace", NS, "--lease-namespace", NS, "--poll-interval", "1"],
+    ).start()
     cluster.controller = controller  # type: ignore[attr-defined]  (stopped with the cluster)
     print("task demo-every-20s (@every 20s, retention 3) added; psmdb-backup controller started", flush=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        items = json.loads(cluster.kubectl("get", "psmdb-backup", "-n", NS, "-l",
-                                           "percona.com/backup-ancestor=demo-every-20s", "-o", "json").stdout)["items"]
+        items = json.loads(
+            cluster.kubectl(
+                "get", "psmdb-backup", "-n", NS, "-l", "percona.com/backup-ancestor=demo-every-20s", "-o", "json"
+            ).stdout
+        )["items"]
         ready = [b for b in items if (b.get("status") or {}).get("state") == "ready"]
         if ready:
             b = ready[0]
             print(cluster.kubectl("get", "psmdb-backup", "-n", NS, b["metadata"]["name"]).stdout)
             prefix = b["status"]["destination"].split("psmdb-backups/", 1)[1]
-            keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="psmdb-backups", Prefix=prefix).get(
-                "Contents", [])]
+            keys = [
+                o["Key"] for o in s3.client().list_objects_v2(Bucket="psmdb-backups", Prefix=prefix).get("Contents", [])
+            ]
             print(f"objects in s3://psmdb-backups/{prefix}*:")
             for k in sorted(keys):
                 print(f"  {k}")
@@ -99,13 +149,24 @@ def apply(cluster: devcluster.Cluster, path: str, objs: list[dict]) -> None:
 
 
 def demo_pod() -> dict:
-    labels = {"app.kubernetes.io/name": "percona-server-mongodb", "app.kubernetes.io/instance": "my-cluster",
-              "app.kubernetes.io/component": "mongod", "app.kubernetes.io/replset": "rs0",
-              "app.kubernetes.io/managed-by": "percona-server-mongodb-operator",
-              "app.kubernetes.io/part-of": "percona-server-mongodb"}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "my-cluster-rs0-0", "namespace": NS, "labels": labels},
-            "spec": {"nodeName": "kwok-node-0", "containers": [{"name": "mongod", "image": "percona/percona-server-mongodb:8.0.12-4"}],
-                     "volumes": [{"name": "mongod-data", "emptyDir": {}}]}}
+    labels = {
+        "app.kubernetes.io/name": "percona-server-mongodb",
+        "app.kubernetes.io/instance": "my-cluster",
+        "app.kubernetes.io/component": "mongod",
+        "app.kubernetes.io/replset": "rs0",
+        "app.kubernetes.io/managed-by": "percona-server-mongodb-operator",
+        "app.kubernetes.io/part-of": "percona-server-mongodb",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "my-cluster-rs0-0", "namespace": NS, "labels": labels},
+        "spec": {
+            "nodeName": "kwok-node-0",
+            "containers": [{"name": "mongod", "image": "percona/percona-server-mongodb:8.0.12-4"}],
+            "volumes": [{"name": "mongod-data", "emptyDir": {}}],
+        },
+    }
 
 
 def main() -> int:
@@ -114,16 +175,24 @@ def main() -> int:
     args = ap.parse_args()
     lint_rc = lint()
     step("2. starting kube-apiserver, etcd, kwok, controller-manager, scheduler, psmdb-backup serve and S3 (moto)")
-    print(f"{DIM}(the first run builds the control plane from Go modules: about 10 minutes; later runs reuse it){RESET}",
-          flush=True)
+    print(
+        f"{DIM}(the first run builds the control plane from Go modules: about 10 minutes; later runs reuse it){RESET}",
+        flush=True,
+    )
     work = Path(tempfile.mkdtemp(prefix="psmdb-backup-demo-"))
     t0 = time.monotonic()
     s3 = start_moto()
     endpoint = s3.endpoint
     s3.client().create_bucket(Bucket="psmdb-backups")
     sim_env = {"PSMDB_PBM_SIM_PYTHON": sys.executable, "AWS_EC2_METADATA_DISABLED": "true"}
-    cluster = devcluster.start(work, extra_path=[SIM_DIR], exec_env=sim_env, kwok_extra_docs=kwok_exec_docs(
-        [(NS, "my-cluster-rs0-0", "my-cluster")], state_root=work / "pbm-state", work_dir=work, extra_env=sim_env))
+    cluster = devcluster.start(
+        work,
+        extra_path=[SIM_DIR],
+        exec_env=sim_env,
+        kwok_extra_docs=kwok_exec_docs(
+            [(NS, "my-cluster-rs0-0", "my-cluster")], state_root=work / "pbm-state", work_dir=work, extra_env=sim_env
+        ),
+    )
     try:
         print(f"ready in {time.monotonic() - t0:.1f} s; S3 endpoint {endpoint} with bucket psmdb-backups")
         cluster.cp.create_namespace(NS)
@@ -136,18 +205,30 @@ def main() -> int:
         s3_storage = psmdb["spec"]["backup"]["storages"]["s3-us-west"]
         s3_storage["s3"].update(endpointUrl=endpoint, forcePathStyle=True, region="us-east-1", bucket="psmdb-backups")
         psmdb["spec"]["backup"]["storages"] = {"s3-us-west": s3_storage}  # the one storage this machine has
-        psmdb["spec"]["backup"]["tasks"] = [t for t in psmdb["spec"]["backup"]["tasks"]
-                                            if t["storageName"] == "s3-us-west"]
+        psmdb["spec"]["backup"]["tasks"] = [
+            t for t in psmdb["spec"]["backup"]["tasks"] if t["storageName"] == "s3-us-west"
+        ]
         apply(cluster, "examples/good/cluster.yaml (its S3 storage, on the local S3)", [psmdb])
-        for path in ("good/backup.yaml", "good/restore.yaml", "bad/cluster.yaml", "bad/backup.yaml", "bad/restore.yaml"):
+        for path in (
+            "good/backup.yaml",
+            "good/restore.yaml",
+            "bad/cluster.yaml",
+            "bad/backup.yaml",
+            "bad/restore.yaml",
+        ):
             apply(cluster, f"examples/{path}", docs(path))
         step("4. a replica-set pod created through the API server gets the backup-agent sidecar")
         cluster.apply(demo_pod(), check=True)
         pod = json.loads(cluster.kubectl("get", "pod", "my-cluster-rs0-0", "-n", NS, "-o", "json").stdout)
         agent = next(c for c in pod["spec"]["containers"] if c["name"] == "backup-agent")
         print(f"pod my-cluster-rs0-0 containers: {[c['name'] for c in pod['spec']['containers']]}")
-        print(yaml.safe_dump({"backup-agent": {k: agent[k] for k in ("image", "command", "args", "env", "volumeMounts")}},
-                             sort_keys=False, width=120))
+        print(
+            yaml.safe_dump(
+                {"backup-agent": {k: agent[k] for k in ("image", "command", "args", "env", "volumeMounts")}},
+                sort_keys=False,
+                width=120,
+            )
+        )
         step("5. psmdb-backup controller runs a scheduled backup through PBM into the S3 bucket")
         scheduled_backup(cluster, work, s3)
         if args.no_wait:
@@ -157,8 +238,11 @@ def main() -> int:
         print(f"  export PATH={cluster.cp.bin_dir}:$PATH   # kubectl {cluster.cp.bin_dir}/kubectl matches the server")
         print(f"  kubectl -n {NS} get psmdb,psmdb-backup,psmdb-restore,pods")
         print("  kubectl apply -f examples/bad/cluster.yaml")
-        print(f"webhook log: {cluster.webhook.log_file}\ncontroller log: {work / 'controller.log'}\n"
-              "Press Ctrl-C to stop and clean up.", flush=True)
+        print(
+            f"webhook log: {cluster.webhook.log_file}\ncontroller log: {work / 'controller.log'}\n"
+            "Press Ctrl-C to stop and clean up.",
+            flush=True,
+        )
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

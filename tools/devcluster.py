@@ -59,9 +59,22 @@ class WebhookProcess:
     proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "webhook.cli", "serve", "--tls-dir", str(self.tls_dir),
-               "--listen", f"127.0.0.1:{self.port}", "--kubeconfig", str(self.kubeconfig),
-               "--cert-check-interval", "0.5", "--lookup-timeout", "2"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--tls-dir",
+            str(self.tls_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--cert-check-interval",
+            "0.5",
+            "--lookup-timeout",
+            "2",
+        ]
         log = open(self.log_file, "ab")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -113,8 +126,11 @@ class Cluster:
         return self.cp.kubectl(*args, input=input, check=check)
 
     def apply(self, manifest: str | dict | list, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-        docs = manifest if isinstance(manifest, str) else yaml.safe_dump_all(
-            manifest if isinstance(manifest, list) else [manifest])
+        docs = (
+            manifest
+            if isinstance(manifest, str)
+            else yaml.safe_dump_all(manifest if isinstance(manifest, list) else [manifest])
+        )
         return self.kubectl("apply", "-f", "-", *args, input=docs, check=check)
 
     def namespace(self, labels: dict[str, str] | None = None) -> str:
@@ -145,8 +161,12 @@ def rewrite_for_local(doc: dict[str, Any], port: int, ca_pem: bytes) -> dict[str
 
 def wait_for_webhook(cluster: Cluster, timeout: float = 60) -> None:
     """Until the API server really calls our webhook: a server-side dry-run the webhook must deny."""
-    probe = {"apiVersion": "psmdb.percona.com/v1", "kind": "PerconaServerMongoDBBackup",
-             "metadata": {"name": "webhook-probe", "namespace": "default"}, "spec": {"clusterName": "probe"}}
+    probe = {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": "PerconaServerMongoDBBackup",
+        "metadata": {"name": "webhook-probe", "namespace": "default"},
+        "spec": {"clusterName": "probe"},
+    }
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -156,8 +176,6 @@ def wait_for_webhook(cluster: Cluster, timeout: float = 60) -> None:
             return
         time.sleep(0.5)
     raise RuntimeError(f"the API server never called the webhook; last answer: {last}\n{cluster.webhook.log_tail()}")
-
-
 
 
 def start(work: Path, *, log_file: Path | None = None, **control_plane: Any) -> Cluster:
@@ -174,8 +192,9 @@ def start(work: Path, *, log_file: Path | None = None, **control_plane: Any) -> 
         cert, key = certs.make_serving_cert(ca, ca_key, ["127.0.0.1", "localhost"], 2)
         certs.write_dir(tls_dir, ca, cert, key)
         # the webhook runs as its ServiceAccount with the install's RBAC: every e2e lookup proves it is enough
-        sa_kubeconfig = cp.service_account_kubeconfig(install_rbac(MANIFESTS / "base" / "rbac.yaml"),
-                                                      INSTALL_NAMESPACE, "psmdb-backup-webhook")
+        sa_kubeconfig = cp.service_account_kubeconfig(
+            install_rbac(MANIFESTS / "base" / "rbac.yaml"), INSTALL_NAMESPACE, "psmdb-backup-webhook"
+        )
         webhook = WebhookProcess(tls_dir, sa_kubeconfig, log_file or work / "logs" / "psmdb-backup-serve.log")
         webhook.start()
         cluster = Cluster(cp, webhook, ca, ca_key)

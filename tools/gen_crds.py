@@ -80,6 +80,7 @@ SCALAR_KEYWORDS = (
 NESTED_KEYWORDS = frozenset({"properties", "items", "additionalProperties", "required", "x-kubernetes-validations"})
 KNOWN = DROPPED | set(SCALAR_KEYWORDS) | NESTED_KEYWORDS
 
+
 @dataclass(frozen=True)
 class PrinterColumn:
     name: str

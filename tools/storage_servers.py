@@ -30,8 +30,13 @@ class Moto:
     def client(self) -> Any:
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def stop(self) -> None:
         self._server.stop()
@@ -55,8 +60,9 @@ class Azurite:
     def service(self) -> Any:
         from azure.storage.blob import BlobServiceClient
 
-        return BlobServiceClient(account_url=self.endpoint, credential={"account_name": AZURITE_ACCOUNT,
-                                                                         "account_key": AZURITE_KEY})
+        return BlobServiceClient(
+            account_url=self.endpoint, credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY}
+        )
 
     def stop(self) -> None:
         self._proc.kill()  # a throwaway server on a temp dir; it takes seconds to honour SIGTERM
@@ -77,9 +83,23 @@ def start_azurite(location: Path, timeout: float = 30.0) -> Azurite:
     exe = azurite_executable()
     if exe is None:
         raise Unavailable("azurite-blob is not installed (make azurite)")
-    proc = subprocess.Popen([exe, "--blobHost", "127.0.0.1", "--blobPort", "0", "--location", str(location),
-                             "--loose", "--skipApiVersionCheck", "--silent"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            "0",
+            "--location",
+            str(location),
+            "--loose",
+            "--skipApiVersionCheck",
+            "--silent",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline, line, endpoint = time.monotonic() + timeout, "", ""
     assert proc.stdout is not None
     while time.monotonic() < deadline and not endpoint and proc.poll() is None:

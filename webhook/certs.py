@@ -46,9 +46,10 @@ import re
 import ssl
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -89,7 +90,7 @@ class CredentialsError(CertsError):
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -97,8 +98,9 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
 
 
 def _key_pem(key: Any) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _load_key(pem: bytes) -> Any:
@@ -146,8 +148,10 @@ def _general_name(san: str) -> x509.GeneralName:
     if labels and labels[0] == "*":  # a wildcard is allowed as the whole leftmost label only
         labels = labels[1:]
     if not name or len(name) > 253 or not labels or not all(_DNS_LABEL.match(label) for label in labels):
-        raise ValueError(f"{san!r} is neither an IP address nor a DNS name (lowercase letters, digits, '-' and "
-                         "'.', labels of at most 63 characters)")
+        raise ValueError(
+            f"{san!r} is neither an IP address nor a DNS name (lowercase letters, digits, '-' and "
+            "'.', labels of at most 63 characters)"
+        )
     return x509.DNSName(name)
 
 
@@ -176,8 +180,9 @@ def normalize_sans(sans: Sequence[str]) -> list[str]:
     return [_gn_text(gn) for gn in _general_names(sans)]
 
 
-def make_ca(common_name: str = DEFAULT_CA_COMMON_NAME, days: int = DEFAULT_CA_DAYS, *,
-            now: dt.datetime | None = None) -> tuple[bytes, bytes]:
+def make_ca(
+    common_name: str = DEFAULT_CA_COMMON_NAME, days: int = DEFAULT_CA_DAYS, *, now: dt.datetime | None = None
+) -> tuple[bytes, bytes]:
     """A new self-signed CA (ECDSA P-256, may sign end-entity certificates only): ``(cert_pem, key_pem)``."""
     _check_days(days)
     if not common_name or len(common_name) > MAX_CN:
@@ -194,9 +199,20 @@ def make_ca(common_name: str = DEFAULT_CA_COMMON_NAME, days: int = DEFAULT_CA_DA
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
@@ -204,8 +220,14 @@ def make_ca(common_name: str = DEFAULT_CA_COMMON_NAME, days: int = DEFAULT_CA_DA
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
-def make_serving_cert(ca_cert_pem: bytes, ca_key_pem: bytes, sans: Sequence[str], days: int = DEFAULT_DAYS, *,
-                      now: dt.datetime | None = None) -> tuple[bytes, bytes]:
+def make_serving_cert(
+    ca_cert_pem: bytes,
+    ca_key_pem: bytes,
+    sans: Sequence[str],
+    days: int = DEFAULT_DAYS,
+    *,
+    now: dt.datetime | None = None,
+) -> tuple[bytes, bytes]:
     """A TLS server certificate signed by the CA: ``(cert_pem, key_pem)``.
 
     Each SAN that parses as an IP address becomes an IP SAN, anything else a DNS SAN; the subject CN is the first
@@ -223,8 +245,11 @@ def make_serving_cert(ca_cert_pem: bytes, ca_key_pem: bytes, sans: Sequence[str]
     now = now or _utcnow()
     expires = now + dt.timedelta(days=days)
     if expires > ca_cert.not_valid_after_utc:
-        log.warning("serving certificate validity cut from %s to the CA's expiry %s", expires.isoformat(),
-                    ca_cert.not_valid_after_utc.isoformat())
+        log.warning(
+            "serving certificate validity cut from %s to the CA's expiry %s",
+            expires.isoformat(),
+            ca_cert.not_valid_after_utc.isoformat(),
+        )
         expires = ca_cert.not_valid_after_utc
     if expires <= now:
         raise ValueError(f"the CA expired at {ca_cert.not_valid_after_utc.isoformat()}; create a new CA")
@@ -245,9 +270,20 @@ def make_serving_cert(ca_cert_pem: bytes, ca_key_pem: bytes, sans: Sequence[str]
         .not_valid_before(max(now - BACKDATE, ca_cert.not_valid_before_utc))
         .not_valid_after(expires)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(names), critical=len(subject) == 0)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -261,8 +297,10 @@ def service_sans(service: str, namespace: str, cluster_domain: str = "cluster.lo
     """The DNS names a Service answers to: ``svc``, ``svc.ns``, ``svc.ns.svc``, ``svc.ns.svc.<cluster domain>``."""
     for what, value in (("service", service), ("namespace", namespace)):
         if not _DNS_LABEL.match(value or ""):
-            raise ValueError(f"{what} name {value!r} is not a valid DNS label (lowercase letters, digits and '-', "
-                             "at most 63 characters)")
+            raise ValueError(
+                f"{what} name {value!r} is not a valid DNS label (lowercase letters, digits and '-', "
+                "at most 63 characters)"
+            )
     names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
     if cluster_domain:
         names.append(f"{service}.{namespace}.svc.{cluster_domain.strip('.')}")
@@ -286,8 +324,9 @@ def cert_sans(cert_pem: bytes) -> list[str]:
         ext = _load_cert(cert_pem).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    return [str(v) for v in ext.get_values_for_type(x509.DNSName)] + \
-        [str(v) for v in ext.get_values_for_type(x509.IPAddress)]
+    return [str(v) for v in ext.get_values_for_type(x509.DNSName)] + [
+        str(v) for v in ext.get_values_for_type(x509.IPAddress)
+    ]
 
 
 def cert_serial(cert_pem: bytes) -> int:
@@ -350,8 +389,14 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> bool:
     return True
 
 
-def write_dir(directory: str | os.PathLike[str], ca_pem: bytes, cert_pem: bytes, key_pem: bytes, *,
-              ca_key_pem: bytes | None = None) -> list[str]:
+def write_dir(
+    directory: str | os.PathLike[str],
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    *,
+    ca_key_pem: bytes | None = None,
+) -> list[str]:
     """Write ``ca.crt``, ``tls.key``, ``tls.crt`` (and ``ca.key`` when given) atomically, in the order explained in
     the module docstring: ``ca.key``, ``ca.crt``, ``tls.key``, ``tls.crt``. Keys get mode 0600, certificates 0644.
 
@@ -406,8 +451,14 @@ class CertState:
         return bool(self.written)
 
 
-def _serving_problem(cert_pem: bytes | None, key_pem: bytes | None, sans: Sequence[str],
-                     trust: Sequence[x509.Certificate], rotate_before: dt.timedelta, now: dt.datetime) -> str | None:
+def _serving_problem(
+    cert_pem: bytes | None,
+    key_pem: bytes | None,
+    sans: Sequence[str],
+    trust: Sequence[x509.Certificate],
+    rotate_before: dt.timedelta,
+    now: dt.datetime,
+) -> str | None:
     """Why the serving pair cannot be kept, or None when it can."""
     if cert_pem is None or key_pem is None:
         return f"no {TLS_CERT}" if cert_pem is None else f"no {TLS_KEY}"
@@ -436,8 +487,9 @@ def _serving_problem(cert_pem: bytes | None, key_pem: bytes | None, sans: Sequen
     return None
 
 
-def _ca_problem(ca_certs: Sequence[x509.Certificate], ca_key_pem: bytes | None, rotate_before: dt.timedelta,
-                now: dt.datetime) -> str | None:
+def _ca_problem(
+    ca_certs: Sequence[x509.Certificate], ca_key_pem: bytes | None, rotate_before: dt.timedelta, now: dt.datetime
+) -> str | None:
     """Why the current CA (first in ca.crt + ca.key) cannot sign new certificates, or None when it can."""
     if not ca_certs:
         return f"no usable {CA_CERT}"
@@ -459,9 +511,16 @@ def _ca_problem(ca_certs: Sequence[x509.Certificate], ca_key_pem: bytes | None, 
     return None
 
 
-def load_or_create(directory: str | os.PathLike[str], sans: Sequence[str], *, days: int = DEFAULT_DAYS,
-                   ca_days: int = DEFAULT_CA_DAYS, rotate_before: dt.timedelta = DEFAULT_ROTATE_BEFORE,
-                   ca_common_name: str = DEFAULT_CA_COMMON_NAME, now: dt.datetime | None = None) -> CertState:
+def load_or_create(
+    directory: str | os.PathLike[str],
+    sans: Sequence[str],
+    *,
+    days: int = DEFAULT_DAYS,
+    ca_days: int = DEFAULT_CA_DAYS,
+    rotate_before: dt.timedelta = DEFAULT_ROTATE_BEFORE,
+    ca_common_name: str = DEFAULT_CA_COMMON_NAME,
+    now: dt.datetime | None = None,
+) -> CertState:
     """Make sure ``directory`` holds a CA and a serving certificate for ``sans`` valid beyond ``rotate_before``.
 
     * A valid existing CA (``ca.crt`` + ``ca.key``, not expiring within the window) is reused.
@@ -476,8 +535,10 @@ def load_or_create(directory: str | os.PathLike[str], sans: Sequence[str], *, da
     _check_days(days, "days")
     _check_days(ca_days, "ca_days")
     if rotate_before >= dt.timedelta(days=days):
-        raise ValueError(f"the rotation window ({rotate_before}) must be shorter than the certificate validity "
-                         f"({days} days), or every run would issue a new certificate")
+        raise ValueError(
+            f"the rotation window ({rotate_before}) must be shorter than the certificate validity "
+            f"({days} days), or every run would issue a new certificate"
+        )
     wanted = normalize_sans(sans)
     now = now or _utcnow()
     d = Path(directory)
@@ -489,8 +550,9 @@ def load_or_create(directory: str | os.PathLike[str], sans: Sequence[str], *, da
         except ValueError:
             log.warning("%s is unreadable; a new CA will be created", d / CA_CERT)
             bundle = []
-        valid_now = [c for c in bundle
-                     if _is_ca(c) and c.not_valid_before_utc <= now + BACKDATE and c.not_valid_after_utc > now]
+        valid_now = [
+            c for c in bundle if _is_ca(c) and c.not_valid_before_utc <= now + BACKDATE and c.not_valid_after_utc > now
+        ]
 
         ca_problem = _ca_problem(bundle, ca_key_pem, rotate_before, now)
         if ca_problem is None:
@@ -507,8 +569,11 @@ def load_or_create(directory: str | os.PathLike[str], sans: Sequence[str], *, da
         problem = _serving_problem(cert_pem, key_pem, wanted, valid_now, rotate_before, now)
         if problem is None and ca_pem is not None:
             assert cert_pem is not None and key_pem is not None
-            log.info("keeping the valid serving certificate; the CA cannot sign new ones (%s), so the next rotation "
-                     "will create a new CA", ca_problem)
+            log.info(
+                "keeping the valid serving certificate; the CA cannot sign new ones (%s), so the next rotation "
+                "will create a new CA",
+                ca_problem,
+            )
             return CertState(ca_pem, cert_pem, key_pem, False, False, f"valid ({ca_problem})")
         log.info("creating a new CA (%s) and serving certificate (%s)", ca_problem, problem or "new CA")
         new_ca, new_ca_key = make_ca(ca_common_name, ca_days, now=now)
@@ -607,8 +672,16 @@ async def read_secret(api_client: Any, namespace: str, name: str) -> CertBundle 
     return CertBundle(get(CA_CERT), get(TLS_CERT), get(TLS_KEY))
 
 
-async def store_secret(api_client: Any, namespace: str, name: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes,
-                       *, labels: dict[str, str] | None = None) -> str:
+async def store_secret(
+    api_client: Any,
+    namespace: str,
+    name: str,
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    *,
+    labels: dict[str, str] | None = None,
+) -> str:
     """Create or update the ``kubernetes.io/tls`` Secret with ``tls.crt``, ``tls.key`` and ``ca.crt``.
 
     Other keys, labels and annotations already on the Secret are kept (merge patch of ``data`` only, guarded by the
@@ -625,8 +698,13 @@ async def store_secret(api_client: Any, namespace: str, name: str, ca_pem: bytes
         except ApiException as e:
             if e.status != 404:
                 raise CertsError(f"could not read Secret {namespace}/{name}: {_api_error(e)}") from None
-            body = {"apiVersion": "v1", "kind": "Secret", "type": SECRET_TYPE, "data": data,
-                    "metadata": {"name": name, "namespace": namespace, **({"labels": labels} if labels else {})}}
+            body = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": SECRET_TYPE,
+                "data": data,
+                "metadata": {"name": name, "namespace": namespace, **({"labels": labels} if labels else {})},
+            }
             try:
                 await core.create_namespaced_secret(namespace, body, _request_timeout=REQUEST_TIMEOUT)
             except ApiException as e2:
@@ -636,15 +714,18 @@ async def store_secret(api_client: Any, namespace: str, name: str, ca_pem: bytes
             log.info("created Secret %s/%s", namespace, name)
             return "created"
         if existing.type != SECRET_TYPE:
-            raise CertsError(f"Secret {namespace}/{name} has type {existing.type!r}, not {SECRET_TYPE!r}; the type "
-                             "of a Secret cannot change: delete it or choose another name")
+            raise CertsError(
+                f"Secret {namespace}/{name} has type {existing.type!r}, not {SECRET_TYPE!r}; the type "
+                "of a Secret cannot change: delete it or choose another name"
+            )
         current = existing.data or {}
         if all(current.get(k) == v for k, v in data.items()):
             return "unchanged"
         patch = {"metadata": {"resourceVersion": existing.metadata.resource_version}, "data": data}
         try:
-            await core.patch_namespaced_secret(name, namespace, patch, _content_type="application/merge-patch+json",
-                                               _request_timeout=REQUEST_TIMEOUT)
+            await core.patch_namespaced_secret(
+                name, namespace, patch, _content_type="application/merge-patch+json", _request_timeout=REQUEST_TIMEOUT
+            )
         except ApiException as e:
             if e.status == 409:  # changed since we read it
                 continue
@@ -654,8 +735,9 @@ async def store_secret(api_client: Any, namespace: str, name: str, ca_pem: bytes
     raise CertsError(f"Secret {namespace}/{name} kept changing while it was being updated; try again")
 
 
-async def patch_ca_bundle(api_client: Any, ca_pem: bytes, mutating_names: Iterable[str] = (),
-                          validating_names: Iterable[str] = ()) -> list[WebhookPatch]:
+async def patch_ca_bundle(
+    api_client: Any, ca_pem: bytes, mutating_names: Iterable[str] = (), validating_names: Iterable[str] = ()
+) -> list[WebhookPatch]:
     """Set ``clientConfig.caBundle`` (base64 of ``ca_pem``) on every webhook entry of the named
     MutatingWebhookConfiguration and ValidatingWebhookConfiguration objects, with a JSON Patch that touches nothing
     else. Entries already holding the bundle are not patched; a configuration that is already right is not written.
@@ -665,10 +747,24 @@ async def patch_ca_bundle(api_client: Any, ca_pem: bytes, mutating_names: Iterab
 
     api = client.AdmissionregistrationV1Api(api_client)
     bundle = _b64(ca_pem)
-    targets = [("MutatingWebhookConfiguration", n, api.read_mutating_webhook_configuration,
-                api.patch_mutating_webhook_configuration) for n in mutating_names]
-    targets += [("ValidatingWebhookConfiguration", n, api.read_validating_webhook_configuration,
-                 api.patch_validating_webhook_configuration) for n in validating_names]
+    targets = [
+        (
+            "MutatingWebhookConfiguration",
+            n,
+            api.read_mutating_webhook_configuration,
+            api.patch_mutating_webhook_configuration,
+        )
+        for n in mutating_names
+    ]
+    targets += [
+        (
+            "ValidatingWebhookConfiguration",
+            n,
+            api.read_validating_webhook_configuration,
+            api.patch_validating_webhook_configuration,
+        )
+        for n in validating_names
+    ]
     results: list[WebhookPatch] = []
     for kind, name, read, patch in targets:
         for attempt in range(4):
@@ -709,8 +805,7 @@ async def api_client_from_config(kubeconfig: str | None = None, context: str | N
         if kubeconfig:
             if not os.path.exists(kubeconfig):
                 raise CredentialsError(f"kubeconfig {kubeconfig!r} does not exist")
-            return await config.new_client_from_config(config_file=kubeconfig, context=context,
-                                                       persist_config=False)
+            return await config.new_client_from_config(config_file=kubeconfig, context=context, persist_config=False)
         if os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
             return await config.new_client_from_config(context=context, persist_config=False)
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -719,8 +814,9 @@ async def api_client_from_config(kubeconfig: str | None = None, context: str | N
             return client.ApiClient(configuration=cfg)
     except (ConfigException, OSError, ValueError) as e:
         raise CredentialsError(f"could not load Kubernetes credentials: {e}") from None
-    raise CredentialsError("no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, or run in a pod with a "
-                           "service account")
+    raise CredentialsError(
+        "no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, or run in a pod with a service account"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -739,8 +835,9 @@ class CertReloader:
     service, and the next tick tries again.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, cert_file: str = TLS_CERT,
-                 key_file: str = TLS_KEY) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, cert_file: str = TLS_CERT, key_file: str = TLS_KEY
+    ) -> None:
         self.directory = Path(directory)
         self.cert_path = self.directory / cert_file
         self.key_path = self.directory / key_file
@@ -756,8 +853,10 @@ class CertReloader:
             cert_pem, key_pem = self.cert_path.read_bytes(), self.key_path.read_bytes()
             self._apply(cert_pem, key_pem)
         except (OSError, ValueError, TypeError, ssl.SSLError) as e:
-            raise CertsError(f"cannot serve TLS from {self.cert_path} and {self.key_path}: {e}; run "
-                             "`psmdb-backup certs` or mount the TLS Secret there") from None
+            raise CertsError(
+                f"cannot serve TLS from {self.cert_path} and {self.key_path}: {e}; run "
+                "`psmdb-backup certs` or mount the TLS Secret there"
+            ) from None
         self._signature, self._digest = signature, self._hash(cert_pem, key_pem)
 
     @staticmethod
@@ -782,8 +881,11 @@ class CertReloader:
         if self._cert is not None and type(self._cert.public_key()) is not type(cert.public_key()):
             # OpenSSL keeps one certificate per key type in a context: loading an ECDSA pair over an RSA one adds
             # it beside the old pair instead of replacing it, and a client may still be offered the old one
-            log.warning("the serving key type changed (%s -> %s); restart the server to retire the old certificate",
-                        type(self._cert.public_key()).__name__, type(cert.public_key()).__name__)
+            log.warning(
+                "the serving key type changed (%s -> %s); restart the server to retire the old certificate",
+                type(self._cert.public_key()).__name__,
+                type(cert.public_key()).__name__,
+            )
         # load_cert_chain() wants paths: stage the bytes read above in a private directory, so that what is
         # validated is what is served even if the watched files change again meanwhile
         with tempfile.TemporaryDirectory(prefix="psmdb-tls-") as tmp:
@@ -805,7 +907,7 @@ class CertReloader:
         """
         try:
             return self._maybe_reload()
-        except Exception:  # noqa: BLE001 - see docstring
+        except Exception:
             log.exception("certificate reload check failed; still serving serial %#x", self.serial)
             return False
 
@@ -813,8 +915,9 @@ class CertReloader:
         try:
             signature = self._stat()
         except OSError as e:
-            self._warn_once(None, f"cannot stat the serving certificate files ({e}); still serving serial "
-                                  f"{self.serial:#x}")
+            self._warn_once(
+                None, f"cannot stat the serving certificate files ({e}); still serving serial {self.serial:#x}"
+            )
             return False
         if signature == self._signature:
             return False
@@ -824,8 +927,9 @@ class CertReloader:
                 log.debug("certificate files changed while being read; retrying next tick")
                 return False
         except OSError as e:
-            self._warn_once(signature, f"cannot read the serving certificate files ({e}); still serving serial "
-                                       f"{self.serial:#x}")
+            self._warn_once(
+                signature, f"cannot read the serving certificate files ({e}); still serving serial {self.serial:#x}"
+            )
             return False
         digest = self._hash(cert_pem, key_pem)
         if digest == self._digest:  # touched or rewritten with the same content
@@ -834,13 +938,20 @@ class CertReloader:
         try:
             self._apply(cert_pem, key_pem)
         except (ValueError, TypeError, ssl.SSLError, OSError) as e:
-            self._warn_once(signature, f"not reloading {self.cert_path} / {self.key_path}: {e}; still serving "
-                                       f"serial {self.serial:#x} (retrying)")
+            self._warn_once(
+                signature,
+                f"not reloading {self.cert_path} / {self.key_path}: {e}; still serving "
+                f"serial {self.serial:#x} (retrying)",
+            )
             return False
         self._signature, self._digest, self._failed_signature = signature, digest, None
         self.reloads += 1
-        log.info("reloaded the serving certificate from %s: serial %#x, expires %s", self.cert_path, self.serial,
-                 self.expiry.isoformat())
+        log.info(
+            "reloaded the serving certificate from %s: serial %#x, expires %s",
+            self.cert_path,
+            self.serial,
+            self.expiry.isoformat(),
+        )
         return True
 
     def _warn_once(self, signature: tuple[int, ...] | None, message: str) -> None:
@@ -905,11 +1016,15 @@ def parse_webhook_targets(values: Sequence[str]) -> tuple[list[str], list[str]]:
             kind, sep, name = part.partition("=")
             kind, name = kind.strip().lower(), name.strip()
             if not sep or kind not in ("mutating", "validating") or not name:
-                raise ValueError(f"invalid --patch-webhooks entry {part!r}: use mutating=NAME and/or "
-                                 "validating=NAME, comma-separated")
+                raise ValueError(
+                    f"invalid --patch-webhooks entry {part!r}: use mutating=NAME and/or "
+                    "validating=NAME, comma-separated"
+                )
             if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", name):
-                raise ValueError(f"invalid webhook configuration name {name!r}: a DNS subdomain (lowercase letters, "
-                                 "digits, '-' and '.') is expected")
+                raise ValueError(
+                    f"invalid webhook configuration name {name!r}: a DNS subdomain (lowercase letters, "
+                    "digits, '-' and '.') is expected"
+                )
             target = mutating if kind == "mutating" else validating
             if name not in target:
                 target.append(name)
@@ -936,32 +1051,71 @@ def _duration_arg(text: str) -> dt.timedelta:
 def add_certs_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``certs`` on the ``add_subparsers()`` object of the main parser."""
     p = subparsers.add_parser(
-        "certs", help="create or rotate the webhook CA and serving certificate",
+        "certs",
+        help="create or rotate the webhook CA and serving certificate",
         description="Create a CA and a serving certificate for the admission webhooks in --dir (ca.crt, ca.key, "
         "tls.crt, tls.key), or keep the existing ones while they are valid, cover every requested name and do not "
         "expire within --rotate-before. Optionally store them in a kubernetes.io/tls Secret and patch the CA into "
         "the webhook configurations' caBundle. Rerunning is safe. Exit 0: done; 1: a Kubernetes call failed; "
-        "2: bad arguments, unusable directory or no credentials.")
+        "2: bad arguments, unusable directory or no credentials.",
+    )
     p.add_argument("--dir", required=True, metavar="DIR", help="directory for ca.crt, ca.key, tls.crt and tls.key")
-    p.add_argument("--san", action="append", default=[], metavar="NAME",
-                   help="DNS name or IP address for the serving certificate (repeatable), e.g. 127.0.0.1")
+    p.add_argument(
+        "--san",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="DNS name or IP address for the serving certificate (repeatable), e.g. 127.0.0.1",
+    )
     p.add_argument("--service", metavar="NAME", help="add the Service's DNS names (needs --namespace)")
     p.add_argument("--namespace", metavar="NS", help="namespace of --service (and of --secret without NS/)")
-    p.add_argument("--cluster-domain", default="cluster.local", metavar="DOMAIN",
-                   help="cluster DNS domain for the Service names (default: cluster.local)")
-    p.add_argument("--days", type=_positive_int, default=DEFAULT_DAYS, metavar="N",
-                   help=f"validity of the serving certificate in days (default: {DEFAULT_DAYS})")
-    p.add_argument("--ca-days", type=_positive_int, default=DEFAULT_CA_DAYS, metavar="N",
-                   help=f"validity of a new CA in days (default: {DEFAULT_CA_DAYS})")
-    p.add_argument("--rotate-before", type=_duration_arg, default=DEFAULT_ROTATE_BEFORE, metavar="DURATION",
-                   help="re-issue when the certificate expires within this time, e.g. 30d, 12h (default: 30d)")
+    p.add_argument(
+        "--cluster-domain",
+        default="cluster.local",
+        metavar="DOMAIN",
+        help="cluster DNS domain for the Service names (default: cluster.local)",
+    )
+    p.add_argument(
+        "--days",
+        type=_positive_int,
+        default=DEFAULT_DAYS,
+        metavar="N",
+        help=f"validity of the serving certificate in days (default: {DEFAULT_DAYS})",
+    )
+    p.add_argument(
+        "--ca-days",
+        type=_positive_int,
+        default=DEFAULT_CA_DAYS,
+        metavar="N",
+        help=f"validity of a new CA in days (default: {DEFAULT_CA_DAYS})",
+    )
+    p.add_argument(
+        "--rotate-before",
+        type=_duration_arg,
+        default=DEFAULT_ROTATE_BEFORE,
+        metavar="DURATION",
+        help="re-issue when the certificate expires within this time, e.g. 30d, 12h (default: 30d)",
+    )
     p.add_argument("--ca-common-name", default=DEFAULT_CA_COMMON_NAME, metavar="CN", help="common name of a new CA")
-    p.add_argument("--secret", metavar="[NS/]NAME", help="also store tls.crt, tls.key and ca.crt in this "
-                   "kubernetes.io/tls Secret (and seed an empty --dir from it)")
-    p.add_argument("--patch-webhooks", action="append", default=[], metavar="mutating=NAME,validating=NAME",
-                   help="set caBundle on every webhook of these configurations (repeatable)")
-    p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig for --secret/--patch-webhooks (default: "
-                   "$KUBECONFIG, ~/.kube/config, then the in-cluster service account)")
+    p.add_argument(
+        "--secret",
+        metavar="[NS/]NAME",
+        help="also store tls.crt, tls.key and ca.crt in this "
+        "kubernetes.io/tls Secret (and seed an empty --dir from it)",
+    )
+    p.add_argument(
+        "--patch-webhooks",
+        action="append",
+        default=[],
+        metavar="mutating=NAME,validating=NAME",
+        help="set caBundle on every webhook of these configurations (repeatable)",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig for --secret/--patch-webhooks (default: "
+        "$KUBECONFIG, ~/.kube/config, then the in-cluster service account)",
+    )
     p.add_argument("--context", metavar="NAME", help="kubeconfig context")
     p.set_defaults(func=cmd_certs)
     return p
@@ -980,21 +1134,24 @@ def cmd_certs(args: argparse.Namespace) -> int:
     sans: list[str] = list(args.san)
     if args.service or (args.namespace and not args.secret):
         if not (args.service and args.namespace):
-            return _fail("--service and --namespace go together: give both, e.g. --service psmdb-backup-webhook "
-                         "--namespace psmdb-backup")
+            return _fail(
+                "--service and --namespace go together: give both, e.g. --service psmdb-backup-webhook "
+                "--namespace psmdb-backup"
+            )
     try:
         if args.service:
             sans += service_sans(args.service, args.namespace, args.cluster_domain)
         if not sans:
-            return _fail("no names for the certificate: give --san NAME (repeatable) and/or --service with "
-                         "--namespace")
+            return _fail("no names for the certificate: give --san NAME (repeatable) and/or --service with --namespace")
         sans = normalize_sans(sans)
         mutating, validating = parse_webhook_targets(args.patch_webhooks)
     except ValueError as e:
         return _fail(str(e))
     if args.rotate_before >= dt.timedelta(days=args.days):
-        return _fail(f"--rotate-before ({args.rotate_before}) must be shorter than --days ({args.days}), or every "
-                     "run would issue a new certificate")
+        return _fail(
+            f"--rotate-before ({args.rotate_before}) must be shorter than --days ({args.days}), or every "
+            "run would issue a new certificate"
+        )
     if not args.ca_common_name or len(args.ca_common_name) > MAX_CN:
         return _fail(f"--ca-common-name must be 1 to {MAX_CN} characters")
     secret: tuple[str, str] | None = None
@@ -1009,8 +1166,14 @@ def cmd_certs(args: argparse.Namespace) -> int:
         return _fail(f"--dir {args.dir!r} exists and is not a directory")
 
     def issue() -> CertState:
-        return load_or_create(directory, sans, days=args.days, ca_days=args.ca_days,
-                              rotate_before=args.rotate_before, ca_common_name=args.ca_common_name)
+        return load_or_create(
+            directory,
+            sans,
+            days=args.days,
+            ca_days=args.ca_days,
+            rotate_before=args.rotate_before,
+            ca_common_name=args.ca_common_name,
+        )
 
     before: list[str] = []  # what happened before issuing (seeding from the Secret)
     lines: list[str] = []  # and after (Secret, caBundle)
@@ -1019,8 +1182,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
         if not cluster:
             state = issue()
         else:
-            state = asyncio.run(_with_cluster(args, directory, secret, mutating, validating, issue, before,
-                                                    lines))
+            state = asyncio.run(_with_cluster(args, directory, secret, mutating, validating, issue, before, lines))
     except CredentialsError as e:
         return _fail(str(e))
     except CertsError as e:
@@ -1035,19 +1197,28 @@ def cmd_certs(args: argparse.Namespace) -> int:
         log.debug("certs failed", exc_info=True)
         return _fail(f"Kubernetes request failed: {type(e).__name__}: {e or 'timed out'}", 1)
     ca = _load_cert(state.ca_pem)
-    out = [f"CA: {'created' if state.ca_created else 'kept'} ({ca.subject.rfc4514_string()}, serial "
-           f"{ca.serial_number:#x}, expires {_fmt_time(ca.not_valid_after_utc)})",
-           f"serving certificate: {'issued' if state.cert_issued else 'kept'} ({state.reason}); serial "
-           f"{cert_serial(state.cert_pem):#x}, expires {_fmt_time(not_after(state.cert_pem))}, SANs "
-           f"{', '.join(cert_sans(state.cert_pem))}",
-           f"files: {', '.join(state.written) + ' written' if state.written else 'unchanged'} in {directory}"]
+    out = [
+        f"CA: {'created' if state.ca_created else 'kept'} ({ca.subject.rfc4514_string()}, serial "
+        f"{ca.serial_number:#x}, expires {_fmt_time(ca.not_valid_after_utc)})",
+        f"serving certificate: {'issued' if state.cert_issued else 'kept'} ({state.reason}); serial "
+        f"{cert_serial(state.cert_pem):#x}, expires {_fmt_time(not_after(state.cert_pem))}, SANs "
+        f"{', '.join(cert_sans(state.cert_pem))}",
+        f"files: {', '.join(state.written) + ' written' if state.written else 'unchanged'} in {directory}",
+    ]
     sys.stdout.write("\n".join(before + out + lines) + "\n")
     return 0
 
 
-async def _with_cluster(args: argparse.Namespace, directory: Path, secret: tuple[str, str] | None,
-                        mutating: list[str], validating: list[str], issue: Any, before: list[str],
-                        lines: list[str]) -> CertState:
+async def _with_cluster(
+    args: argparse.Namespace,
+    directory: Path,
+    secret: tuple[str, str] | None,
+    mutating: list[str],
+    validating: list[str],
+    issue: Any,
+    before: list[str],
+    lines: list[str],
+) -> CertState:
     api = await api_client_from_config(args.kubeconfig, args.context)
     try:
         if secret is not None and not (directory / TLS_CERT).exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import __version__
 from .findings import Severity, exit_code
@@ -30,10 +30,16 @@ def all_rules() -> dict[str, Rule]:
     from .lint.loader import SYNTAX_CODE
 
     syntax = Rule(
-        code=SYNTAX_CODE, title="File is not valid YAML or JSON", severity=Severity.ERROR, kinds=(),
-        source="kubectl refuses files it cannot parse", hint="fix the syntax at the given position",
-        bad=(Example("spec: {backup: [enabled: true"),), good=(Example("spec: {backup: {enabled: true}}"),),
-        check=lambda ctx: (), description="Reported by `lint` for a file or document it cannot read or parse; the "
+        code=SYNTAX_CODE,
+        title="File is not valid YAML or JSON",
+        severity=Severity.ERROR,
+        kinds=(),
+        source="kubectl refuses files it cannot parse",
+        hint="fix the syntax at the given position",
+        bad=(Example("spec: {backup: [enabled: true"),),
+        good=(Example("spec: {backup: {enabled: true}}"),),
+        check=lambda ctx: (),
+        description="Reported by `lint` for a file or document it cannot read or parse; the "
         "run goes on with the other files.",
     )
     return {SYNTAX_CODE: syntax, **dict(sorted(RULES.items()))}
@@ -51,11 +57,15 @@ def _use_color(choice: str, stream: object) -> bool:
 
 def explain(rule: Rule) -> str:
     kinds = ", ".join(rule.kinds) or "files"
-    lines = [f"{rule.code} ({rule.severity.label}): {rule.title}", "",
-             rule.description or rule.title, "",
-             f"applies to: {kinds}; crVersion {rule.versions}",
-             f"source:     {rule.source}",
-             f"fix:        {rule.hint}"]
+    lines = [
+        f"{rule.code} ({rule.severity.label}): {rule.title}",
+        "",
+        rule.description or rule.title,
+        "",
+        f"applies to: {kinds}; crVersion {rule.versions}",
+        f"source:     {rule.source}",
+        f"fix:        {rule.hint}",
+    ]
     if rule.needs_backup_enabled:
         lines.append("note:       enforced by the operator only while spec.backup.enabled is true; otherwise a warning")
     for label, examples in (("bad", rule.bad), ("good", rule.good)):
@@ -94,9 +104,10 @@ def cmd_lint(args: argparse.Namespace) -> int:
             print("psmdb-backup lint: give either PATHs or --cluster, not both", file=sys.stderr)
             return EXIT_USAGE
         try:
-            report = asyncio.run(lint_cluster(args.kubeconfig, args.context,
-                                              None if args.all_namespaces else args.namespace, disabled))
-        except Exception as exc:  # noqa: BLE001 - any API or credentials failure is a usage-level error here
+            report = asyncio.run(
+                lint_cluster(args.kubeconfig, args.context, None if args.all_namespaces else args.namespace, disabled)
+            )
+        except Exception as exc:
             print(f"psmdb-backup lint --cluster: {exc}", file=sys.stderr)
             return EXIT_USAGE
         unreadable = False
@@ -131,16 +142,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from . import logs
     from .admission.server import Settings, serve
-    from .certs import CertsError
     from .admission.validate import Enforcement, LookupFailure
+    from .certs import CertsError
 
     logs.setup(args.log_level, args.log_format)
     host, port = args.listen
     settings = Settings(
-        listen_host=host, listen_port=port, tls_dir=args.tls_dir, kubeconfig=args.kubeconfig, context=args.context,
-        no_cluster=args.no_cluster, enforcement=Enforcement(args.enforcement),
-        on_lookup_failure=LookupFailure(args.on_lookup_failure), lookup_timeout=args.lookup_timeout,
-        default_backup_image=args.default_backup_image, cert_check_interval=args.cert_check_interval)
+        listen_host=host,
+        listen_port=port,
+        tls_dir=args.tls_dir,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        no_cluster=args.no_cluster,
+        enforcement=Enforcement(args.enforcement),
+        on_lookup_failure=LookupFailure(args.on_lookup_failure),
+        lookup_timeout=args.lookup_timeout,
+        default_backup_image=args.default_backup_image,
+        cert_check_interval=args.cert_check_interval,
+    )
     try:
         asyncio.run(serve(settings))
     except (OSError, ValueError, CertsError) as exc:
@@ -195,30 +214,57 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     from .completion import SHELLS
     from .lint.formats import DEFAULT_FORMAT, FORMATS
 
-    parser = argparse.ArgumentParser(prog=prog, description="Safe backups for Percona Server for MongoDB "
-                                     "on Kubernetes: linter, admission webhooks and backup controller.")
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Safe backups for Percona Server for MongoDB "
+        "on Kubernetes: linter, admission webhooks and backup controller.",
+    )
     parser.add_argument("--version", action="version", version=f"psmdb-backup {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    lint = sub.add_parser("lint", help="check PSMDB, Backup and Restore manifests",
-                          description="Check PerconaServerMongoDB, PerconaServerMongoDBBackup and "
-                          "PerconaServerMongoDBRestore manifests. Exit 0: nothing at or above --fail-on; 1: findings; "
-                          "2: usage error or unreadable input.")
-    lint.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (recursive: .yaml .yml .json); "
-                      "- for stdin; default: the current directory")
+    lint = sub.add_parser(
+        "lint",
+        help="check PSMDB, Backup and Restore manifests",
+        description="Check PerconaServerMongoDB, PerconaServerMongoDBBackup and "
+        "PerconaServerMongoDBRestore manifests. Exit 0: nothing at or above --fail-on; 1: findings; "
+        "2: usage error or unreadable input.",
+    )
+    lint.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files or directories (recursive: .yaml .yml .json); - for stdin; default: the current directory",
+    )
     lint.add_argument("-f", "--format", choices=list(FORMATS), default=DEFAULT_FORMAT, help="output format")
     lint.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
-    lint.add_argument("--fail-on", choices=["error", "warning", "info"], default="error",
-                      help="lowest severity that makes the exit code 1 (default: error)")
-    lint.add_argument("--disable", action="append", default=[], metavar="CODE[,CODE]",
-                      help="skip these rules (repeatable); per object: annotation "
-                      "psmdb-backup-webhook.io/disable-rules")
-    lint.add_argument("--color", choices=["auto", "always", "never"], default="auto",
-                      help="colour the text format (auto: only on a terminal, and not with NO_COLOR)")
-    lint.add_argument("--cluster", action="store_true", help="audit the objects already in a cluster (live lookups; "
-                      "positions are namespace/kind/name) instead of files")
-    lint.add_argument("--kubeconfig", metavar="FILE",
-                      help="with --cluster: kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    lint.add_argument(
+        "--fail-on",
+        choices=["error", "warning", "info"],
+        default="error",
+        help="lowest severity that makes the exit code 1 (default: error)",
+    )
+    lint.add_argument(
+        "--disable",
+        action="append",
+        default=[],
+        metavar="CODE[,CODE]",
+        help="skip these rules (repeatable); per object: annotation psmdb-backup-webhook.io/disable-rules",
+    )
+    lint.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour the text format (auto: only on a terminal, and not with NO_COLOR)",
+    )
+    lint.add_argument(
+        "--cluster",
+        action="store_true",
+        help="audit the objects already in a cluster (live lookups; "
+        "positions are namespace/kind/name) instead of files",
+    )
+    lint.add_argument(
+        "--kubeconfig", metavar="FILE", help="with --cluster: kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
+    )
     lint.add_argument("--context", help="with --cluster: kubeconfig context")
     scope = lint.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", default="default", help="with --cluster: namespace (default: default)")
@@ -229,46 +275,96 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
     from .admission.mutate import DEFAULT_BACKUP_IMAGE
 
-    serve = sub.add_parser("serve", help="run the validating and mutating admission webhooks (HTTPS)",
-                           description="Serve /validate, /mutate, /healthz, /readyz and /metrics over TLS 1.2+. "
-                           "Every flag can also be set with the environment variable shown.")
-    serve.add_argument("--tls-dir", default=_env("TLS_DIR"), required=_env("TLS_DIR") is None, metavar="DIR",
-                       help="directory with tls.crt and tls.key, reloaded when they change [PSMDB_BACKUP_TLS_DIR]")
-    serve.add_argument("--listen", type=_listen, default=_env("LISTEN", "0.0.0.0:8443"),
-                       help="HOST:PORT (default 0.0.0.0:8443) [PSMDB_BACKUP_LISTEN]")
-    serve.add_argument("--kubeconfig", default=_env("KUBECONFIG_FILE"), metavar="FILE",
-                       help="kubeconfig for lookups (default: in-cluster, then ~/.kube/config) [PSMDB_BACKUP_KUBECONFIG_FILE]")
+    serve = sub.add_parser(
+        "serve",
+        help="run the validating and mutating admission webhooks (HTTPS)",
+        description="Serve /validate, /mutate, /healthz, /readyz and /metrics over TLS 1.2+. "
+        "Every flag can also be set with the environment variable shown.",
+    )
+    serve.add_argument(
+        "--tls-dir",
+        default=_env("TLS_DIR"),
+        required=_env("TLS_DIR") is None,
+        metavar="DIR",
+        help="directory with tls.crt and tls.key, reloaded when they change [PSMDB_BACKUP_TLS_DIR]",
+    )
+    serve.add_argument(
+        "--listen",
+        type=_listen,
+        default=_env("LISTEN", "0.0.0.0:8443"),
+        help="HOST:PORT (default 0.0.0.0:8443) [PSMDB_BACKUP_LISTEN]",
+    )
+    serve.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG_FILE"),
+        metavar="FILE",
+        help="kubeconfig for lookups (default: in-cluster, then ~/.kube/config) [PSMDB_BACKUP_KUBECONFIG_FILE]",
+    )
     serve.add_argument("--context", default=_env("CONTEXT"), help="kubeconfig context [PSMDB_BACKUP_CONTEXT]")
-    serve.add_argument("--no-cluster", action="store_true", default=_env("NO_CLUSTER") == "1",
-                       help="never contact an API server: cross-object rules follow --on-lookup-failure, pods get "
-                       "latest-crVersion defaults [PSMDB_BACKUP_NO_CLUSTER=1]")
-    serve.add_argument("--enforcement", choices=["enforce", "warn", "audit"], default=_env("ENFORCEMENT", "enforce"),
-                       help="cluster-wide mode; a namespace label psmdb-backup-webhook.io/enforcement overrides it "
-                       "[PSMDB_BACKUP_ENFORCEMENT]")
-    serve.add_argument("--on-lookup-failure", choices=["deny", "warn"], default=_env("ON_LOOKUP_FAILURE", "deny"),
-                       help="when a referenced object cannot be read: deny with a clear message, or allow with a "
-                       "warning [PSMDB_BACKUP_ON_LOOKUP_FAILURE]")
-    serve.add_argument("--lookup-timeout", type=float, default=_env("LOOKUP_TIMEOUT", "2"),
-                       help="seconds per API read (default 2) [PSMDB_BACKUP_LOOKUP_TIMEOUT]")
-    serve.add_argument("--default-backup-image", default=_env("DEFAULT_BACKUP_IMAGE", DEFAULT_BACKUP_IMAGE),
-                       help="backup-agent image when a pod's cluster cannot be read [PSMDB_BACKUP_DEFAULT_BACKUP_IMAGE]")
-    serve.add_argument("--cert-check-interval", type=float, default=_env("CERT_CHECK_INTERVAL", "10"),
-                       help="seconds between checks for rotated certificate files (default 10) "
-                       "[PSMDB_BACKUP_CERT_CHECK_INTERVAL]")
+    serve.add_argument(
+        "--no-cluster",
+        action="store_true",
+        default=_env("NO_CLUSTER") == "1",
+        help="never contact an API server: cross-object rules follow --on-lookup-failure, pods get "
+        "latest-crVersion defaults [PSMDB_BACKUP_NO_CLUSTER=1]",
+    )
+    serve.add_argument(
+        "--enforcement",
+        choices=["enforce", "warn", "audit"],
+        default=_env("ENFORCEMENT", "enforce"),
+        help="cluster-wide mode; a namespace label psmdb-backup-webhook.io/enforcement overrides it "
+        "[PSMDB_BACKUP_ENFORCEMENT]",
+    )
+    serve.add_argument(
+        "--on-lookup-failure",
+        choices=["deny", "warn"],
+        default=_env("ON_LOOKUP_FAILURE", "deny"),
+        help="when a referenced object cannot be read: deny with a clear message, or allow with a "
+        "warning [PSMDB_BACKUP_ON_LOOKUP_FAILURE]",
+    )
+    serve.add_argument(
+        "--lookup-timeout",
+        type=float,
+        default=_env("LOOKUP_TIMEOUT", "2"),
+        help="seconds per API read (default 2) [PSMDB_BACKUP_LOOKUP_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--default-backup-image",
+        default=_env("DEFAULT_BACKUP_IMAGE", DEFAULT_BACKUP_IMAGE),
+        help="backup-agent image when a pod's cluster cannot be read [PSMDB_BACKUP_DEFAULT_BACKUP_IMAGE]",
+    )
+    serve.add_argument(
+        "--cert-check-interval",
+        type=float,
+        default=_env("CERT_CHECK_INTERVAL", "10"),
+        help="seconds between checks for rotated certificate files (default 10) [PSMDB_BACKUP_CERT_CHECK_INTERVAL]",
+    )
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "json"), choices=["json", "text"])
     serve.set_defaults(func=cmd_serve)
 
-    inject = sub.add_parser("inject", help="add the backup-agent sidecar to Pods and StatefulSets offline (GitOps)",
-                            description="Write the input back with the backup-agent container added to every PSMDB "
-                            "replica-set or config-server Pod and StatefulSet pod template, exactly as the mutating "
-                            "webhook would. What was done to each object is printed on stderr.")
+    inject = sub.add_parser(
+        "inject",
+        help="add the backup-agent sidecar to Pods and StatefulSets offline (GitOps)",
+        description="Write the input back with the backup-agent container added to every PSMDB "
+        "replica-set or config-server Pod and StatefulSet pod template, exactly as the mutating "
+        "webhook would. What was done to each object is printed on stderr.",
+    )
     inject.add_argument("-f", "--file", required=True, metavar="FILE", help="manifests to inject into; - for stdin")
-    inject.add_argument("--cluster-file", action="append", default=[], metavar="FILE",
-                        help="file(s) with the PerconaServerMongoDB objects, when they are not in --file")
-    inject.add_argument("--ssl-secret-keys", default="ca.crt,tls.crt,tls.key", metavar="KEYS",
-                        help="keys of the cluster's SSL Secret, which decide the TLS options of PBM_MONGODB_URI "
-                        "(default: the three keys the operator's Secret has; \"\" for none)")
+    inject.add_argument(
+        "--cluster-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="file(s) with the PerconaServerMongoDB objects, when they are not in --file",
+    )
+    inject.add_argument(
+        "--ssl-secret-keys",
+        default="ca.crt,tls.crt,tls.key",
+        metavar="KEYS",
+        help="keys of the cluster's SSL Secret, which decide the TLS options of PBM_MONGODB_URI "
+        '(default: the three keys the operator\'s Secret has; "" for none)',
+    )
     inject.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     inject.set_defaults(func=cmd_inject)
 
@@ -280,11 +376,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
     add_controller_parser(sub)
 
-    completion = sub.add_parser("completion", help="print a shell completion script",
-                                description="Print a completion script for psmdb-backup. bash: add "
-                                "source <(psmdb-backup completion bash) to ~/.bashrc; zsh: save it as _psmdb-backup in "
-                                "a directory of $fpath; fish: save it as ~/.config/fish/completions/psmdb-backup.fish; "
-                                "tcsh: eval `psmdb-backup completion tcsh`.")
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script for psmdb-backup. bash: add "
+        "source <(psmdb-backup completion bash) to ~/.bashrc; zsh: save it as _psmdb-backup in "
+        "a directory of $fpath; fish: save it as ~/.config/fish/completions/psmdb-backup.fish; "
+        "tcsh: eval `psmdb-backup completion tcsh`.",
+    )
     completion.add_argument("shell", choices=SHELLS)
     completion.set_defaults(func=cmd_completion)
     return parser

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -70,8 +70,11 @@ def _strconv_quote(s: str) -> str:
 
 def _time_quote(s: bytes) -> str:
     """The time package's own quote(): every byte of a control or non-ASCII character becomes \\xNN."""
-    return '"' + "".join(
-        f"\\x{b:02x}" if b < 0x20 or b >= 0x80 else ("\\" + chr(b) if b in b'"\\' else chr(b)) for b in s) + '"'
+    return (
+        '"'
+        + "".join(f"\\x{b:02x}" if b < 0x20 or b >= 0x80 else ("\\" + chr(b) if b in b'"\\' else chr(b)) for b in s)
+        + '"'
+    )
 
 
 # --- strconv.Atoi and time.ParseDuration -----------------------------------------------------------------------------
@@ -99,8 +102,16 @@ def _atoi(s: str) -> int:
 
 
 _NS_PER_SECOND = 10**9
-_DURATION_UNITS = {b"ns": 1, b"us": 10**3, "µs".encode(): 10**3, "μs".encode(): 10**3, b"ms": 10**6,
-                   b"s": 10**9, b"m": 60 * 10**9, b"h": 3600 * 10**9}
+_DURATION_UNITS = {
+    b"ns": 1,
+    b"us": 10**3,
+    "µs".encode(): 10**3,
+    "μs".encode(): 10**3,
+    b"ms": 10**6,
+    b"s": 10**9,
+    b"m": 60 * 10**9,
+    b"h": 3600 * 10**9,
+}
 
 
 def _parse_go_duration(text: str) -> int:
@@ -120,7 +131,7 @@ def _parse_go_duration(text: str) -> int:
             raise invalid
         i = 0
         whole = 0
-        while i < len(s) and s[i:i + 1].isdigit():
+        while i < len(s) and s[i : i + 1].isdigit():
             whole = whole * 10 + s[i] - 48
             if whole > 1 << 63:  # leadingInt overflow
                 raise invalid
@@ -130,7 +141,7 @@ def _parse_go_duration(text: str) -> int:
         if s[:1] == b".":
             s = s[1:]
             i, overflow = 0, False
-            while i < len(s) and s[i:i + 1].isdigit():
+            while i < len(s) and s[i : i + 1].isdigit():
                 # leadingFraction: digits past int64 precision are consumed and ignored
                 if not overflow and frac <= ((1 << 63) - 1) // 10 and frac * 10 + s[i] - 48 <= 1 << 63:
                     frac, scale = frac * 10 + s[i] - 48, scale * 10
@@ -141,7 +152,7 @@ def _parse_go_duration(text: str) -> int:
         if not pre and not post:
             raise invalid
         i = 0
-        while i < len(s) and not (s[i:i + 1] == b"." or s[i:i + 1].isdigit()):
+        while i < len(s) and not (s[i : i + 1] == b"." or s[i : i + 1].isdigit()):
             i += 1
         if i == 0:
             raise ValueError(f"time: missing unit in duration {_time_quote(orig)}")
@@ -177,7 +188,7 @@ _GO_ZONE_DIRS = ("/usr/share/zoneinfo/", "/usr/share/lib/zoneinfo/", "/usr/lib/l
 def _load_location(name: str) -> tzinfo:
     """time.LoadLocation as the operator sees it: "", "UTC" and "Local" are UTC (the image sets no TZ)."""
     if name in ("", "UTC", "Local"):
-        return timezone.utc
+        return UTC
     if ".." in name or name[0] in "/\\":
         raise CronError(f"provided bad location {name}: time: invalid location name")
     try:
@@ -268,12 +279,12 @@ def _parse(spec: str) -> _Spec | _Every:
     if not spec:
         raise CronError("empty spec string")
     spec = _SURROGATES.sub("\ufffd", spec)  # the API server's JSON decoding does this before the operator sees it
-    zone: tzinfo = timezone.utc
+    zone: tzinfo = UTC
     if spec.startswith(("TZ=", "CRON_TZ=")):
         space = spec.find(" ")  # an ASCII space only; none makes robfig slice spec[eq+1:-1] and panic
         if space < 0:
             raise CronError("panic: runtime error: slice bounds out of range [:-1]")
-        zone = _load_location(spec[spec.index("=") + 1:space])
+        zone = _load_location(spec[spec.index("=") + 1 : space])
         spec = _go_trim_space(spec[space:])
     if spec.startswith("@"):
         return _parse_descriptor(spec, zone)
@@ -289,7 +300,7 @@ def _parse_descriptor(spec: str, zone: tzinfo) -> _Spec | _Every:
         return _Spec(*_DESCRIPTORS[spec], zone=zone)
     if spec.startswith("@every "):
         try:
-            nanos = _parse_go_duration(spec[len("@every "):])
+            nanos = _parse_go_duration(spec[len("@every ") :])
         except ValueError as err:
             raise CronError(f"failed to parse duration {spec}: {err}") from None
         return _Every(max(nanos, _NS_PER_SECOND) // _NS_PER_SECOND)  # Every(): at least 1s, whole seconds
@@ -355,7 +366,7 @@ def _uint(text: str) -> int:
 
 # --- Next(): robfig's spec.go search, on Go's clock ----------------------------------------------------------------
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
 
 
@@ -379,8 +390,13 @@ class _Search:
         wall = days * 86400 + hour * 3600 + minute * 60 + second
         return wall - self._offset(wall - self._offset(wall))
 
-    def seek(self, matches: Callable[[datetime], bool], reset: Callable[[datetime], int],
-             advance: Callable[[datetime], int], wrapped: Callable[[datetime], bool]) -> bool:
+    def seek(
+        self,
+        matches: Callable[[datetime], bool],
+        reset: Callable[[datetime], int],
+        advance: Callable[[datetime], int],
+        wrapped: Callable[[datetime], bool],
+    ) -> bool:
         """One field loop of Next(): step until the field matches; True means `goto WRAP`."""
         t = self.local()
         while not matches(t):
@@ -414,26 +430,33 @@ class _Search:
         while True:  # robfig's WRAP label
             if self.local().year > year_limit:
                 return None
-            if (self.seek(lambda t: bool(s.month >> t.month & 1),
-                          lambda t: self.go_date(t.year, t.month, 1),
-                          lambda t: self.go_date(t.year, t.month + 1, t.day, t.hour, t.minute, t.second),
-                          lambda t: t.month == 1)
-                    or self.seek(self.day_matches,
-                                 lambda t: self.go_date(t.year, t.month, t.day),
-                                 self.next_day,
-                                 lambda t: t.day == 1)
-                    or self.seek(lambda t: bool(s.hour >> t.hour & 1),
-                                 lambda t: self.go_date(t.year, t.month, t.day, t.hour),
-                                 lambda t: self.u + 3600,
-                                 lambda t: t.hour == 0)
-                    or self.seek(lambda t: bool(s.minute >> t.minute & 1),
-                                 lambda t: self.u - self.u % 60,
-                                 lambda t: self.u + 60,
-                                 lambda t: t.minute == 0)
-                    or self.seek(lambda t: t.second == 0,
-                                 lambda t: self.u,
-                                 lambda t: self.u + 1,
-                                 lambda t: t.second == 0)):
+            if (
+                self.seek(
+                    lambda t: bool(s.month >> t.month & 1),
+                    lambda t: self.go_date(t.year, t.month, 1),
+                    lambda t: self.go_date(t.year, t.month + 1, t.day, t.hour, t.minute, t.second),
+                    lambda t: t.month == 1,
+                )
+                or self.seek(
+                    self.day_matches,
+                    lambda t: self.go_date(t.year, t.month, t.day),
+                    self.next_day,
+                    lambda t: t.day == 1,
+                )
+                or self.seek(
+                    lambda t: bool(s.hour >> t.hour & 1),
+                    lambda t: self.go_date(t.year, t.month, t.day, t.hour),
+                    lambda t: self.u + 3600,
+                    lambda t: t.hour == 0,
+                )
+                or self.seek(
+                    lambda t: bool(s.minute >> t.minute & 1),
+                    lambda t: self.u - self.u % 60,
+                    lambda t: self.u + 60,
+                    lambda t: t.minute == 0,
+                )
+                or self.seek(lambda t: t.second == 0, lambda t: self.u, lambda t: self.u + 1, lambda t: t.second == 0)
+            ):
                 continue
             return self.u
 
@@ -478,7 +501,7 @@ class Schedule:
                 found = None
             else:
                 found = _Search(self._parsed, seconds + 1).run()
-            return None if found is None else datetime.fromtimestamp(found, timezone.utc)
+            return None if found is None else datetime.fromtimestamp(found, UTC)
         except (OverflowError, ValueError, OSError):  # beyond year 1..9999: Go's clock goes further than ours
             return None
 

@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import jsonpatch
 import yaml
@@ -29,15 +30,18 @@ def _clusters(docs: Iterable[Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
     return out
 
 
-def inject_pod(pod: dict[str, Any], cluster: Mapping[str, Any] | None, *, ssl_secret_keys=None,
-               known_volumes: Iterable[str] = ()) -> tuple[dict[str, Any], str]:
-    patch, reason = sidecar.plan(pod, cluster, ssl_secret_keys=ssl_secret_keys, config_loader=yaml.safe_load,
-                                 known_volumes=tuple(known_volumes))
+def inject_pod(
+    pod: dict[str, Any], cluster: Mapping[str, Any] | None, *, ssl_secret_keys=None, known_volumes: Iterable[str] = ()
+) -> tuple[dict[str, Any], str]:
+    patch, reason = sidecar.plan(
+        pod, cluster, ssl_secret_keys=ssl_secret_keys, config_loader=yaml.safe_load, known_volumes=tuple(known_volumes)
+    )
     return (jsonpatch.apply_patch(pod, patch) if patch else pod), reason
 
 
-def inject(obj: dict[str, Any], clusters: Mapping[tuple[str, str], Mapping[str, Any]], *,
-           ssl_secret_keys=None) -> Injected:
+def inject(
+    obj: dict[str, Any], clusters: Mapping[tuple[str, str], Mapping[str, Any]], *, ssl_secret_keys=None
+) -> Injected:
     """One object with the sidecar added where the operator would add it; everything else unchanged."""
     kind = obj.get("kind") if isinstance(obj, dict) else None
     if kind not in ("Pod", "StatefulSet"):
@@ -50,10 +54,15 @@ def inject(obj: dict[str, Any], clusters: Mapping[tuple[str, str], Mapping[str, 
     else:
         spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
         template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": template.get("metadata") or {},
-               "spec": template.get("spec") or {}}
-        known = tuple(t.get("metadata", {}).get("name", "") for t in spec.get("volumeClaimTemplates") or []
-                      if isinstance(t, dict))
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": template.get("metadata") or {},
+            "spec": template.get("spec") or {},
+        }
+        known = tuple(
+            t.get("metadata", {}).get("name", "") for t in spec.get("volumeClaimTemplates") or [] if isinstance(t, dict)
+        )
     identity = sidecar.identify(pod)
     cluster = clusters.get((namespace, identity.cluster)) if identity else None
     patched, reason = inject_pod(copy.deepcopy(pod), cluster, ssl_secret_keys=ssl_secret_keys, known_volumes=known)
@@ -66,5 +75,7 @@ def inject(obj: dict[str, Any], clusters: Mapping[tuple[str, str], Mapping[str, 
 
 def inject_documents(docs: list[Any], cluster_docs: Iterable[Any] = (), *, ssl_secret_keys=None) -> list[Injected]:
     clusters = _clusters([*docs, *cluster_docs])
-    return [inject(d, clusters, ssl_secret_keys=ssl_secret_keys) if isinstance(d, dict) else Injected(d, "not an object")
-            for d in docs]
+    return [
+        inject(d, clusters, ssl_secret_keys=ssl_secret_keys) if isinstance(d, dict) else Injected(d, "not an object")
+        for d in docs
+    ]

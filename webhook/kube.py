@@ -11,8 +11,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -44,8 +45,11 @@ def redact(obj: dict[str, Any]) -> dict[str, Any]:
     """A Secret with every value blanked; other objects unchanged."""
     if obj.get("kind") != "Secret":
         return obj
-    return {**obj, "data": {k: "" for k in obj.get("data") or {}},
-            "stringData": {k: "" for k in obj.get("stringData") or {}}}
+    return {
+        **obj,
+        "data": {k: "" for k in obj.get("data") or {}},
+        "stringData": {k: "" for k in obj.get("stringData") or {}},
+    }
 
 
 async def load_api_client(kubeconfig: str | None, context: str | None = None) -> client.ApiClient | None:
@@ -79,8 +83,14 @@ class KubeReader:
         for attempt in range(attempts):
             try:
                 return await self.api.call_api(
-                    path, "GET", header_params={"Accept": "application/json"}, response_types_map={200: "object"},
-                    auth_settings=["BearerToken"], _return_http_data_only=True, _request_timeout=timeout)
+                    path,
+                    "GET",
+                    header_params={"Accept": "application/json"},
+                    response_types_map={200: "object"},
+                    auth_settings=["BearerToken"],
+                    _return_http_data_only=True,
+                    _request_timeout=timeout,
+                )
             except ApiException as exc:
                 if exc.status != 429 or attempt == attempts - 1:
                     raise
@@ -97,7 +107,6 @@ class KubeReader:
             raise
         data.setdefault("kind", kind)
         return data
-
 
     async def list(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
         """Every object of a PSMDB kind, in one namespace or (None) in all."""
@@ -133,7 +142,7 @@ class LiveLookup:
         now = time.monotonic()
         try:
             obj = await asyncio.wait_for(self.reader.get(*ref), self.reader.timeout)
-        except (ApiException, asyncio.TimeoutError, OSError, ValueError) as exc:
+        except (TimeoutError, ApiException, OSError, ValueError) as exc:
             reason = f"HTTP {exc.status} {exc.reason}" if isinstance(exc, ApiException) else type(exc).__name__
             return Unknown(f"could not read {ref[0]} {ref[1]}/{ref[2]}: {reason}")
         result: LookupResult = MISSING if obj is None else Found(redact(obj))

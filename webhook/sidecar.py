@@ -85,8 +85,9 @@ def identify(pod: Mapping) -> PodIdentity | None:
     cluster, component, replset = (labels.get(k) for k in (LABEL_INSTANCE, LABEL_COMPONENT, LABEL_REPLSET))
     if not isinstance(cluster, str) or not isinstance(component, str) or not cluster or not component:
         return None
-    return PodIdentity(cluster=cluster, replset=replset if isinstance(replset, str) and replset else None,
-                       component=component)
+    return PodIdentity(
+        cluster=cluster, replset=replset if isinstance(replset, str) and replset else None, component=component
+    )
 
 
 def _well_formed(pod: Mapping) -> bool:
@@ -338,7 +339,7 @@ def render_container(
     if _get(spec, "sharding", "enabled") is True:
         env.append({"name": "SHARDED", "value": "TRUE"})
     uri = "mongodb://$(PBM_AGENT_MONGODB_USERNAME):$(PBM_AGENT_MONGODB_PASSWORD)@localhost:$(PBM_MONGODB_PORT)"
-    if tls and _TLS_KEYS <= set(ssl_secret_keys or ()):
+    if tls and set(ssl_secret_keys or ()) >= _TLS_KEYS:
         uri += f"/?tls=true&tlsCertificateKeyFile=/tmp/tls.pem&tlsCAFile={_SSL_DIR}/ca.crt&tlsInsecure=true"
     env += [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools import devcluster  # noqa: E402
-from tools.devcluster import Cluster  # noqa: E402,F401  (re-exported for the test modules)
+from tools import devcluster
+from tools.devcluster import Cluster
 
 
 @pytest.fixture(scope="session")

@@ -34,14 +34,21 @@ def good_world(cluster: Cluster, ns: str) -> dict:
 
 
 def backup(ns: str, name: str = "b1", **spec) -> dict:
-    return {"apiVersion": "psmdb.percona.com/v1", "kind": "PerconaServerMongoDBBackup",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"clusterName": "my-cluster", "storageName": "s3-us-west", **spec}}
+    return {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": "PerconaServerMongoDBBackup",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"clusterName": "my-cluster", "storageName": "s3-us-west", **spec},
+    }
 
 
 def restore(ns: str, name: str = "r1", **spec) -> dict:
-    return {"apiVersion": "psmdb.percona.com/v1", "kind": "PerconaServerMongoDBRestore",
-            "metadata": {"name": name, "namespace": ns}, "spec": {"clusterName": "my-cluster", **spec}}
+    return {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": "PerconaServerMongoDBRestore",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"clusterName": "my-cluster", **spec},
+    }
 
 
 def denied(result, *needles: str) -> None:
@@ -68,34 +75,64 @@ def cluster_with(ns: str, mutate) -> dict:
 
 # One bad object per error rule family; each must be denied on `kubectl apply` with a message naming the field.
 FAMILIES = {
-    "storages: main storage": (lambda ns: cluster_with(ns, lambda b: b["storages"]["s3-us-west"].pop("main")),
-                               ["PSB104 spec.backup.storages:", "none has main: true"]),
-    "storages: encryption": (lambda ns: cluster_with(ns, lambda b: b["storages"]["s3-us-west"]["s3"][
-        "serverSideEncryption"].update(sseCustomerAlgorithm="AES256", sseCustomerKey="a2V5")),
-        ["PSB107 spec.backup.storages.s3-us-west.s3.serverSideEncryption:"]),
-    "storages: minio": (lambda ns: cluster_with(ns, lambda b: b["storages"]["minio-dr"]["minio"].pop("endpointUrl")),
-                        ["PSB113 spec.backup.storages.minio-dr.minio.endpointUrl: endpointUrl is empty"]),
-    "tasks: storage": (lambda ns: cluster_with(ns, lambda b: b["tasks"][0].update(storageName="s3-eu")),
-                       ['PSB203 spec.backup.tasks[0].storageName: storage "s3-eu" is not defined']),
-    "tasks: schedule": (lambda ns: cluster_with(ns, lambda b: b["tasks"][1].update(schedule="0 0 * * 7")),
-                        ["PSB206 spec.backup.tasks[1].schedule: can't parse cronjob schedule"]),
-    "pitr: compression": (lambda ns: cluster_with(ns, lambda b: b["pitr"].update(compressionType="zip")),
-                          ['PSB210 spec.backup.pitr.compressionType: compression "zip"']),
-    "backup: storage of the live cluster": (lambda ns: backup(ns, storageName="gcs"),
-                                            ['PSB404 spec.storageName: storage "gcs" is not defined in cluster my-cluster']),
-    "backup: snapshot class": (lambda ns: backup(ns, type="external", storageName=None),
-                               ["PSB405 spec.volumeSnapshotClass"]),
+    "storages: main storage": (
+        lambda ns: cluster_with(ns, lambda b: b["storages"]["s3-us-west"].pop("main")),
+        ["PSB104 spec.backup.storages:", "none has main: true"],
+    ),
+    "storages: encryption": (
+        lambda ns: cluster_with(
+            ns,
+            lambda b: b["storages"]["s3-us-west"]["s3"]["serverSideEncryption"].update(
+                sseCustomerAlgorithm="AES256", sseCustomerKey="a2V5"
+            ),
+        ),
+        ["PSB107 spec.backup.storages.s3-us-west.s3.serverSideEncryption:"],
+    ),
+    "storages: minio": (
+        lambda ns: cluster_with(ns, lambda b: b["storages"]["minio-dr"]["minio"].pop("endpointUrl")),
+        ["PSB113 spec.backup.storages.minio-dr.minio.endpointUrl: endpointUrl is empty"],
+    ),
+    "tasks: storage": (
+        lambda ns: cluster_with(ns, lambda b: b["tasks"][0].update(storageName="s3-eu")),
+        ['PSB203 spec.backup.tasks[0].storageName: storage "s3-eu" is not defined'],
+    ),
+    "tasks: schedule": (
+        lambda ns: cluster_with(ns, lambda b: b["tasks"][1].update(schedule="0 0 * * 7")),
+        ["PSB206 spec.backup.tasks[1].schedule: can't parse cronjob schedule"],
+    ),
+    "pitr: compression": (
+        lambda ns: cluster_with(ns, lambda b: b["pitr"].update(compressionType="zip")),
+        ['PSB210 spec.backup.pitr.compressionType: compression "zip"'],
+    ),
+    "backup: storage of the live cluster": (
+        lambda ns: backup(ns, storageName="gcs"),
+        ['PSB404 spec.storageName: storage "gcs" is not defined in cluster my-cluster'],
+    ),
+    "backup: snapshot class": (
+        lambda ns: backup(ns, type="external", storageName=None),
+        ["PSB405 spec.volumeSnapshotClass"],
+    ),
     "restore: reference": (lambda ns: restore(ns), ["PSB506 spec: neither backupName nor backupSource"]),
-    "restore: missing backup": (lambda ns: restore(ns, backupName="nope"),
-                                ['PSB513 spec.backupName: the restore fails with "perconaservermongodbbackups']),
-    "restore: selective": (lambda ns: restore(ns, backupSource={"type": "physical", "destination":
-                           "s3://b/2026-11-01T00:00:00Z", "s3": {"bucket": "b"}}, selective={"nsFrom": "a.b", "nsTo": "a.c"}),
-                           ["PSB510 spec.selective.nsFrom: the backup is physical"]),
-    "restore: backupSource": (lambda ns: restore(ns, backupSource={"destination": "gs://b/2026-11-01T00:00:00Z/",
-                                                                   "s3": {"bucket": "b"}}),
-                              ["PSB507 spec.backupSource.destination", "PSB508 spec.backupSource.destination"]),
-    "restore: pitr date": (lambda ns: restore(ns, backupName="before-upgrade", pitr={"type": "date", "date": "2026-02-30 10:00:00"}),
-                           ['PSB501 spec.pitr.date: "2026-02-30 10:00:00" is not a real date']),
+    "restore: missing backup": (
+        lambda ns: restore(ns, backupName="nope"),
+        ['PSB513 spec.backupName: the restore fails with "perconaservermongodbbackups'],
+    ),
+    "restore: selective": (
+        lambda ns: restore(
+            ns,
+            backupSource={"type": "physical", "destination": "s3://b/2026-11-01T00:00:00Z", "s3": {"bucket": "b"}},
+            selective={"nsFrom": "a.b", "nsTo": "a.c"},
+        ),
+        ["PSB510 spec.selective.nsFrom: the backup is physical"],
+    ),
+    "restore: backupSource": (
+        lambda ns: restore(ns, backupSource={"destination": "gs://b/2026-11-01T00:00:00Z/", "s3": {"bucket": "b"}}),
+        ["PSB507 spec.backupSource.destination", "PSB508 spec.backupSource.destination"],
+    ),
+    "restore: pitr date": (
+        lambda ns: restore(ns, backupName="before-upgrade", pitr={"type": "date", "date": "2026-02-30 10:00:00"}),
+        ['PSB501 spec.pitr.date: "2026-02-30 10:00:00" is not a real date'],
+    ),
 }
 
 
@@ -162,18 +199,31 @@ def test_cross_object_rules_see_live_objects(cluster: Cluster) -> None:
     assert cluster.apply(backup(ns)).returncode == 0
     minio_missing = load("good/cluster.yaml", ns)[0]
     minio_missing["spec"]["backup"]["storages"]["minio-dr"]["minio"]["credentialsSecret"] = "no-such-secret"
-    denied(cluster.apply(minio_missing), 'PSB121', 'Secret "no-such-secret" does not exist')
+    denied(cluster.apply(minio_missing), "PSB121", 'Secret "no-such-secret" does not exist')
 
 
 def pod(ns: str, name: str, component: str = "mongod", containers: list | None = None) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": {
-        "app.kubernetes.io/name": "percona-server-mongodb", "app.kubernetes.io/instance": "my-cluster",
-        "app.kubernetes.io/component": component, "app.kubernetes.io/replset": "rs0",
-        "app.kubernetes.io/managed-by": "percona-server-mongodb-operator",
-        "app.kubernetes.io/part-of": "percona-server-mongodb"}},
-        "spec": {"nodeName": "kwok-node-0", "containers": containers or [
-            {"name": "mongod", "image": "percona/percona-server-mongodb:8.0.12-4"}],
-            "volumes": [{"name": "mongod-data", "emptyDir": {}}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {
+                "app.kubernetes.io/name": "percona-server-mongodb",
+                "app.kubernetes.io/instance": "my-cluster",
+                "app.kubernetes.io/component": component,
+                "app.kubernetes.io/replset": "rs0",
+                "app.kubernetes.io/managed-by": "percona-server-mongodb-operator",
+                "app.kubernetes.io/part-of": "percona-server-mongodb",
+            },
+        },
+        "spec": {
+            "nodeName": "kwok-node-0",
+            "containers": containers or [{"name": "mongod", "image": "percona/percona-server-mongodb:8.0.12-4"}],
+            "volumes": [{"name": "mongod-data", "emptyDir": {}}],
+        },
+    }
 
 
 def containers_of(cluster: Cluster, name: str, ns: str) -> list[dict]:
@@ -183,8 +233,14 @@ def containers_of(cluster: Cluster, name: str, ns: str) -> list[dict]:
 def test_replset_pod_gets_the_backup_agent_and_arbiter_and_mongos_do_not(cluster: Cluster) -> None:
     ns = cluster.namespace()
     good_world(cluster, ns)
-    cluster.apply([pod(ns, "my-cluster-rs0-0"), pod(ns, "my-cluster-rs0-arbiter-0", "arbiter"),
-                   pod(ns, "my-cluster-mongos-0", "mongos")], check=True)
+    cluster.apply(
+        [
+            pod(ns, "my-cluster-rs0-0"),
+            pod(ns, "my-cluster-rs0-arbiter-0", "arbiter"),
+            pod(ns, "my-cluster-mongos-0", "mongos"),
+        ],
+        check=True,
+    )
     agent = next(c for c in containers_of(cluster, "my-cluster-rs0-0", ns) if c["name"] == "backup-agent")
     assert agent["image"] == "percona/percona-backup-mongodb:2.15.0"
     assert agent["command"] == ["/opt/percona/pbm-entry.sh"] and agent["args"] == ["pbm-agent-entrypoint"]
@@ -210,11 +266,20 @@ def test_statefulset_pods_get_the_agent(cluster: Cluster) -> None:
     ns = cluster.namespace()
     good_world(cluster, ns)
     template = pod(ns, "x")
-    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "my-cluster-rs0", "namespace": ns},
-           "spec": {"replicas": 1, "serviceName": "my-cluster-rs0",
-                    "selector": {"matchLabels": template["metadata"]["labels"]},
-                    "template": {"metadata": {"labels": template["metadata"]["labels"]},
-                                 "spec": {k: v for k, v in template["spec"].items() if k != "nodeName"}}}}
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "my-cluster-rs0", "namespace": ns},
+        "spec": {
+            "replicas": 1,
+            "serviceName": "my-cluster-rs0",
+            "selector": {"matchLabels": template["metadata"]["labels"]},
+            "template": {
+                "metadata": {"labels": template["metadata"]["labels"]},
+                "spec": {k: v for k, v in template["spec"].items() if k != "nodeName"},
+            },
+        },
+    }
     cluster.apply(sts, check=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and cluster.get("pod", "my-cluster-rs0-0", ns) is None:

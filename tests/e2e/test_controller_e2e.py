@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -25,8 +26,7 @@ CLUSTERS = ["od", "sched", "rst", "busy", "ha"]
 
 @pytest.fixture(scope="module")
 def ctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CtlCluster]:
-    c = ctlcluster.start(tmp_path_factory.mktemp("controller"), CLUSTERS,
-                         sim_env={"PBM_SIM_RESTORE_SECONDS": "4"})
+    c = ctlcluster.start(tmp_path_factory.mktemp("controller"), CLUSTERS, sim_env={"PBM_SIM_RESTORE_SECONDS": "4"})
     try:
         c.controller("a", "--poll-interval", "0.5", "--lease-duration", "4")
         yield c
@@ -37,19 +37,29 @@ def ctl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CtlCluster]:
 
 
 def backup(ctl: CtlCluster, name: str, cluster: str, storage: str = "s3", **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "psmdb.percona.com/v1", "kind": BACKUP,
-            "metadata": {"name": name, "namespace": ctl.namespace, "finalizers": ["percona.com/delete-backup"]},
-            "spec": {"clusterName": cluster, "storageName": storage, **spec}}
+    return {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": BACKUP,
+        "metadata": {"name": name, "namespace": ctl.namespace, "finalizers": ["percona.com/delete-backup"]},
+        "spec": {"clusterName": cluster, "storageName": storage, **spec},
+    }
 
 
 def restore(ctl: CtlCluster, name: str, cluster: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "psmdb.percona.com/v1", "kind": RESTORE,
-            "metadata": {"name": name, "namespace": ctl.namespace}, "spec": {"clusterName": cluster, **spec}}
+    return {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": RESTORE,
+        "metadata": {"name": name, "namespace": ctl.namespace},
+        "spec": {"clusterName": cluster, **spec},
+    }
 
 
 def events(ctl: CtlCluster, name: str) -> list[str]:
-    items = json.loads(ctl.kubectl("get", "events", "-n", ctl.namespace, "--field-selector",
-                                   f"involvedObject.name={name}", "-o", "json").stdout)["items"]
+    items = json.loads(
+        ctl.kubectl(
+            "get", "events", "-n", ctl.namespace, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+        ).stdout
+    )["items"]
     return [e["reason"] for e in sorted(items, key=lambda e: e["metadata"]["creationTimestamp"])]
 
 
@@ -125,8 +135,13 @@ def test_backup_of_a_missing_cluster_fails(ctl: CtlCluster) -> None:
 
 
 def test_schedule_makes_one_backup_per_slot_and_retention_keeps_two(ctl: CtlCluster) -> None:
-    task = {"name": "every6s", "enabled": True, "schedule": "@every 6s", "storageName": "s3",
-            "retention": {"type": "count", "count": 2, "deleteFromStorage": True}}
+    task = {
+        "name": "every6s",
+        "enabled": True,
+        "schedule": "@every 6s",
+        "storageName": "s3",
+        "retention": {"type": "count", "count": 2, "deleteFromStorage": True},
+    }
     ctl.add_cluster("sched", tasks=[task])
     selector = "percona.com/cluster=sched,percona.com/backup-ancestor=every6s"
 
@@ -157,15 +172,34 @@ def test_schedule_makes_one_backup_per_slot_and_retention_keeps_two(ctl: CtlClus
 
 
 def test_task_change_takes_effect_at_once_and_bad_schedule_keeps_the_last_good_one(ctl: CtlCluster) -> None:
-    ctl.kubectl("patch", "psmdb", "sched", "-n", ctl.namespace, "--type=json", "-p", json.dumps(
-        [{"op": "replace", "path": "/spec/backup/tasks/0/schedule", "value": "not a schedule"}]))
+    ctl.kubectl(
+        "patch",
+        "psmdb",
+        "sched",
+        "-n",
+        ctl.namespace,
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "replace", "path": "/spec/backup/tasks/0/schedule", "value": "not a schedule"}]),
+    )
     ctl.wait("schedule warning", lambda: "BackupScheduleInvalid" in events(ctl, "sched"), timeout=30)
     before = {b["metadata"]["name"] for b in ctl.list(BACKUP, "percona.com/cluster=sched")}
-    ctl.wait("a backup from the last good schedule", lambda: {
-        b["metadata"]["name"] for b in ctl.list(BACKUP, "percona.com/cluster=sched")} - before, timeout=30)
+    ctl.wait(
+        "a backup from the last good schedule",
+        lambda: {b["metadata"]["name"] for b in ctl.list(BACKUP, "percona.com/cluster=sched")} - before,
+        timeout=30,
+    )
     # switching the task off stops it at once
-    ctl.kubectl("patch", "psmdb", "sched", "-n", ctl.namespace, "--type=json", "-p", json.dumps(
-        [{"op": "replace", "path": "/spec/backup/tasks/0/enabled", "value": False}]))
+    ctl.kubectl(
+        "patch",
+        "psmdb",
+        "sched",
+        "-n",
+        ctl.namespace,
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "replace", "path": "/spec/backup/tasks/0/enabled", "value": False}]),
+    )
     time.sleep(1)
     count = len(ctl.list(BACKUP, "percona.com/cluster=sched"))
     time.sleep(8)
@@ -196,8 +230,9 @@ def test_restore_by_backup_name(ctl: CtlCluster, rst_backup: dict[str, Any]) -> 
 
 def test_restore_from_backup_source(ctl: CtlCluster, rst_backup: dict[str, Any]) -> None:
     st = rst_backup["status"]
-    ctl.apply(restore(ctl, "r-src", "rst", backupSource={"type": "logical", "destination": st["destination"],
-                                                         "s3": st["s3"]}))
+    ctl.apply(
+        restore(ctl, "r-src", "rst", backupSource={"type": "logical", "destination": st["destination"], "s3": st["s3"]})
+    )
     r = ctl.wait_state(RESTORE, "r-src", ["ready", "error"])
     assert r["status"]["state"] == "ready", r["status"]
     assert pbm_commands(ctl, "rst", "restore")[-1]["argv"][1] == st["pbmName"]
@@ -226,10 +261,24 @@ def test_point_in_time_restores_latest_and_date(ctl: CtlCluster, rst_backup: dic
 
 
 def test_selective_and_namespace_cloning_restores(ctl: CtlCluster, rst_backup: dict[str, Any]) -> None:
-    ctl.apply([restore(ctl, "r-sel", "rst", backupName="rst-base",
-                       selective={"namespaces": ["app.items"], "withUsersAndRoles": True}),
-               restore(ctl, "r-clone", "rst", backupName="rst-base",
-                       selective={"nsFrom": "app.items", "nsTo": "app.items_copy"})])
+    ctl.apply(
+        [
+            restore(
+                ctl,
+                "r-sel",
+                "rst",
+                backupName="rst-base",
+                selective={"namespaces": ["app.items"], "withUsersAndRoles": True},
+            ),
+            restore(
+                ctl,
+                "r-clone",
+                "rst",
+                backupName="rst-base",
+                selective={"nsFrom": "app.items", "nsTo": "app.items_copy"},
+            ),
+        ]
+    )
     for name in ("r-sel", "r-clone"):
         r = ctl.wait_state(RESTORE, name, ["ready", "error"])
         assert r["status"]["state"] == "ready", r["status"]
@@ -278,8 +327,9 @@ def test_second_replica_stands_by_and_takes_over_a_killed_leader_mid_backup(ctl:
     ctl.wait_state(BACKUP, "ha-b", ["requested", "running"])
     a.kill()  # mid-backup, without releasing anything
     killed_at = time.monotonic()
-    ctl.wait("b leads", lambda: ctl.get("lease", "psmdb-backup-controller")["spec"]["holderIdentity"] == "b",
-             timeout=20)
+    ctl.wait(
+        "b leads", lambda: ctl.get("lease", "psmdb-backup-controller")["spec"]["holderIdentity"] == "b", timeout=20
+    )
     assert time.monotonic() - killed_at < 4 + 6  # within the lease duration plus a renewal period
     done = ctl.wait_state(BACKUP, "ha-b", ["ready", "error"])
     assert done["status"]["state"] == "ready", done["status"]
@@ -306,8 +356,11 @@ def test_restarted_controller_runs_only_the_latest_missed_slot(ctl: CtlCluster) 
     time.sleep(16)  # about three 5 s slots pass with no controller
     c = ctl.controller("c", "--poll-interval", "0.5", "--lease-duration", "4")
     ctl.wait("missed slots reported", lambda: "BackupSlotMissed" in events(ctl, "ha"), timeout=30)
-    after = ctl.wait("the catch-up backup", lambda: {x["metadata"]["name"] for x in ctl.list(
-        BACKUP, "percona.com/cluster=ha")} - before, timeout=15)
+    after = ctl.wait(
+        "the catch-up backup",
+        lambda: {x["metadata"]["name"] for x in ctl.list(BACKUP, "percona.com/cluster=ha")} - before,
+        timeout=15,
+    )
     assert len(after) <= 2  # the latest missed slot, and perhaps the next regular one
     text = c.http("/metrics")
     missed = re.search(r'psmdb_backup_controller_missed_slots_total\{[^}]*task="ha5s"\} (\d+)', text)

@@ -61,7 +61,12 @@ def _pod(name: str, namespace: str, node_name: str | None = None) -> str:
 
 def _wait_running(cp: ControlPlane, namespace: str, pod: str) -> dict:
     cp.kubectl(
-        "wait", "-n", namespace, f"pod/{pod}", "--for=jsonpath={.status.phase}=Running", "--timeout=60s",
+        "wait",
+        "-n",
+        namespace,
+        f"pod/{pod}",
+        "--for=jsonpath={.status.phase}=Running",
+        "--timeout=60s",
         timeout=90,
     )
     return json.loads(cp.kubectl("get", "-n", namespace, f"pod/{pod}", "-o", "json").stdout)

@@ -164,7 +164,7 @@ def test_schema_requirements_are_enforced(cp: ControlPlane, crds: str) -> None:
     del cluster["spec"]["backup"]["image"]
     result = _dry_run(cp, cluster)
     assert result.returncode != 0
-    assert 'spec.backup.image: Required value' in _errors(result.stderr)
+    assert "spec.backup.image: Required value" in _errors(result.stderr)
 
     [backup] = _docs(GOOD / "backup.yaml")
     backup = copy.deepcopy(backup)
@@ -174,8 +174,10 @@ def test_schema_requirements_are_enforced(cp: ControlPlane, crds: str) -> None:
     assert result.returncode != 0
     errors = "\n".join(_errors(result.stderr))
     assert 'spec.type: Unsupported value: "full"' in errors
-    assert "spec.startingDeadlineSeconds: Invalid value: 0: spec.startingDeadlineSeconds in body should be greater " \
+    assert (
+        "spec.startingDeadlineSeconds: Invalid value: 0: spec.startingDeadlineSeconds in body should be greater "
         "than or equal to 1" in errors
+    )
 
 
 # --------------------------------------------------------------------------------------------- CEL
@@ -211,7 +213,7 @@ def test_cel_and_pattern_reject_a_malformed_date(cp: ControlPlane, crds: str) ->
     result = _dry_run(cp, _restore(pitr={"type": "date", "date": "2026-11-20T12:00:00Z"}))
     assert result.returncode != 0
     errors = "\n".join(_errors(result.stderr))
-    assert "spec.pitr.date: Invalid value: \"2026-11-20T12:00:00Z\": spec.pitr.date in body should match" in errors
+    assert 'spec.pitr.date: Invalid value: "2026-11-20T12:00:00Z": spec.pitr.date in body should match' in errors
     assert "Time should be in format YYYY-MM-DD HH:MM:SS with valid ranges" in errors
 
 

@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.e2e
 def test_demo_runs_and_shows_rejections_acceptances_and_the_sidecar() -> None:
-    result = subprocess.run([sys.executable, "tools/demo.py", "--no-wait"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, "tools/demo.py", "--no-wait"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     assert "accepted examples/good/cluster.yaml" in out

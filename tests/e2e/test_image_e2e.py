@@ -23,8 +23,9 @@ import tempfile
 import time
 import tomllib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -44,8 +45,16 @@ REPO = "localhost/psmdb-backup-webhook"
 BASE = os.environ.get("PSMDB_IMAGE_BASE", "localhost/psmdb-base:bookworm")
 # Everything `podman build` reads (the Dockerfile copies from these; .dockerignore filters them); webhook/schemas is
 # a symlink to schemas/, hashed once through schemas/.
-BUILD_INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "constraints.txt", "README.md", "LICENSE", "webhook",
-                "schemas")
+BUILD_INPUTS = (
+    "Dockerfile",
+    ".dockerignore",
+    "pyproject.toml",
+    "constraints.txt",
+    "README.md",
+    "LICENSE",
+    "webhook",
+    "schemas",
+)
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"  # pip in the build trusts the index only with the host's bundle
 SELECTOR_LABEL = "psmdb-backup-webhook.io/image-e2e"
 IGNORE_LABEL = "psmdb-backup-webhook.io/ignore"  # keeps the session fixture's own webhooks out of the namespace
@@ -62,12 +71,14 @@ class Podman:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 120,
-                 log: Path | None = None) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 120, log: Path | None = None
+    ) -> subprocess.CompletedProcess:
         if log is not None:
             with open(log, "wb") as out:
-                result = subprocess.run(["podman", *args], env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                        timeout=timeout)
+                result = subprocess.run(
+                    ["podman", *args], env=self.env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+                )
         else:
             result = subprocess.run(["podman", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
@@ -88,8 +99,10 @@ def _containers_conf() -> Path:
     nofile = 1048576 if nofile == resource.RLIM_INFINITY else nofile
     path = CACHE / "podman" / "containers.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
-                    '[engine]\nruntime = "runc"\n')
+    path.write_text(
+        f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+        '[engine]\nruntime = "runc"\n'
+    )
     return path
 
 
@@ -120,8 +133,19 @@ def _build_base(podman: Podman) -> None:
         _unavailable(f"the base image {BASE} is missing and debootstrap (as root) is not available to make it")
     with tempfile.TemporaryDirectory(prefix="psmdb-base-") as tmp:
         rootfs, tar = Path(tmp) / "rootfs", Path(tmp) / "base.tar"
-        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates,tzdata",
-                        "bookworm", str(rootfs), _debian_mirror()], check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3,python3-venv,ca-certificates,tzdata",
+                "bookworm",
+                str(rootfs),
+                _debian_mirror(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
         for cache in ("var/cache/apt", "var/lib/apt/lists"):
             shutil.rmtree(rootfs / cache, ignore_errors=True)
         subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."], check=True, timeout=300)
@@ -132,9 +156,15 @@ def _inputs_hash(base_id: str) -> str:
     h = hashlib.sha256(f"recipe 1\0base {base_id}\0".encode())
     for name in BUILD_INPUTS:
         top = ROOT / name
-        files = [top] if top.is_file() else sorted(
-            p for p in top.rglob("*") if p.is_file() and not p.is_symlink() and "__pycache__" not in p.parts
-            and p.suffix != ".pyc")
+        files = (
+            [top]
+            if top.is_file()
+            else sorted(
+                p
+                for p in top.rglob("*")
+                if p.is_file() and not p.is_symlink() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+            )
+        )
         for path in files:
             h.update(f"{path.relative_to(ROOT).as_posix()}\0{path.stat().st_mode & 0o111}\0".encode())
             h.update(hashlib.sha256(path.read_bytes()).digest())
@@ -151,8 +181,21 @@ def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
         return tag
     log = tmp_path_factory.mktemp("image-build") / "podman-build.log"
     try:
-        podman("build", "--pull=never", "--build-arg", f"BASE={BASE}", "-v", f"{HOST_CA}:{HOST_CA}:ro",
-               "-t", tag, "-f", str(ROOT / "Dockerfile"), str(ROOT), timeout=900, log=log)
+        podman(
+            "build",
+            "--pull=never",
+            "--build-arg",
+            f"BASE={BASE}",
+            "-v",
+            f"{HOST_CA}:{HOST_CA}:ro",
+            "-t",
+            tag,
+            "-f",
+            str(ROOT / "Dockerfile"),
+            str(ROOT),
+            timeout=900,
+            log=log,
+        )
     except RuntimeError as err:
         if "crun" in str(err) or "setrlimit" in str(err) or "cgroup" in str(err):
             _unavailable(f"podman cannot run build steps here: {err}")
@@ -163,8 +206,14 @@ def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
     return tag
 
 
-def run(podman: Podman, image: str, *args: str, mounts: dict[Path, str] | None = None,
-        entrypoint: str | None = None, user: str | None = None) -> subprocess.CompletedProcess:
+def run(
+    podman: Podman,
+    image: str,
+    *args: str,
+    mounts: dict[Path, str] | None = None,
+    entrypoint: str | None = None,
+    user: str | None = None,
+) -> subprocess.CompletedProcess:
     flags = ["--rm", "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges"]
     if user:
         flags += ["--user", user]
@@ -188,21 +237,34 @@ def test_image_metadata_contents_and_size(podman: Podman, image: str, capsys: py
     assert labels["org.opencontainers.image.source"].startswith("https://github.com/")
     assert labels["org.opencontainers.image.description"]
     # Nothing of the build stage: no pip, setuptools or wheel in the venv, no compiler, no wheels, sources or caches.
-    probe = run(podman, image, "-c", "id -u; command -v gcc cc c++ make pip pip3 || true; "
-                "/opt/venv/bin/python -c 'import importlib.util as u; "
-                "print([m for m in (\"pip\", \"setuptools\", \"wheel\") if u.find_spec(m)])'",
-                entrypoint="/bin/sh")
+    probe = run(
+        podman,
+        image,
+        "-c",
+        "id -u; command -v gcc cc c++ make pip pip3 || true; "
+        "/opt/venv/bin/python -c 'import importlib.util as u; "
+        'print([m for m in ("pip", "setuptools", "wheel") if u.find_spec(m)])\'',
+        entrypoint="/bin/sh",
+    )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split("\n")[:3] == ["10001", "[]", ""], probe.stdout
-    leftovers = run(podman, image, "-c", "ls -d /wheels /src /root/.cache/pip 2>/dev/null; "
-                    "find /opt/venv -name '*.whl' -o -name '*.dist-info' -path '*/pip-*'",
-                    entrypoint="/bin/sh", user="0")
+    leftovers = run(
+        podman,
+        image,
+        "-c",
+        "ls -d /wheels /src /root/.cache/pip 2>/dev/null; "
+        "find /opt/venv -name '*.whl' -o -name '*.dist-info' -path '*/pip-*'",
+        entrypoint="/bin/sh",
+        user="0",
+    )
     assert leftovers.stdout == "", leftovers.stdout
     size = int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout)
     base_size = int(podman("image", "inspect", "--format", "{{.Size}}", BASE).stdout)
     with capsys.disabled():
-        print(f"\nimage {image}: {size / 1e6:.0f} MB ({size} bytes; base {BASE} {base_size / 1e6:.0f} MB, "
-              f"venv layer {(size - base_size) / 1e6:.0f} MB)")
+        print(
+            f"\nimage {image}: {size / 1e6:.0f} MB ({size} bytes; base {BASE} {base_size / 1e6:.0f} MB, "
+            f"venv layer {(size - base_size) / 1e6:.0f} MB)"
+        )
 
 
 def test_version_and_lint_in_the_image(podman: Podman, image: str) -> None:
@@ -266,8 +328,23 @@ def container(podman: Podman, image: str) -> Iterator[Any]:
     def start(*args: str, flags: list[str]) -> str:
         name = f"psmdb-image-e2e-{uuid.uuid4().hex[:8]}"
         names.append(name)
-        podman("run", "-d", "--name", name, "--init", "--read-only", "--tmpfs", "/tmp", "--cap-drop=ALL",
-               "--security-opt=no-new-privileges", *flags, image, "serve", *args, timeout=60)
+        podman(
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--init",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--cap-drop=ALL",
+            "--security-opt=no-new-privileges",
+            *flags,
+            image,
+            "serve",
+            *args,
+            timeout=60,
+        )
         return name
 
     yield start
@@ -292,18 +369,32 @@ def test_serve_on_the_published_default_port(podman: Podman, container, tmp_path
     tls, ca = _tls_dir(tmp_path / "tls")
     _readable_by_the_image_user(tls)
     port = devcluster.free_port()
-    name = container("--tls-dir", "/tls", "--no-cluster", flags=["-p", f"127.0.0.1:{port}:8443",
-                                                                   "-v", f"{tls}:/tls:ro"])
+    name = container(
+        "--tls-dir", "/tls", "--no-cluster", flags=["-p", f"127.0.0.1:{port}:8443", "-v", f"{tls}:/tls:ro"]
+    )
     _wait_ready(podman, name, port, ca)
     uid = str(uuid.uuid4())
-    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": uid, "kind": {"group": "psmdb.percona.com", "version": "v1", "kind": "PerconaServerMongoDBBackup"},
-        "resource": {"group": "psmdb.percona.com", "version": "v1", "resource": "perconaservermongodbbackups"},
-        "namespace": "psmdb", "operation": "CREATE", "userInfo": {"username": "image-e2e"},
-        "object": {"apiVersion": "psmdb.percona.com/v1", "kind": "PerconaServerMongoDBBackup",
-                   "metadata": {"name": "no-storage", "namespace": "psmdb"}, "spec": {"clusterName": "my-cluster"}}}}
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10,
-                                       context=ssl.create_default_context(cadata=ca.decode()))
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "psmdb.percona.com", "version": "v1", "kind": "PerconaServerMongoDBBackup"},
+            "resource": {"group": "psmdb.percona.com", "version": "v1", "resource": "perconaservermongodbbackups"},
+            "namespace": "psmdb",
+            "operation": "CREATE",
+            "userInfo": {"username": "image-e2e"},
+            "object": {
+                "apiVersion": "psmdb.percona.com/v1",
+                "kind": "PerconaServerMongoDBBackup",
+                "metadata": {"name": "no-storage", "namespace": "psmdb"},
+                "spec": {"clusterName": "my-cluster"},
+            },
+        },
+    }
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", port, timeout=10, context=ssl.create_default_context(cadata=ca.decode())
+    )
     conn.request("POST", "/validate", json.dumps(review), {"Content-Type": "application/json"})
     answer = json.loads(conn.getresponse().read())["response"]
     assert answer["uid"] == uid and answer["allowed"] is False, answer
@@ -326,8 +417,9 @@ def _webhook_configs(port: int, ca_pem: bytes, selector: str) -> list[dict[str, 
     """The project's two configurations under other names, pointed at the container, for one namespace only."""
     docs = []
     for manifest in ("validatingwebhookconfiguration.yaml", "mutatingwebhookconfiguration.yaml"):
-        doc = devcluster.rewrite_for_local(yaml.safe_load((ROOT / "manifests" / "webhook" / manifest).read_text()),
-                                           port, ca_pem)
+        doc = devcluster.rewrite_for_local(
+            yaml.safe_load((ROOT / "manifests" / "webhook" / manifest).read_text()), port, ca_pem
+        )
         doc["metadata"]["name"] = "psmdb-backup-webhook-image-e2e"
         for hook in doc["webhooks"]:
             hook["name"] = hook["name"].replace("psmdb-backup-webhook.io", HOOK_DOMAIN)
@@ -344,20 +436,37 @@ def _load(path: str, ns: str) -> list[dict[str, Any]]:
 
 
 def _backup(ns: str, name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "psmdb.percona.com/v1", "kind": "PerconaServerMongoDBBackup",
-            "metadata": {"name": name, "namespace": ns}, "spec": {"clusterName": "my-cluster", **spec}}
+    return {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": "PerconaServerMongoDBBackup",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"clusterName": "my-cluster", **spec},
+    }
 
 
 def _replset_pod(ns: str, name: str) -> dict[str, Any]:
     """Labelled as the operator labels a replica-set member (webhook/sidecar.py identify/wants_sidecar)."""
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": {
-        "app.kubernetes.io/name": "percona-server-mongodb", "app.kubernetes.io/instance": "my-cluster",
-        "app.kubernetes.io/component": "mongod", "app.kubernetes.io/replset": "rs0",
-        "app.kubernetes.io/managed-by": "percona-server-mongodb-operator",
-        "app.kubernetes.io/part-of": "percona-server-mongodb"}},
-        "spec": {"nodeName": "kwok-node-0", "containers": [
-            {"name": "mongod", "image": "percona/percona-server-mongodb:8.0.12-4"}],
-            "volumes": [{"name": "mongod-data", "emptyDir": {}}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {
+                "app.kubernetes.io/name": "percona-server-mongodb",
+                "app.kubernetes.io/instance": "my-cluster",
+                "app.kubernetes.io/component": "mongod",
+                "app.kubernetes.io/replset": "rs0",
+                "app.kubernetes.io/managed-by": "percona-server-mongodb-operator",
+                "app.kubernetes.io/part-of": "percona-server-mongodb",
+            },
+        },
+        "spec": {
+            "nodeName": "kwok-node-0",
+            "containers": [{"name": "mongod", "image": "percona/percona-server-mongodb:8.0.12-4"}],
+            "volumes": [{"name": "mongod-data", "emptyDir": {}}],
+        },
+    }
 
 
 def test_the_api_server_calls_the_image(cluster: Cluster, podman: Podman, container, tmp_path: Path) -> None:
@@ -369,9 +478,19 @@ def test_the_api_server_calls_the_image(cluster: Cluster, podman: Podman, contai
     _kubeconfig_for_the_container(cluster, mount / "kube")
     _readable_by_the_image_user(mount)
     port = devcluster.free_port()
-    name = container("--tls-dir", "/tls", "--listen", f"127.0.0.1:{port}", "--kubeconfig", "/kube/kubeconfig",
-                     "--lookup-timeout", "2", "--cert-check-interval", "1",
-                     flags=["--network", "host", "-v", f"{tls}:/tls:ro", "-v", f"{mount / 'kube'}:/kube:ro"])
+    name = container(
+        "--tls-dir",
+        "/tls",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--kubeconfig",
+        "/kube/kubeconfig",
+        "--lookup-timeout",
+        "2",
+        "--cert-check-interval",
+        "1",
+        flags=["--network", "host", "-v", f"{tls}:/tls:ro", "-v", f"{mount / 'kube'}:/kube:ro"],
+    )
     _wait_ready(podman, name, port, ca)
 
     selector = uuid.uuid4().hex[:10]
@@ -390,8 +509,10 @@ def test_the_api_server_calls_the_image(cluster: Cluster, podman: Podman, contai
                 break
             time.sleep(0.5)
         else:
-            raise AssertionError(f"the API server never called the container: {last and last.stderr}\n"
-                                 f"{podman('logs', name, check=False).stderr[-3000:]}")
+            raise AssertionError(
+                f"the API server never called the container: {last and last.stderr}\n"
+                f"{podman('logs', name, check=False).stderr[-3000:]}"
+            )
         assert "PSB403" in last.stderr, last.stderr
 
         cluster.apply(_load("good/secrets.yaml", ns), check=True)
@@ -417,8 +538,9 @@ def test_the_api_server_calls_the_image(cluster: Cluster, podman: Podman, contai
         assert ("PerconaServerMongoDBBackup", "nightly-gcs", "denied") in decisions, decisions
         assert ("Pod", "my-cluster-rs0-0", "patched") in decisions, decisions
         assert all(e.get("uid") for e in entries)
-        assert not [e for e in cluster.webhook.log_lines() if e.get("namespace") == ns], \
+        assert not [e for e in cluster.webhook.log_lines() if e.get("namespace") == ns], (
             "the session's own webhook server answered for the image's namespace"
+        )
     finally:
         for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
             cluster.kubectl("delete", kind, "psmdb-backup-webhook-image-e2e", "--ignore-not-found", check=False)

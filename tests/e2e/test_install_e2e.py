@@ -117,8 +117,9 @@ def wait_webhook_pods_running(cp: ControlPlane) -> list[dict[str, Any]]:
     return running
 
 
-def run_certs(cp: ControlPlane, job_args: list[str], directory: Path, kubeconfig: Path,
-              *extra: str) -> subprocess.CompletedProcess:
+def run_certs(
+    cp: ControlPlane, job_args: list[str], directory: Path, kubeconfig: Path, *extra: str
+) -> subprocess.CompletedProcess:
     """The certificate Job's exact arguments, run locally (kwok does not run images) with its ServiceAccount's token;
     only --dir is pointed at a local directory."""
     args = list(job_args)
@@ -129,13 +130,20 @@ def run_certs(cp: ControlPlane, job_args: list[str], directory: Path, kubeconfig
 
 def service_account_kubeconfig(cp: ControlPlane, name: str, path: Path) -> Path:
     token = kubectl(cp, "-n", NS, "create", "token", name, "--duration=1h").stdout.strip()
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": cp.server, "certificate-authority": str(cp.ca_file)}}],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": name}}],
-        "current-context": "local",
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "local", "cluster": {"server": cp.server, "certificate-authority": str(cp.ca_file)}}
+                ],
+                "users": [{"name": name, "user": {"token": token}}],
+                "contexts": [{"name": "local", "context": {"cluster": "local", "user": name}}],
+                "current-context": "local",
+            }
+        )
+    )
     return path
 
 
@@ -177,8 +185,12 @@ def test_namespace_enforces_pod_security_restricted(cp: ControlPlane) -> None:
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
     # enforcement is live: a pod that is not restricted is refused in this namespace
-    bad = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "not-restricted", "namespace": NS},
-           "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}]}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "not-restricted", "namespace": NS},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}]},
+    }
     refused = cp.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(bad), check=False)
     assert refused.returncode != 0 and 'violates PodSecurity "restricted:latest"' in refused.stderr, refused.stderr
 
@@ -210,8 +222,17 @@ def test_certificate_job_and_rotation_cronjob_pods_are_admitted(cp: ControlPlane
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("kind", ["PerconaServerMongoDB", "PerconaServerMongoDBBackup", "PerconaServerMongoDBRestore",
-                                  "Secret", "ConfigMap", "Namespace"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "PerconaServerMongoDB",
+        "PerconaServerMongoDBBackup",
+        "PerconaServerMongoDBRestore",
+        "Secret",
+        "ConfigMap",
+        "Namespace",
+    ],
+)
 def test_webhook_service_account_can_read_every_object_the_webhook_looks_up(cp: ControlPlane, kind: str) -> None:
     """The exact GETs of webhook/kube.py, made as the webhook's ServiceAccount: 404 (allowed), never 403."""
     path = resource_path(kind, "default", "does-not-exist")
@@ -220,17 +241,20 @@ def test_webhook_service_account_can_read_every_object_the_webhook_looks_up(cp: 
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("verb", "resource", "allowed"), [
-    ("get", "secrets", True),
-    ("list", "secrets", False),
-    ("watch", "secrets", False),
-    ("create", "secrets", False),
-    ("get", "perconaservermongodbs.psmdb.percona.com", True),
-    ("list", "perconaservermongodbs.psmdb.percona.com", False),
-    ("update", "perconaservermongodbs.psmdb.percona.com", False),
-    ("get", "pods", False),
-    ("patch", "validatingwebhookconfigurations", False),
-])
+@pytest.mark.parametrize(
+    ("verb", "resource", "allowed"),
+    [
+        ("get", "secrets", True),
+        ("list", "secrets", False),
+        ("watch", "secrets", False),
+        ("create", "secrets", False),
+        ("get", "perconaservermongodbs.psmdb.percona.com", True),
+        ("list", "perconaservermongodbs.psmdb.percona.com", False),
+        ("update", "perconaservermongodbs.psmdb.percona.com", False),
+        ("get", "pods", False),
+        ("patch", "validatingwebhookconfigurations", False),
+    ],
+)
 def test_webhook_service_account_has_nothing_more(cp: ControlPlane, verb: str, resource: str, allowed: bool) -> None:
     answer = kubectl(cp, "auth", "can-i", verb, resource, "-A", f"--as={WEBHOOK_USER}", check=False)
     assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stdout + answer.stderr
@@ -262,8 +286,10 @@ def test_certificate_command_succeeds_with_its_service_account(cp: ControlPlane,
     assert second.returncode == 0, second.stderr
     assert f"seeded {tmp_path / 'run2'} from Secret {NS}/{TLS_SECRET}" in second.stdout
     assert f"Secret {NS}/{TLS_SECRET}: unchanged" in second.stdout and "caBundle unchanged" in second.stdout
-    assert get_json(cp, "-n", NS, "secret", TLS_SECRET)["metadata"]["resourceVersion"] == \
-        secret["metadata"]["resourceVersion"]
+    assert (
+        get_json(cp, "-n", NS, "secret", TLS_SECRET)["metadata"]["resourceVersion"]
+        == secret["metadata"]["resourceVersion"]
+    )
 
     # a name the certificate does not cover makes the command re-issue it, as expiry would
     rotated = run_certs(cp, container["args"], tmp_path / "run3", kubeconfig, "--san", "webhook.example")
@@ -280,9 +306,13 @@ def test_certificate_command_succeeds_with_its_service_account(cp: ControlPlane,
         assert base64.b64decode(hook["clientConfig"]["caBundle"]) == new_bundle
 
     # and nothing else: the Job's account cannot touch other Secrets or other namespaces
-    for verb, what, extra in (("get", "secrets/other", ["-n", NS]), ("list", "secrets", ["-n", NS]),
-                              ("create", "secrets", ["-n", "default"]), ("patch", "secrets/other", ["-n", NS]),
-                              ("patch", "validatingwebhookconfigurations/other", [])):
+    for verb, what, extra in (
+        ("get", "secrets/other", ["-n", NS]),
+        ("list", "secrets", ["-n", NS]),
+        ("create", "secrets", ["-n", "default"]),
+        ("patch", "secrets/other", ["-n", NS]),
+        ("patch", "validatingwebhookconfigurations/other", []),
+    ):
         answer = kubectl(cp, "auth", "can-i", verb, what, *extra, f"--as={CERTS_USER}", check=False)
         assert answer.stdout.strip() == "no", (verb, what, answer.stdout)
 
@@ -291,24 +321,28 @@ def test_certificate_command_succeeds_with_its_service_account(cp: ControlPlane,
 def test_second_apply_changes_nothing(cp: ControlPlane) -> None:
     """Also after the certificate command patched caBundle in: a re-apply keeps it (it is not in the manifests)."""
     wait_webhook_pods_running(cp)
-    bundles = [get_json(cp, k, NAME)["webhooks"][0]["clientConfig"]["caBundle"]
-               for k in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")]
+    bundles = [
+        get_json(cp, k, NAME)["webhooks"][0]["clientConfig"]["caBundle"]
+        for k in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")
+    ]
     assert_second_apply_changes_nothing(cp, MANIFESTS)
-    assert [get_json(cp, k, NAME)["webhooks"][0]["clientConfig"]["caBundle"]
-            for k in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")] == bundles
+    assert [
+        get_json(cp, k, NAME)["webhooks"][0]["clientConfig"]["caBundle"]
+        for k in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")
+    ] == bundles
 
 
 @pytest.mark.e2e
 def test_uninstall_with_the_base_keeps_the_crds(cp: ControlPlane) -> None:
     kubectl(cp, "delete", "-k", str(BASE), "--wait=true", "--timeout=120s", timeout=150)
     assert kubectl(cp, "get", "namespace", NS, check=False).returncode != 0
-    for kind in ("clusterrole", "clusterrolebinding", "mutatingwebhookconfiguration",
-                 "validatingwebhookconfiguration"):
+    for kind in ("clusterrole", "clusterrolebinding", "mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
         assert kubectl(cp, "get", kind, NAME, check=False).returncode != 0, kind
     crds = kubectl(cp, "get", "crd", "-o", "name").stdout.split()
     assert {c for c in crds if c.endswith(".psmdb.percona.com")} == {
         f"customresourcedefinition.apiextensions.k8s.io/{p}.psmdb.percona.com"
-        for p in ("perconaservermongodbs", "perconaservermongodbbackups", "perconaservermongodbrestores")}
+        for p in ("perconaservermongodbs", "perconaservermongodbbackups", "perconaservermongodbrestores")
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -319,8 +353,15 @@ def test_uninstall_with_the_base_keeps_the_crds(cp: ControlPlane) -> None:
 @pytest.mark.e2e
 def test_cert_manager_overlay_applies(cp: ControlPlane) -> None:
     kubectl(cp, "apply", "-f", str(CERT_MANAGER_CRDS))
-    kubectl(cp, "wait", "--for=condition=Established", "crd/issuers.cert-manager.io",
-            "crd/certificates.cert-manager.io", "--timeout=60s", timeout=90)
+    kubectl(
+        cp,
+        "wait",
+        "--for=condition=Established",
+        "crd/issuers.cert-manager.io",
+        "crd/certificates.cert-manager.io",
+        "--timeout=60s",
+        timeout=90,
+    )
     docs = render(cp, CERT_MANAGER)
     applied = kubectl(cp, "apply", "-k", str(CERT_MANAGER))
     assert outcomes(applied.stdout) == {ref(d): "created" for d in docs}

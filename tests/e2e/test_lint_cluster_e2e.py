@@ -13,8 +13,12 @@ pytestmark = pytest.mark.e2e
 
 
 def lint(cluster: Cluster, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "webhook.cli", "lint", "--cluster", "--kubeconfig",
-                           str(cluster.cp.kubeconfig), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "lint", "--cluster", "--kubeconfig", str(cluster.cp.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_lint_cluster_finds_what_predates_the_webhook(cluster: Cluster) -> None:
@@ -34,6 +38,10 @@ def test_lint_cluster_finds_what_predates_the_webhook(cluster: Cluster) -> None:
 
 
 def test_lint_cluster_without_credentials_is_a_usage_error(tmp_path) -> None:
-    result = subprocess.run([sys.executable, "-m", "webhook.cli", "lint", "--cluster", "--kubeconfig",
-                             str(tmp_path / "none")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "lint", "--cluster", "--kubeconfig", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "lint --cluster" in result.stderr

@@ -23,36 +23,61 @@ KINDS = ["PerconaServerMongoDB", "PerconaServerMongoDBBackup", "PerconaServerMon
 
 
 def objects() -> st.SearchStrategy:
-    spec = st.one_of(VALUES, st.just(CLUSTER["spec"]), st.just({"clusterName": "my-cluster", "storageName": "s3-us-west"}))
-    labelled = st.builds(lambda extra: {**POD, "metadata": {**POD["metadata"], **extra}},
-                         st.dictionaries(st.sampled_from(["labels", "annotations", "name"]), VALUES, max_size=2))
-    plain = st.builds(lambda k, s, m: {"apiVersion": "psmdb.percona.com/v1", "kind": k, "metadata": m, "spec": s},
-                      st.sampled_from(KINDS), spec, st.one_of(VALUES, st.just({"name": "x", "namespace": "psmdb"})))
+    spec = st.one_of(
+        VALUES, st.just(CLUSTER["spec"]), st.just({"clusterName": "my-cluster", "storageName": "s3-us-west"})
+    )
+    labelled = st.builds(
+        lambda extra: {**POD, "metadata": {**POD["metadata"], **extra}},
+        st.dictionaries(st.sampled_from(["labels", "annotations", "name"]), VALUES, max_size=2),
+    )
+    plain = st.builds(
+        lambda k, s, m: {"apiVersion": "psmdb.percona.com/v1", "kind": k, "metadata": m, "spec": s},
+        st.sampled_from(KINDS),
+        spec,
+        st.one_of(VALUES, st.just({"name": "x", "namespace": "psmdb"})),
+    )
     return st.one_of(plain, labelled, VALUES)
 
 
 reviews = st.builds(
     lambda api, kind_, uid, group, kind, op, ns, obj, old, dry: {
-        "apiVersion": api, "kind": kind_,
-        "request": {"uid": uid, "kind": {"group": group, "version": "v1", "kind": kind}, "operation": op,
-                    "namespace": ns, "object": obj, "oldObject": old, "dryRun": dry}},
+        "apiVersion": api,
+        "kind": kind_,
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "operation": op,
+            "namespace": ns,
+            "object": obj,
+            "oldObject": old,
+            "dryRun": dry,
+        },
+    },
     st.sampled_from(["admission.k8s.io/v1"] * 9 + ["admission.k8s.io/v1beta1"]),
     st.sampled_from(["AdmissionReview"] * 9 + ["Other"]),
     st.one_of(st.uuids().map(str), st.sampled_from(["", None, 5])),
-    st.sampled_from(["psmdb.percona.com", "", "apps"]), st.sampled_from(KINDS),
-    st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT", 7]), st.sampled_from(["psmdb", "", "other"]),
-    objects(), st.one_of(st.none(), objects()), st.one_of(st.booleans(), st.none()),
+    st.sampled_from(["psmdb.percona.com", "", "apps"]),
+    st.sampled_from(KINDS),
+    st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT", 7]),
+    st.sampled_from(["psmdb", "", "other"]),
+    objects(),
+    st.one_of(st.none(), objects()),
+    st.one_of(st.booleans(), st.none()),
 )
-bodies = st.one_of(reviews.map(lambda r: json.dumps(r, default=str).encode()),
-                   VALUES.map(lambda v: json.dumps(v, default=str).encode()),
-                   st.binary(max_size=64))
+bodies = st.one_of(
+    reviews.map(lambda r: json.dumps(r, default=str).encode()),
+    VALUES.map(lambda v: json.dumps(v, default=str).encode()),
+    st.binary(max_size=64),
+)
 
 
 @pytest.fixture(scope="module")
 def client():
     loop = asyncio.new_event_loop()
     reader = DictReader([CLUSTER, namespace("psmdb")])
-    test_client = TestClient(TestServer(AdmissionApp(Settings(), LiveLookup(reader)).build(), host="127.0.0.1"), loop=loop)
+    test_client = TestClient(
+        TestServer(AdmissionApp(Settings(), LiveLookup(reader)).build(), host="127.0.0.1"), loop=loop
+    )
     loop.run_until_complete(test_client.start_server())
     yield loop, test_client
     loop.run_until_complete(test_client.close())
@@ -60,8 +85,13 @@ def client():
 
 
 # CI runs the same 10,000 examples every time (derandomize); larger on-demand runs explore new ones.
-@settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=EXAMPLES <= 10000,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=EXAMPLES <= 10000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 @given(body=bodies, path=st.sampled_from(["/validate", "/mutate"]))
 def test_every_answer_is_an_admission_review_or_a_clean_4xx(client, body: bytes, path: str) -> None:
     loop, test_client = client

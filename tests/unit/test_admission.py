@@ -40,27 +40,50 @@ class DictReader:
     async def get(self, kind: str, namespace: str, name: str):
         self.calls += 1
         if name in self.broken:
-            raise asyncio.TimeoutError()
+            raise TimeoutError()
         return copy.deepcopy(self.objects.get((kind, namespace, name)))
 
 
 def secret(name: str, keys: dict[str, str]) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "psmdb"},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in keys.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "psmdb"},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in keys.items()},
+    }
 
 
 def namespace(name: str, labels: dict | None = None) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}
 
 
-def review(obj: dict | None, *, kind: str | None = None, operation: str = "CREATE", old: dict | None = None,
-           group: str = "psmdb.percona.com", namespace_: str = "psmdb", dry_run: bool = False) -> dict:
+def review(
+    obj: dict | None,
+    *,
+    kind: str | None = None,
+    operation: str = "CREATE",
+    old: dict | None = None,
+    group: str = "psmdb.percona.com",
+    namespace_: str = "psmdb",
+    dry_run: bool = False,
+) -> dict:
     kind = kind or (obj or {}).get("kind", "")
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": str(uuid.uuid4()), "kind": {"group": group, "version": "v1", "kind": kind},
-        "resource": {"group": group, "version": "v1", "resource": kind.lower() + "s"},
-        "operation": operation, "namespace": namespace_, "name": (obj or {}).get("metadata", {}).get("name", ""),
-        "object": obj, "oldObject": old, "dryRun": dry_run, "userInfo": {"username": "test"}}}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": group, "version": "v1", "resource": kind.lower() + "s"},
+            "operation": operation,
+            "namespace": namespace_,
+            "name": (obj or {}).get("metadata", {}).get("name", ""),
+            "object": obj,
+            "oldObject": old,
+            "dryRun": dry_run,
+            "userInfo": {"username": "test"},
+        },
+    }
 
 
 def run(coro):
@@ -97,7 +120,7 @@ def test_backup_naming_an_undefined_storage_is_denied_with_the_field_and_a_hint(
     assert resp["status"]["code"] == 422
     msg = resp["status"]["message"]
     assert "PerconaServerMongoDBBackup psmdb/nightly-eu is rejected" in msg
-    assert "PSB404 spec.storageName: storage \"s3-eu\" is not defined in cluster my-cluster" in msg
+    assert 'PSB404 spec.storageName: storage "s3-eu" is not defined in cluster my-cluster' in msg
     assert "(fix: use one of the storages" in msg
 
 
@@ -130,7 +153,9 @@ def test_update_that_adds_a_new_error_is_denied() -> None:
     assert body["allowed"] is False
 
 
-@pytest.mark.parametrize("mode,allowed,warned", [("enforce", False, False), ("warn", True, True), ("audit", True, False)])
+@pytest.mark.parametrize(
+    "mode,allowed,warned", [("enforce", False, False), ("warn", True, True), ("audit", True, False)]
+)
 def test_enforcement_mode_from_namespace_label(mode, allowed, warned) -> None:
     reader = DictReader([CLUSTER, namespace("psmdb", {"psmdb-backup-webhook.io/enforcement": mode})])
     resp = run(post(reader, "/validate", review(BAD_BACKUP)))[1]["response"]
@@ -169,7 +194,11 @@ def test_missing_cluster_is_denied_when_the_api_says_404() -> None:
 
 
 def test_credentials_secret_must_exist_for_the_cluster() -> None:
-    reader = world(secret("my-cluster-backup-azure", {"AZURE_STORAGE_ACCOUNT_NAME": "a", "AZURE_STORAGE_ACCOUNT_KEY": SECRET_VALUE}))
+    reader = world(
+        secret(
+            "my-cluster-backup-azure", {"AZURE_STORAGE_ACCOUNT_NAME": "a", "AZURE_STORAGE_ACCOUNT_KEY": SECRET_VALUE}
+        )
+    )
     resp = run(post(reader, "/validate", review(CLUSTER)))[1]["response"]
     assert resp["allowed"] is False
     assert 'Secret "my-cluster-backup-s3" does not exist' in resp["status"]["message"]
@@ -179,27 +208,52 @@ def test_secrets_never_appear_in_responses_or_logs(caplog) -> None:
     caplog.set_level(logging.DEBUG)
     cluster = copy.deepcopy(CLUSTER)
     cluster["spec"]["backup"]["storages"]["s3-us-west"]["s3"]["serverSideEncryption"] = {
-        "sseCustomerAlgorithm": "AES256", "sseCustomerKey": SECRET_VALUE}
-    secrets = [secret(n, {"AWS_ACCESS_KEY_ID": SECRET_VALUE, "AWS_SECRET_ACCESS_KEY": SECRET_VALUE,
-                          "AZURE_STORAGE_ACCOUNT_NAME": SECRET_VALUE, "AZURE_STORAGE_ACCOUNT_KEY": SECRET_VALUE})
-               for n in ("my-cluster-backup-s3", "my-cluster-backup-azure", "my-cluster-backup-minio")]
+        "sseCustomerAlgorithm": "AES256",
+        "sseCustomerKey": SECRET_VALUE,
+    }
+    secrets = [
+        secret(
+            n,
+            {
+                "AWS_ACCESS_KEY_ID": SECRET_VALUE,
+                "AWS_SECRET_ACCESS_KEY": SECRET_VALUE,
+                "AZURE_STORAGE_ACCOUNT_NAME": SECRET_VALUE,
+                "AZURE_STORAGE_ACCOUNT_KEY": SECRET_VALUE,
+            },
+        )
+        for n in ("my-cluster-backup-s3", "my-cluster-backup-azure", "my-cluster-backup-minio")
+    ]
     status, body = run(post(world(*secrets), "/validate", review(cluster)))
     assert status == 200 and "PSB110" in body["response"]["status"]["message"]  # a full decision was made
-    assert any(getattr(r, "decision", None) == "denied" for r in caplog.records)  # and logged  # the decision was logged
+    assert any(
+        getattr(r, "decision", None) == "denied" for r in caplog.records
+    )  # and logged  # the decision was logged
     raw = json.dumps(body)
     b64 = base64.b64encode(SECRET_VALUE.encode()).decode()
     assert SECRET_VALUE not in raw and b64 not in raw
     assert SECRET_VALUE not in caplog.text and b64 not in caplog.text
 
 
-POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {
-    "name": "my-cluster-rs0-0", "namespace": "psmdb",
-    "labels": {"app.kubernetes.io/name": "percona-server-mongodb", "app.kubernetes.io/instance": "my-cluster",
-               "app.kubernetes.io/component": "mongod", "app.kubernetes.io/replset": "rs0",
-               "app.kubernetes.io/managed-by": "percona-server-mongodb-operator",
-               "app.kubernetes.io/part-of": "percona-server-mongodb"}},
-    "spec": {"containers": [{"name": "mongod", "image": "percona/percona-server-mongodb:8.0.12-4"}],
-             "volumes": [{"name": "mongod-data", "persistentVolumeClaim": {"claimName": "mongod-data-my-cluster-rs0-0"}}]}}
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {
+        "name": "my-cluster-rs0-0",
+        "namespace": "psmdb",
+        "labels": {
+            "app.kubernetes.io/name": "percona-server-mongodb",
+            "app.kubernetes.io/instance": "my-cluster",
+            "app.kubernetes.io/component": "mongod",
+            "app.kubernetes.io/replset": "rs0",
+            "app.kubernetes.io/managed-by": "percona-server-mongodb-operator",
+            "app.kubernetes.io/part-of": "percona-server-mongodb",
+        },
+    },
+    "spec": {
+        "containers": [{"name": "mongod", "image": "percona/percona-server-mongodb:8.0.12-4"}],
+        "volumes": [{"name": "mongod-data", "persistentVolumeClaim": {"claimName": "mongod-data-my-cluster-rs0-0"}}],
+    },
+}
 
 
 def _patch(resp: dict) -> list[dict]:
@@ -212,8 +266,12 @@ def test_replset_pod_gets_the_backup_agent() -> None:
     container = next(op["value"] for op in ops if op["path"].startswith("/spec/containers"))
     assert resp["allowed"] is True and resp["patchType"] == "JSONPatch"
     assert container["name"] == "backup-agent" and container["image"] == "percona/percona-backup-mongodb:2.15.0"
-    assert [e["name"] for e in container["env"]][:4] == ["PBM_AGENT_MONGODB_USERNAME", "PBM_AGENT_MONGODB_PASSWORD",
-                                                          "PBM_MONGODB_REPLSET", "PBM_MONGODB_PORT"]
+    assert [e["name"] for e in container["env"]][:4] == [
+        "PBM_AGENT_MONGODB_USERNAME",
+        "PBM_AGENT_MONGODB_PASSWORD",
+        "PBM_MONGODB_REPLSET",
+        "PBM_MONGODB_PORT",
+    ]
 
 
 def test_arbiter_and_already_injected_pods_get_no_patch() -> None:
@@ -237,12 +295,17 @@ def test_non_pod_and_update_requests_are_allowed_untouched() -> None:
     assert resp["allowed"] is True and "patch" not in resp
 
 
-@pytest.mark.parametrize("body,status", [
-    (b"not json", 400), (b"[]", 400), (b'{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview"}', 400),
-    (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', 400),
-    (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"kind": {}}}', 400),
-    (b"[" * 100000 + b"]" * 100000, 400),
-])
+@pytest.mark.parametrize(
+    "body,status",
+    [
+        (b"not json", 400),
+        (b"[]", 400),
+        (b'{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview"}', 400),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', 400),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"kind": {}}}', 400),
+        (b"[" * 100000 + b"]" * 100000, 400),
+    ],
+)
 def test_malformed_requests_get_a_json_400(body: bytes, status: int) -> None:
     got, data = run(post(world(), "/validate", body))
     assert got == status and "error" in data
@@ -257,10 +320,13 @@ def test_wrong_content_type_is_415() -> None:
     async def go():
         client = await _client(world())
         try:
-            resp = await client.post("/validate", data=json.dumps(review(BACKUP)), headers={"Content-Type": "text/plain"})
+            resp = await client.post(
+                "/validate", data=json.dumps(review(BACKUP)), headers={"Content-Type": "text/plain"}
+            )
             assert resp.status == 415 and "application/json" in (await resp.json())["error"]
         finally:
             await client.close()
+
     run(go())
 
 
@@ -275,7 +341,11 @@ def test_every_decision_is_logged_with_uid_kind_object_and_decision(caplog) -> N
     assert run(post(world(), "/validate", req))[0] == 200
     record = next(r for r in caplog.records if getattr(r, "uid", None) == req["request"]["uid"])
     assert (record.kind, record.namespace, record.object, record.decision) == (
-        "PerconaServerMongoDBBackup", "psmdb", "nightly-eu", "denied")
+        "PerconaServerMongoDBBackup",
+        "psmdb",
+        "nightly-eu",
+        "denied",
+    )
     assert record.findings == ["PSB404 spec.storageName"]
 
 
@@ -285,12 +355,16 @@ def test_health_ready_and_metrics() -> None:
         try:
             assert (await client.get("/healthz")).status == 200
             assert (await client.get("/readyz")).status == 503  # not marked ready outside serve()
-            await client.post("/validate", data=json.dumps(review(BAD_BACKUP)),
-                              headers={"Content-Type": "application/json"})
+            await client.post(
+                "/validate", data=json.dumps(review(BAD_BACKUP)), headers={"Content-Type": "application/json"}
+            )
             text = await (await client.get("/metrics")).text()
-            assert ('psmdb_backup_webhook_requests_total{decision="denied",kind="PerconaServerMongoDBBackup",'
-                    'operation="CREATE",webhook="validate"} 1.0') in text
+            assert (
+                'psmdb_backup_webhook_requests_total{decision="denied",kind="PerconaServerMongoDBBackup",'
+                'operation="CREATE",webhook="validate"} 1.0'
+            ) in text
             assert 'psmdb_backup_webhook_findings_total{rule="PSB404",severity="error"} 1.0' in text
         finally:
             await client.close()
+
     run(go())

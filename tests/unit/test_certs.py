@@ -24,16 +24,34 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
 
 from webhook import certs
-from webhook.certs import (CA_CERT, CA_KEY, TLS_CERT, TLS_KEY, CertReloader, CertsError, add_certs_parser,
-                           ca_bundle_ops, cert_sans, cert_serial, load_or_create, make_ca, make_serving_cert,
-                           needs_rotation, not_after, parse_duration, parse_webhook_targets, secret_data,
-                           service_sans, write_dir)
+from webhook.certs import (
+    CA_CERT,
+    CA_KEY,
+    TLS_CERT,
+    TLS_KEY,
+    CertReloader,
+    CertsError,
+    add_certs_parser,
+    ca_bundle_ops,
+    cert_sans,
+    cert_serial,
+    load_or_create,
+    make_ca,
+    make_serving_cert,
+    needs_rotation,
+    not_after,
+    parse_duration,
+    parse_webhook_targets,
+    secret_data,
+    service_sans,
+    write_dir,
+)
 
 pytestmark = pytest.mark.timeout(20)
 
 SVC_SANS = service_sans("psmdb-backup-webhook", "psmdb-backup")
 SANS = SVC_SANS + ["127.0.0.1"]
-T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +88,8 @@ def test_serving_cert_has_dns_and_ip_sans_server_auth_and_is_not_a_ca(ca) -> Non
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == SANS[0]
     assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
-        [ExtendedKeyUsageOID.SERVER_AUTH])
+        [ExtendedKeyUsageOID.SERVER_AUTH]
+    )
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
     assert bc.critical and bc.value.ca is False
     assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey) and cert.public_key().curve.name == "secp256r1"
@@ -93,7 +112,7 @@ def test_ca_and_serving_cert_key_identifiers_link_up(ca) -> None:
 
 
 def test_not_before_is_a_few_minutes_in_the_past(ca) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = load(make_serving_cert(*ca, ["a.example"], 30, now=now)[0])
     assert now - dt.timedelta(minutes=10) <= cert.not_valid_before_utc <= now - dt.timedelta(minutes=1)
     assert cert.not_valid_after_utc == (now + dt.timedelta(days=30)).replace(microsecond=0)
@@ -165,6 +184,7 @@ def trusting(ca_pem: bytes, handshakes: list[int] | None = None) -> ssl.SSLConte
     completed handshake in ``handshakes`` (through the public ``sslobject_class`` hook)."""
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
     if handshakes is not None:
+
         class Recording(ssl.SSLObject):
             def do_handshake(self) -> None:
                 super().do_handshake()  # raises SSLWantReadError until the handshake is complete
@@ -228,6 +248,7 @@ def test_rotation_under_load_fails_no_request_and_new_connections_see_the_new_ce
             # force_close: every request is a new TCP connection and a new handshake
             connector = aiohttp.TCPConnector(ssl=trust, force_close=True, limit=workers)
             async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as s:
+
                 async def worker() -> None:
                     nonlocal done
                     while (done < total or not rotated.is_set()) and done < cap:
@@ -235,7 +256,7 @@ def test_rotation_under_load_fails_no_request_and_new_connections_see_the_new_ce
                             async with s.get(url) as r:
                                 if r.status != 200 or await r.text() != "ok":
                                     failures.append(f"HTTP {r.status}")
-                        except Exception as e:  # noqa: BLE001 - every failure counts
+                        except Exception as e:
                             failures.append(repr(e))
                         finally:
                             done += 1
@@ -428,7 +449,11 @@ def test_write_dir_modes_order_and_no_leftovers(tmp_path, ca, monkeypatch) -> No
     assert order == [CA_KEY, CA_CERT, TLS_KEY, TLS_CERT]  # the CA first, and tls.crt (the commit point) last
     assert sorted(p.name for p in d.iterdir()) == sorted([CA_KEY, CA_CERT, TLS_KEY, TLS_CERT])
     assert {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()} == {
-        CA_KEY: 0o600, CA_CERT: 0o644, TLS_KEY: 0o600, TLS_CERT: 0o644}
+        CA_KEY: 0o600,
+        CA_CERT: 0o644,
+        TLS_KEY: 0o600,
+        TLS_CERT: 0o644,
+    }
     assert (d / TLS_CERT).read_bytes() == cert_pem and (d / CA_KEY).read_bytes() == ca[1]
     order.clear()
     assert write_dir(d, ca[0], cert_pem, key_pem) == [] and order == []  # same bytes: nothing touched
@@ -499,7 +524,8 @@ def test_load_or_create_creates_then_is_idempotent(tmp_path) -> None:
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == mtimes
     assert load_or_create(tmp_path, SANS[:2], now=T0).cert_pem == first.cert_pem  # a subset of the SANs is covered
     chain = verifier(first.ca_pem, IPAddress(ipaddress.ip_address("127.0.0.1")), T0 + dt.timedelta(days=1)).verify(
-        load(first.cert_pem), [])
+        load(first.cert_pem), []
+    )
     assert len(chain) == 2
 
 
@@ -608,13 +634,29 @@ def run_certs(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_cli_writes_the_files_and_a_rerun_keeps_them(capsys, tmp_path) -> None:
-    argv = ["--dir", str(tmp_path), "--san", "127.0.0.1", "--service", "wh", "--namespace", "ns", "--days", "90",
-            "--rotate-before", "30d"]
+    argv = [
+        "--dir",
+        str(tmp_path),
+        "--san",
+        "127.0.0.1",
+        "--service",
+        "wh",
+        "--namespace",
+        "ns",
+        "--days",
+        "90",
+        "--rotate-before",
+        "30d",
+    ]
     code, out, err = run_certs(capsys, *argv)
     assert code == 0, err
     assert "CA: created" in out and "serving certificate: issued" in out
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [CA_CERT, CA_KEY, TLS_CERT,
-                                                                                         TLS_KEY]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        CA_CERT,
+        CA_KEY,
+        TLS_CERT,
+        TLS_KEY,
+    ]
     cert_pem = (tmp_path / TLS_CERT).read_bytes()
     assert set(cert_sans(cert_pem)) == {"127.0.0.1", *service_sans("wh", "ns")}
     code, out, err = run_certs(capsys, *argv)
@@ -623,17 +665,20 @@ def test_cli_writes_the_files_and_a_rerun_keeps_them(capsys, tmp_path) -> None:
     assert (tmp_path / TLS_CERT).read_bytes() == cert_pem
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "no names"),
-    (["--san", "bad name"], "neither an IP address nor a DNS name"),
-    (["--san", "x.example", "--service", "wh"], "--service and --namespace go together"),
-    (["--san", "x.example", "--days", "20"], "must be shorter than --days"),
-    (["--san", "x.example", "--days", "0"], "--days"),
-    (["--san", "x.example", "--rotate-before", "30"], "invalid duration"),
-    (["--san", "x.example", "--secret", "justname"], "invalid --secret"),
-    (["--san", "x.example", "--patch-webhooks", "mutating"], "invalid --patch-webhooks"),
-    (["--san", "x.example", "--secret", "ns/s", "--kubeconfig", "/nonexistent/kubeconfig"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "no names"),
+        (["--san", "bad name"], "neither an IP address nor a DNS name"),
+        (["--san", "x.example", "--service", "wh"], "--service and --namespace go together"),
+        (["--san", "x.example", "--days", "20"], "must be shorter than --days"),
+        (["--san", "x.example", "--days", "0"], "--days"),
+        (["--san", "x.example", "--rotate-before", "30"], "invalid duration"),
+        (["--san", "x.example", "--secret", "justname"], "invalid --secret"),
+        (["--san", "x.example", "--patch-webhooks", "mutating"], "invalid --patch-webhooks"),
+        (["--san", "x.example", "--secret", "ns/s", "--kubeconfig", "/nonexistent/kubeconfig"], "does not exist"),
+    ],
+)
 def test_cli_bad_arguments_exit_2_with_a_sentence(capsys, tmp_path, argv, message) -> None:
     code, out, err = run_certs(capsys, "--dir", str(tmp_path / "d"), *argv)
     assert code == 2

@@ -26,17 +26,50 @@ SCHEMA_DIR = REPO_ROOT / "schemas"
 
 # Keywords apiextensions.k8s.io/v1 JSONSchemaProps accepts in a structural schema (no $ref, no definitions, no
 # oneOf/anyOf/allOf/not here: the generator never needs them, and they are tightly restricted in structural schemas).
-ALLOWED = frozenset({
-    "type", "format", "title", "description", "default", "example", "externalDocs", "nullable", "enum",
-    "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "multipleOf", "maxLength", "minLength", "pattern",
-    "maxItems", "minItems", "uniqueItems", "maxProperties", "minProperties", "required", "items", "properties",
-    "additionalProperties", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string",
-    "x-kubernetes-embedded-resource", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
-    "x-kubernetes-map-type", "x-kubernetes-validations",
-})
+ALLOWED = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "default",
+        "example",
+        "externalDocs",
+        "nullable",
+        "enum",
+        "maximum",
+        "exclusiveMaximum",
+        "minimum",
+        "exclusiveMinimum",
+        "multipleOf",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "maxItems",
+        "minItems",
+        "uniqueItems",
+        "maxProperties",
+        "minProperties",
+        "required",
+        "items",
+        "properties",
+        "additionalProperties",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+        "x-kubernetes-map-type",
+        "x-kubernetes-validations",
+    }
+)
 TYPES = {"object", "array", "string", "integer", "number", "boolean"}
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "object": (dict,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
     "array": (list,),
 }
 COLUMN_TYPES = {"integer", "number", "string", "boolean", "date"}
@@ -335,9 +368,9 @@ def test_restore_cel_rules_and_pattern_are_copied_verbatim() -> None:
     spec = schema_of(RESTORE)["properties"]["spec"]["properties"]
     for name in ("pitr", "selective"):
         assert spec[name]["x-kubernetes-validations"] == source["properties"][name]["x-kubernetes-validations"]
-    assert spec["pitr"]["properties"]["date"]["pattern"] == source["properties"]["pitr"]["properties"]["date"][
-        "pattern"
-    ]
+    assert (
+        spec["pitr"]["properties"]["date"]["pattern"] == source["properties"]["pitr"]["properties"]["date"]["pattern"]
+    )
     messages = [v["message"] for n in ("pitr", "selective") for v in spec[n]["x-kubernetes-validations"]]
     assert "Date should not be used when 'latest' type is used" in messages
     assert "nsFrom and nsTo need to be set together" in messages

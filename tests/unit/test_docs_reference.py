@@ -24,12 +24,12 @@ SUBCOMMANDS = {"lint", "serve", "certs", "inject", "completion", "controller"}
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:
     parser = build_parser()
-    return dict(parser._subparsers._group_actions[0].choices)  # noqa: SLF001 - argparse has no public accessor
+    return dict(parser._subparsers._group_actions[0].choices)
 
 
 def texts(parser: argparse.ArgumentParser) -> list[str]:
     out = [parser.description or ""]
-    out += [a.help or "" for a in parser._actions]  # noqa: SLF001
+    out += [a.help or "" for a in parser._actions]
     return out
 
 
@@ -56,8 +56,12 @@ def test_every_option_of_the_subcommand_is_documented(name: str) -> None:
     assert f"## `psmdb-backup {name}`" in doc, f"docs/configuration.md has no section for {name}"
     section = doc.split(f"## `psmdb-backup {name}`", 1)[1].split("\n## ", 1)[0]
     parser = subparsers()[name]
-    missing = [opt for action in parser._actions for opt in action.option_strings  # noqa: SLF001
-               if opt.startswith("--") and opt != "--help" and not re.search(f"`{re.escape(opt)}[ `=]", section)]
+    missing = [
+        opt
+        for action in parser._actions
+        for opt in action.option_strings
+        if opt.startswith("--") and opt != "--help" and not re.search(f"`{re.escape(opt)}[ `=]", section)
+    ]
     assert not missing, f"psmdb-backup {name}: options missing from its section of docs/configuration.md: {missing}"
 
 
@@ -92,8 +96,9 @@ def test_documented_variables_exist() -> None:
 
 def _values(node: object, key: str) -> list[str]:
     if isinstance(node, dict):
-        return [v for k, v in node.items() if k == key and isinstance(v, str)] + \
-            [x for v in node.values() for x in _values(v, key)]
+        return [v for k, v in node.items() if k == key and isinstance(v, str)] + [
+            x for v in node.values() for x in _values(v, key)
+        ]
     if isinstance(node, list):
         return [x for v in node for x in _values(v, key)]
     return []
@@ -120,14 +125,23 @@ def test_runbook_anchors_resolve_to_troubleshooting_headings() -> None:
 
 def test_github_slug_matches_githubs_rules() -> None:
     assert github_slug("PSMDBBackupOverdue") == "psmdbbackupoverdue"
-    assert github_slug("The controller replaces the operator's backup handling") == \
-        "the-controller-replaces-the-operators-backup-handling"
+    assert (
+        github_slug("The controller replaces the operator's backup handling")
+        == "the-controller-replaces-the-operators-backup-handling"
+    )
     assert github_slug("`psmdb-backup serve`") == "psmdb-backup-serve"
     assert github_slug("Events the controller records") == "events-the-controller-records"
 
 
-OWNED = ["install.md", "configuration.md", "operations.md", "troubleshooting.md", "architecture.md", "benchmarks.md",
-         "lint.md"]
+OWNED = [
+    "install.md",
+    "configuration.md",
+    "operations.md",
+    "troubleshooting.md",
+    "architecture.md",
+    "benchmarks.md",
+    "lint.md",
+]
 
 
 @pytest.mark.parametrize("page", ["README.md", *(f"docs/{p}" for p in OWNED)])
@@ -142,8 +156,12 @@ def test_relative_links_resolve(page: str) -> None:
             continue
         file, _, anchor = target.partition("#")
         dest = (path.parent / file).resolve() if file else path
-        if not dest.exists():
-            bad.append(target)
-        elif anchor and dest.suffix == ".md" and dest.name != "rules.md" and anchor not in heading_slugs(dest):
+        if (
+            not dest.exists()
+            or anchor
+            and dest.suffix == ".md"
+            and dest.name != "rules.md"
+            and anchor not in heading_slugs(dest)
+        ):
             bad.append(target)
     assert not bad, f"{page}: broken links {bad}"

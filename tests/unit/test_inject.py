@@ -28,8 +28,12 @@ def test_inject_and_the_webhook_give_identical_pods() -> None:
 def test_statefulset_template_gets_the_agent_with_volume_claim_templates() -> None:
     template = {k: v for k, v in copy.deepcopy(POD).items() if k in ("metadata", "spec")}
     template["spec"]["volumes"] = []  # mongod-data comes from the claim template
-    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "my-cluster-rs0", "namespace": "psmdb"},
-           "spec": {"template": template, "volumeClaimTemplates": [{"metadata": {"name": "mongod-data"}}]}}
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "my-cluster-rs0", "namespace": "psmdb"},
+        "spec": {"template": template, "volumeClaimTemplates": [{"metadata": {"name": "mongod-data"}}]},
+    }
     (out,) = inject_documents([sts, CLUSTER])[:1]
     names = [c["name"] for c in out.obj["spec"]["template"]["spec"]["containers"]]
     assert names == ["mongod", "backup-agent"], out.reason

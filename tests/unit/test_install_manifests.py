@@ -37,8 +37,10 @@ WEBHOOK_SA = "psmdb-backup-webhook"
 CERTS_SA = "psmdb-backup-webhook-certs"
 CONTROLLER = "psmdb-backup-controller"
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": NAME}
-CRDS = {f"{p}.psmdb.percona.com" for p in
-        ("perconaservermongodbs", "perconaservermongodbbackups", "perconaservermongodbrestores")}
+CRDS = {
+    f"{p}.psmdb.percona.com"
+    for p in ("perconaservermongodbs", "perconaservermongodbbackups", "perconaservermongodbrestores")
+}
 
 # ---------------------------------------------------------------------------------------------------------------
 # The reviewed permissions: (apiGroup, resource, verb, resourceName or "*" for any name). Change these only together
@@ -60,8 +62,10 @@ WEBHOOK_CLUSTER_RULES = {
 # pbm in the backup-agent containers; holds Leases (operation locks, leader) and writes Events.
 CONTROLLER_CLUSTER_RULES = {
     *(("psmdb.percona.com", "perconaservermongodbs", v, "*") for v in ("get", "list", "watch", "patch")),
-    *(("psmdb.percona.com", "perconaservermongodbbackups", v, "*")
-      for v in ("get", "list", "watch", "create", "patch", "delete")),
+    *(
+        ("psmdb.percona.com", "perconaservermongodbbackups", v, "*")
+        for v in ("get", "list", "watch", "create", "patch", "delete")
+    ),
     *(("psmdb.percona.com", "perconaservermongodbrestores", v, "*") for v in ("get", "list", "watch", "patch")),
     ("psmdb.percona.com", "perconaservermongodbbackups/status", "patch", "*"),
     ("psmdb.percona.com", "perconaservermongodbrestores/status", "patch", "*"),
@@ -183,38 +187,42 @@ def cert_manager() -> list[dict[str, Any]]:
 def test_top_level_is_the_base_plus_the_generated_crds(full, base) -> None:
     crds = [d for d in full if d["kind"] == "CustomResourceDefinition"]
     assert {d["metadata"]["name"] for d in crds} == CRDS
-    generated = {yaml.safe_load(p.read_text())["metadata"]["name"]: yaml.safe_load(p.read_text())
-                 for p in (MANIFESTS / "crds").glob("*.yaml")}
+    generated = {
+        yaml.safe_load(p.read_text())["metadata"]["name"]: yaml.safe_load(p.read_text())
+        for p in (MANIFESTS / "crds").glob("*.yaml")
+    }
     for crd in crds:  # included as generated: no label or name changes
         assert crd == generated[crd["metadata"]["name"]]
     assert [d for d in full if d["kind"] != "CustomResourceDefinition"] == base
 
 
 def test_base_installs_exactly_these_objects(base) -> None:
-    assert sorted(ident(d) for d in base) == sorted([
-        ("Namespace", "", NAMESPACE),
-        ("ServiceAccount", NAMESPACE, WEBHOOK_SA),
-        ("ClusterRole", "", NAME),
-        ("ClusterRoleBinding", "", NAME),
-        ("Deployment", NAMESPACE, NAME),
-        ("PodDisruptionBudget", NAMESPACE, NAME),
-        ("Service", NAMESPACE, NAME),
-        ("Service", NAMESPACE, f"{NAME}-metrics"),
-        ("MutatingWebhookConfiguration", "", NAME),
-        ("ValidatingWebhookConfiguration", "", NAME),
-        ("ServiceAccount", NAMESPACE, CERTS_SA),
-        ("Role", NAMESPACE, CERTS_SA),
-        ("RoleBinding", NAMESPACE, CERTS_SA),
-        ("ClusterRole", "", CERTS_SA),
-        ("ClusterRoleBinding", "", CERTS_SA),
-        ("Job", NAMESPACE, "psmdb-backup-webhook-certs"),
-        ("CronJob", NAMESPACE, "psmdb-backup-webhook-cert-rotation"),
-        ("ServiceAccount", NAMESPACE, CONTROLLER),
-        ("ClusterRole", "", CONTROLLER),
-        ("ClusterRoleBinding", "", CONTROLLER),
-        ("Deployment", NAMESPACE, CONTROLLER),
-        ("Service", NAMESPACE, f"{CONTROLLER}-metrics"),
-    ])
+    assert sorted(ident(d) for d in base) == sorted(
+        [
+            ("Namespace", "", NAMESPACE),
+            ("ServiceAccount", NAMESPACE, WEBHOOK_SA),
+            ("ClusterRole", "", NAME),
+            ("ClusterRoleBinding", "", NAME),
+            ("Deployment", NAMESPACE, NAME),
+            ("PodDisruptionBudget", NAMESPACE, NAME),
+            ("Service", NAMESPACE, NAME),
+            ("Service", NAMESPACE, f"{NAME}-metrics"),
+            ("MutatingWebhookConfiguration", "", NAME),
+            ("ValidatingWebhookConfiguration", "", NAME),
+            ("ServiceAccount", NAMESPACE, CERTS_SA),
+            ("Role", NAMESPACE, CERTS_SA),
+            ("RoleBinding", NAMESPACE, CERTS_SA),
+            ("ClusterRole", "", CERTS_SA),
+            ("ClusterRoleBinding", "", CERTS_SA),
+            ("Job", NAMESPACE, "psmdb-backup-webhook-certs"),
+            ("CronJob", NAMESPACE, "psmdb-backup-webhook-cert-rotation"),
+            ("ServiceAccount", NAMESPACE, CONTROLLER),
+            ("ClusterRole", "", CONTROLLER),
+            ("ClusterRoleBinding", "", CONTROLLER),
+            ("Deployment", NAMESPACE, CONTROLLER),
+            ("Service", NAMESPACE, f"{CONTROLLER}-metrics"),
+        ]
+    )
 
 
 def test_every_object_carries_the_project_labels(base) -> None:
@@ -228,8 +236,10 @@ def test_every_object_carries_the_project_labels(base) -> None:
 
 def test_labels_did_not_leak_into_the_webhook_selectors(base) -> None:
     """kustomize `labels` with includeSelectors: false: selectors stay exactly as written in manifests/webhook."""
-    for kind, file in (("MutatingWebhookConfiguration", "mutatingwebhookconfiguration.yaml"),
-                       ("ValidatingWebhookConfiguration", "validatingwebhookconfiguration.yaml")):
+    for kind, file in (
+        ("MutatingWebhookConfiguration", "mutatingwebhookconfiguration.yaml"),
+        ("ValidatingWebhookConfiguration", "validatingwebhookconfiguration.yaml"),
+    ):
         source = yaml.safe_load((MANIFESTS / "webhook" / file).read_text())
         rendered = one(base, kind, NAME)
         assert rendered["webhooks"] == source["webhooks"]
@@ -247,9 +257,14 @@ def test_both_webhooks_call_the_service_and_skip_their_own_namespace(base) -> No
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         for hook in one(base, kind, NAME)["webhooks"]:
             ref = hook["clientConfig"]["service"]
-            assert (ref["name"], ref["namespace"], ref["port"]) == (NAME, NAMESPACE, service["spec"]["ports"][0]["port"])
-            [excluded] = [e for e in hook["namespaceSelector"]["matchExpressions"]
-                          if e["key"] == "kubernetes.io/metadata.name"]
+            assert (ref["name"], ref["namespace"], ref["port"]) == (
+                NAME,
+                NAMESPACE,
+                service["spec"]["ports"][0]["port"],
+            )
+            [excluded] = [
+                e for e in hook["namespaceSelector"]["matchExpressions"] if e["key"] == "kubernetes.io/metadata.name"
+            ]
             assert excluded["operator"] == "NotIn" and NAMESPACE in excluded["values"]
 
 
@@ -284,12 +299,15 @@ def test_no_wildcards_and_secrets_are_never_listed_or_watched(base) -> None:
     assert all(d["kind"] != "ClusterRole" or "aggregationRule" not in d for d in base)
 
 
-@pytest.mark.parametrize(("binding_kind", "role_kind", "name", "sa"), [
-    ("ClusterRoleBinding", "ClusterRole", NAME, WEBHOOK_SA),
-    ("RoleBinding", "Role", CERTS_SA, CERTS_SA),
-    ("ClusterRoleBinding", "ClusterRole", CERTS_SA, CERTS_SA),
-    ("ClusterRoleBinding", "ClusterRole", CONTROLLER, CONTROLLER),
-])
+@pytest.mark.parametrize(
+    ("binding_kind", "role_kind", "name", "sa"),
+    [
+        ("ClusterRoleBinding", "ClusterRole", NAME, WEBHOOK_SA),
+        ("RoleBinding", "Role", CERTS_SA, CERTS_SA),
+        ("ClusterRoleBinding", "ClusterRole", CERTS_SA, CERTS_SA),
+        ("ClusterRoleBinding", "ClusterRole", CONTROLLER, CONTROLLER),
+    ],
+)
 def test_each_role_is_bound_to_exactly_its_service_account(base, binding_kind, role_kind, name, sa) -> None:
     binding = one(base, binding_kind, name)
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name}
@@ -307,8 +325,16 @@ def test_service_accounts_do_not_mount_tokens_by_default(base) -> None:
 # Pods: Pod Security "restricted" (https://kubernetes.io/docs/concepts/security/pod-security-standards/) + ours
 # ---------------------------------------------------------------------------------------------------------------
 
-RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                           "projected", "secret"}
+RESTRICTED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 
 
 def restricted_violations(pod: dict[str, Any]) -> list[str]:
@@ -354,15 +380,24 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
 
 
 def test_restricted_check_catches_a_bad_pod() -> None:
-    pod = {"spec": {"hostNetwork": True, "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
-                    "containers": [{"name": "c", "image": "x", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}]}}
+    pod = {
+        "spec": {
+            "hostNetwork": True,
+            "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+            "containers": [{"name": "c", "image": "x", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}],
+        }
+    }
     assert len(restricted_violations(pod)) >= 8
 
 
 def test_every_pod_template_is_pod_security_restricted(base) -> None:
     templates = dict(pod_templates(base))
-    assert sorted(templates) == ["CronJob/psmdb-backup-webhook-cert-rotation", "Deployment/psmdb-backup-controller",
-                                 "Deployment/psmdb-backup-webhook", "Job/psmdb-backup-webhook-certs"]
+    assert sorted(templates) == [
+        "CronJob/psmdb-backup-webhook-cert-rotation",
+        "Deployment/psmdb-backup-controller",
+        "Deployment/psmdb-backup-webhook",
+        "Job/psmdb-backup-webhook-certs",
+    ]
     for where, template in templates.items():
         assert restricted_violations(template) == [], where
         spec = template["spec"]
@@ -382,11 +417,17 @@ def test_deployment(base) -> None:
     assert pod["serviceAccountName"] == WEBHOOK_SA
     [spread] = pod["topologySpreadConstraints"]
     assert (spread["topologyKey"], spread["whenUnsatisfiable"], spread["maxSkew"]) == (
-        "kubernetes.io/hostname", "ScheduleAnyway", 1)
+        "kubernetes.io/hostname",
+        "ScheduleAnyway",
+        1,
+    )
     assert spread["labelSelector"] == spec["selector"]
     assert c["args"] == ["serve", "--tls-dir", "/tls", "--listen", "0.0.0.0:8443"]
     assert c["ports"] == [{"name": "https", "containerPort": 8443, "protocol": "TCP"}]
-    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+    assert c["resources"] == {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"cpu": "500m", "memory": "256Mi"},
+    }
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         assert c[probe]["httpGet"] == {"path": path, "port": "https", "scheme": "HTTPS"}, probe
     tls_mount = next(m for m in c["volumeMounts"] if m["mountPath"] == "/tls")
@@ -415,8 +456,9 @@ def test_services_select_the_webhook_pods(base) -> None:
     svc = one(base, "Service", NAME)
     assert svc["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}]
     metrics = one(base, "Service", f"{NAME}-metrics")
-    assert metrics["spec"]["ports"] == [{"name": "https-metrics", "port": 8443, "targetPort": "https",
-                                         "protocol": "TCP"}]
+    assert metrics["spec"]["ports"] == [
+        {"name": "https-metrics", "port": 8443, "targetPort": "https", "protocol": "TCP"}
+    ]
     assert metrics["metadata"]["annotations"]["prometheus.io/scheme"] == "https"
     for s in (svc, metrics):
         assert s["spec"]["selector"] == {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "webhook"}
@@ -442,9 +484,19 @@ def test_cert_job_and_cronjob_run_the_same_pod(base) -> None:
 def test_cert_command_names_what_the_manifests_define(base) -> None:
     """The Job's arguments, parsed by the real `certs` parser, point at this Service, Secret and configurations."""
     [c] = one(base, "Job", "psmdb-backup-webhook-certs")["spec"]["template"]["spec"]["containers"]
-    assert c["args"] == ["certs", "--dir", "/tmp/certs", "--service", NAME, "--namespace", NAMESPACE,
-                         "--secret", f"{NAMESPACE}/{TLS_SECRET}", "--patch-webhooks",
-                         f"mutating={NAME},validating={NAME}"]
+    assert c["args"] == [
+        "certs",
+        "--dir",
+        "/tmp/certs",
+        "--service",
+        NAME,
+        "--namespace",
+        NAMESPACE,
+        "--secret",
+        f"{NAMESPACE}/{TLS_SECRET}",
+        "--patch-webhooks",
+        f"mutating={NAME},validating={NAME}",
+    ]
     args = certs_args(c["args"])
     assert args.func is certs.cmd_certs
     svc = one(base, "Service", args.service)
@@ -461,7 +513,7 @@ def test_cert_command_names_what_the_manifests_define(base) -> None:
 def test_rotation_runs_well_inside_the_rotation_window(base) -> None:
     cron = one(base, "CronJob", "psmdb-backup-webhook-cert-rotation")["spec"]
     assert cron["concurrencyPolicy"] == "Forbid"
-    it = croniter(cron["schedule"], dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    it = croniter(cron["schedule"], dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     runs = [it.get_next(dt.datetime) for _ in range(60)]
     longest = max(b - a for a, b in zip(runs, runs[1:]))
     assert longest == dt.timedelta(days=7)
@@ -475,16 +527,21 @@ def test_rotation_runs_well_inside_the_rotation_window(base) -> None:
 def test_cert_manager_overlay_replaces_the_job_with_a_certificate(base, cert_manager) -> None:
     removed = {ident(d) for d in base} - {ident(d) for d in cert_manager}
     assert removed == {
-        ("ServiceAccount", NAMESPACE, CERTS_SA), ("Role", NAMESPACE, CERTS_SA), ("RoleBinding", NAMESPACE, CERTS_SA),
-        ("ClusterRole", "", CERTS_SA), ("ClusterRoleBinding", "", CERTS_SA),
+        ("ServiceAccount", NAMESPACE, CERTS_SA),
+        ("Role", NAMESPACE, CERTS_SA),
+        ("RoleBinding", NAMESPACE, CERTS_SA),
+        ("ClusterRole", "", CERTS_SA),
+        ("ClusterRoleBinding", "", CERTS_SA),
         ("Job", NAMESPACE, "psmdb-backup-webhook-certs"),
         ("CronJob", NAMESPACE, "psmdb-backup-webhook-cert-rotation"),
     }
     added = {ident(d) for d in cert_manager} - {ident(d) for d in base}
-    assert added == {("Issuer", NAMESPACE, "psmdb-backup-webhook-selfsigned"),
-                     ("Certificate", NAMESPACE, "psmdb-backup-webhook-ca"),
-                     ("Issuer", NAMESPACE, "psmdb-backup-webhook-ca"),
-                     ("Certificate", NAMESPACE, NAME)}
+    assert added == {
+        ("Issuer", NAMESPACE, "psmdb-backup-webhook-selfsigned"),
+        ("Certificate", NAMESPACE, "psmdb-backup-webhook-ca"),
+        ("Issuer", NAMESPACE, "psmdb-backup-webhook-ca"),
+        ("Certificate", NAMESPACE, NAME),
+    }
     base_by_id = {ident(d): d for d in base}
     for d in cert_manager:
         if ident(d) in base_by_id and "WebhookConfiguration" not in d["kind"]:
@@ -509,12 +566,22 @@ def test_cert_manager_certificate_matches_the_service_and_the_mounted_secret(cer
 
 
 def test_image_can_be_overridden_with_kustomize_images(tmp_path) -> None:
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [os.path.relpath(MANIFESTS, tmp_path)],  # kustomize refuses absolute paths
-        "images": [{"name": IMAGE.split(":")[0], "newName": "registry.example.com/psmdb-backup-webhook",
-                    "newTag": "9.9.9"}],
-    }))
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(MANIFESTS, tmp_path)],  # kustomize refuses absolute paths
+                "images": [
+                    {
+                        "name": IMAGE.split(":")[0],
+                        "newName": "registry.example.com/psmdb-backup-webhook",
+                        "newTag": "9.9.9",
+                    }
+                ],
+            }
+        )
+    )
     docs = render(tmp_path)
     images = {where: [c["image"] for c in t["spec"]["containers"]] for where, t in pod_templates(docs)}
     assert len(images) == 4

@@ -48,8 +48,9 @@ def error_codes(path: Path) -> set[str]:
     return codes
 
 
-def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -58,8 +59,10 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = No
 GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
 }
 
 
@@ -181,9 +184,11 @@ def test_action_declares_every_input_it_uses() -> None:
 
 def recording_cli(path: Path, log: Path) -> Path:
     """A `psmdb-backup` that writes down its arguments before running the real CLI."""
-    path.write_text(f"#!{sys.executable}\nimport json, sys\n"
-                    f"with open({str(log)!r}, 'a') as f: f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
-                    "from webhook.cli import main\nsys.exit(main())\n")
+    path.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"with open({str(log)!r}, 'a') as f: f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "from webhook.cli import main\nsys.exit(main())\n"
+    )
     path.chmod(0o755)
     return path
 
@@ -212,12 +217,14 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def test_action_annotates_and_writes_sarif(tmp_path: Path, workspace: Path) -> None:
-    proc, argvs = run_lint_step(tmp_path, paths="deploy/bad/cluster.yaml\n deploy/good ", **{"sarif-file":
-                                "reports/psmdb.sarif"})
+    proc, argvs = run_lint_step(
+        tmp_path, paths="deploy/bad/cluster.yaml\n deploy/good ", **{"sarif-file": "reports/psmdb.sarif"}
+    )
     assert proc.returncode == 1, proc.stderr  # the annotations run's exit code, though the SARIF run came first
     for code in error_codes(BAD):
-        assert re.search(rf"^::error file=deploy/bad/cluster\.yaml,line=\d+,col=\d+,title={code} ", proc.stdout,
-                         re.M), (code, proc.stdout)
+        assert re.search(
+            rf"^::error file=deploy/bad/cluster\.yaml,line=\d+,col=\d+,title={code} ", proc.stdout, re.M
+        ), (code, proc.stdout)
     sarif = json.loads((workspace / "reports" / "psmdb.sarif").read_text())
     assert {r["ruleId"] for r in sarif["runs"][0]["results"]} >= error_codes(BAD)
     # Both commands are valid invocations of the real parser, with the inputs where they belong.
@@ -245,12 +252,15 @@ def test_action_lints_the_workspace_by_default(tmp_path: Path, workspace: Path) 
 # --- kubectl plugin --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("argv0", "prog"), [
-    ("/venv/bin/kubectl-psmdb_backup", "kubectl psmdb-backup"),
-    ("kubectl-psmdb_backup", "kubectl psmdb-backup"),
-    ("/usr/local/bin/psmdb-backup", "psmdb-backup"),
-    ("/venv/lib/python3.11/site-packages/webhook/cli.py", "psmdb-backup"),
-])
+@pytest.mark.parametrize(
+    ("argv0", "prog"),
+    [
+        ("/venv/bin/kubectl-psmdb_backup", "kubectl psmdb-backup"),
+        ("kubectl-psmdb_backup", "kubectl psmdb-backup"),
+        ("/usr/local/bin/psmdb-backup", "psmdb-backup"),
+        ("/venv/lib/python3.11/site-packages/webhook/cli.py", "psmdb-backup"),
+    ],
+)
 def test_prog_name(argv0: str, prog: str) -> None:
     assert prog_name(argv0) == prog
 
@@ -271,8 +281,12 @@ def kubectl() -> Path:
 def test_kubectl_plugin(kubectl: Path, tmp_path: Path) -> None:
     plugin = console_script("kubectl-psmdb_backup")
     # Only the venv's scripts on PATH, so no other plugin of the same name shadows ours; no cluster is needed.
-    env = {**os.environ, "PATH": os.pathsep.join([str(VENV_BIN), "/usr/bin", "/bin"]),
-           "KUBECONFIG": str(tmp_path / "no-kubeconfig"), "NO_COLOR": "1"}
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(VENV_BIN), "/usr/bin", "/bin"]),
+        "KUBECONFIG": str(tmp_path / "no-kubeconfig"),
+        "NO_COLOR": "1",
+    }
 
     listed = run([str(kubectl), "plugin", "list"], env=env)
     assert str(plugin) in listed.stdout.splitlines(), listed.stdout + listed.stderr

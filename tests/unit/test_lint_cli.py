@@ -40,13 +40,17 @@ def test_bundled_bad_examples_fail_with_positions(capsys) -> None:
     task = by_rule[("cluster.yaml", "PSB203")]
     assert (task["line"], task["column"]) == (35, 9)  # the storageName key of the task in bad/cluster.yaml
     assert task["path"] == "spec.backup.tasks[0].storageName"
-    assert by_rule[("backup.yaml", "PSB404")]["message"].startswith('storage "s3-eu" is not defined in cluster my-cluster')
+    assert by_rule[("backup.yaml", "PSB404")]["message"].startswith(
+        'storage "s3-eu" is not defined in cluster my-cluster'
+    )
     assert report["summary"]["skipped"] == 3  # the Secrets of good/secrets.yaml
 
 
 def test_task_referencing_undefined_storage_is_an_error_on_its_line(tmp_path, capsys) -> None:
     f = tmp_path / "cr.yaml"
-    f.write_text((EXAMPLES / "good" / "cluster.yaml").read_text().replace("storageName: azure-blob", "storageName: azure"))
+    f.write_text(
+        (EXAMPLES / "good" / "cluster.yaml").read_text().replace("storageName: azure-blob", "storageName: azure")
+    )
     code, out, _ = run(capsys, "lint", "--color", "never", str(f))
     assert code == 1
     line = next(l for l in out.splitlines() if "PSB203" in l)
@@ -54,7 +58,9 @@ def test_task_referencing_undefined_storage_is_an_error_on_its_line(tmp_path, ca
 
 
 def test_stdin_and_multi_document(capsys) -> None:
-    text = (EXAMPLES / "bad" / "backup.yaml").read_bytes() + b"\n---\n" + (EXAMPLES / "good" / "cluster.yaml").read_bytes()
+    text = (
+        (EXAMPLES / "bad" / "backup.yaml").read_bytes() + b"\n---\n" + (EXAMPLES / "good" / "cluster.yaml").read_bytes()
+    )
     code, out, _ = run(capsys, "lint", "-f", "json", "-", stdin=text)
     report = json.loads(out)
     assert code == 1 and report["summary"]["checked"] == 2
@@ -78,8 +84,10 @@ def test_missing_path_is_a_usage_error(capsys) -> None:
 
 def test_fail_on_warning_and_disable(tmp_path, capsys) -> None:
     f = tmp_path / "w.yaml"
-    f.write_text("apiVersion: psmdb.percona.com/v1\nkind: PerconaServerMongoDBBackup\nmetadata: {name: b}\n"
-                 "spec: {clusterName: c, storageName: s, typo: 1}\n")
+    f.write_text(
+        "apiVersion: psmdb.percona.com/v1\nkind: PerconaServerMongoDBBackup\nmetadata: {name: b}\n"
+        "spec: {clusterName: c, storageName: s, typo: 1}\n"
+    )
     assert run(capsys, "lint", str(f))[0] == 0
     assert run(capsys, "lint", "--fail-on", "warning", str(f))[0] == 1
     assert run(capsys, "lint", "--fail-on", "warning", "--disable", "psb002", str(f))[0] == 0
@@ -88,8 +96,10 @@ def test_fail_on_warning_and_disable(tmp_path, capsys) -> None:
 
 def test_disable_annotation_on_the_object(tmp_path, capsys) -> None:
     f = tmp_path / "b.yaml"
-    f.write_text("apiVersion: psmdb.percona.com/v1\nkind: PerconaServerMongoDBBackup\nmetadata:\n  name: b\n"
-                 "  annotations: {psmdb-backup-webhook.io/disable-rules: 'PSB403'}\nspec: {clusterName: c}\n")
+    f.write_text(
+        "apiVersion: psmdb.percona.com/v1\nkind: PerconaServerMongoDBBackup\nmetadata:\n  name: b\n"
+        "  annotations: {psmdb-backup-webhook.io/disable-rules: 'PSB403'}\nspec: {clusterName: c}\n"
+    )
     assert run(capsys, "lint", str(f))[0] == 0
 
 

@@ -20,7 +20,6 @@ import webhook
 from webhook.findings import Finding, Severity
 from webhook.lint.formats import FORMATS, render
 from webhook.lint.formats import github as gh
-from webhook.lint.formats import gitlab as gl
 from webhook.lint.formats import sarif as sarif_mod
 from webhook.lint.report import LintReport, LocatedFinding
 from webhook.policy.registry import Example, Rule
@@ -52,12 +51,21 @@ def make_rule(code: str, title: str, severity: Severity, kinds=("PerconaServerMo
 RULES = {
     r.code: r
     for r in (
-        make_rule("PSB012", "Backup task storage must be defined", Severity.ERROR,
-                  description="Every spec.backup.tasks[].storageName must name a key of spec.backup.storages."),
-        make_rule("PSB020", "PITR needs a storage", Severity.WARNING,
-                  kinds=("PerconaServerMongoDB", "PerconaServerMongoDBBackup")),
-        make_rule("PSB030", "Backup has no explicit type", Severity.INFO, kinds=("PerconaServerMongoDBBackup",),
-                  hint=""),
+        make_rule(
+            "PSB012",
+            "Backup task storage must be defined",
+            Severity.ERROR,
+            description="Every spec.backup.tasks[].storageName must name a key of spec.backup.storages.",
+        ),
+        make_rule(
+            "PSB020",
+            "PITR needs a storage",
+            Severity.WARNING,
+            kinds=("PerconaServerMongoDB", "PerconaServerMongoDBBackup"),
+        ),
+        make_rule(
+            "PSB030", "Backup has no explicit type", Severity.INFO, kinds=("PerconaServerMongoDBBackup",), hint=""
+        ),
     )
 }
 
@@ -73,15 +81,43 @@ def lf(code, severity, path, message, file="deploy/cr.yaml", line=42, column=9, 
 def report() -> LintReport:
     return LintReport(
         findings=[
-            lf("PSB012", Severity.ERROR, ("spec", "backup", "tasks", 1, "storageName"), STORAGE_MSG,
-               hint=STORAGE_HINT, object_ref="PerconaServerMongoDB default/my-cluster"),
-            lf("PSB020", Severity.WARNING, ("spec", "backup", "pitr", "enabled"), "PITR is on but ...",
-               line=50, column=7, hint="set spec.backup.pitr.enabled: false"),
-            lf("PSB030", Severity.INFO, ("spec",), "no type: logical is assumed", file="deploy/backup.yaml",
-               line=3, column=1, object_ref="PerconaServerMongoDBBackup default/nightly"),
+            lf(
+                "PSB012",
+                Severity.ERROR,
+                ("spec", "backup", "tasks", 1, "storageName"),
+                STORAGE_MSG,
+                hint=STORAGE_HINT,
+                object_ref="PerconaServerMongoDB default/my-cluster",
+            ),
+            lf(
+                "PSB020",
+                Severity.WARNING,
+                ("spec", "backup", "pitr", "enabled"),
+                "PITR is on but ...",
+                line=50,
+                column=7,
+                hint="set spec.backup.pitr.enabled: false",
+            ),
+            lf(
+                "PSB030",
+                Severity.INFO,
+                ("spec",),
+                "no type: logical is assumed",
+                file="deploy/backup.yaml",
+                line=3,
+                column=1,
+                object_ref="PerconaServerMongoDBBackup default/nightly",
+            ),
             # A file-level finding with a code the rule table does not know, position unknown.
-            lf("PSB000", Severity.ERROR, (), "YAML syntax error: mapping values are not allowed here",
-               file="broken.yaml", line=0, column=0),
+            lf(
+                "PSB000",
+                Severity.ERROR,
+                (),
+                "YAML syntax error: mapping values are not allowed here",
+                file="broken.yaml",
+                line=0,
+                column=0,
+            ),
         ],
         files=3,
         documents=4,
@@ -99,8 +135,17 @@ WEIRD_FILE = "deploy dir/my cr,v1:final %20.yaml"
 def weird() -> LintReport:
     return LintReport(
         findings=[
-            lf("PSB012", Severity.ERROR, ("metadata", "annotations", "a,b:c"), WEIRD_MESSAGE, file=WEIRD_FILE,
-               line=7, column=0, hint=WEIRD_HINT, object_ref="PerconaServerMongoDB ns/na\nme"),
+            lf(
+                "PSB012",
+                Severity.ERROR,
+                ("metadata", "annotations", "a,b:c"),
+                WEIRD_MESSAGE,
+                file=WEIRD_FILE,
+                line=7,
+                column=0,
+                hint=WEIRD_HINT,
+                object_ref="PerconaServerMongoDB ns/na\nme",
+            ),
             lf("PSB020", Severity.WARNING, ("spec",), "from stdin", file="<stdin>", line=2, column=3),
             lf("PSB030", Severity.INFO, (), "windows path", file=".\\deploy\\win.yaml", line=1, column=1),
             lf("X:Y,1", Severity.ERROR, (), "odd code", file="./rel/x.yaml", line=0, column=5),
@@ -158,7 +203,7 @@ def test_text_lines(report):
     out = render("text", report, RULES)
     lines = out.splitlines()
     assert lines[0] == (
-        "deploy/cr.yaml:42:9 error PSB012 spec.backup.tasks[1].storageName: storage \"s3-eu\" is not defined "
+        'deploy/cr.yaml:42:9 error PSB012 spec.backup.tasks[1].storageName: storage "s3-eu" is not defined '
         "in spec.backup.storages (defined: s3-us-west, azure-blob)"
     )
     assert lines[1] == "  object: PerconaServerMongoDB default/my-cluster"
@@ -224,8 +269,14 @@ def test_json(report):
     first = doc["findings"][0]
     assert list(first) == ["file", "line", "column", "rule", "severity", "path", "message", "hint", "object"]
     assert first == {
-        "file": "deploy/cr.yaml", "line": 42, "column": 9, "rule": "PSB012", "severity": "error",
-        "path": "spec.backup.tasks[1].storageName", "message": STORAGE_MSG, "hint": STORAGE_HINT,
+        "file": "deploy/cr.yaml",
+        "line": 42,
+        "column": 9,
+        "rule": "PSB012",
+        "severity": "error",
+        "path": "spec.backup.tasks[1].storageName",
+        "message": STORAGE_MSG,
+        "hint": STORAGE_HINT,
         "object": "PerconaServerMongoDB default/my-cluster",
     }
     assert [f["severity"] for f in doc["findings"]] == ["error", "warning", "info", "error"]
@@ -304,9 +355,7 @@ def test_sarif_valid_and_complete(report, sarif_validator):
         assert rules[res["ruleIndex"]]["id"] == res["ruleId"] == src.code
     assert [r["level"] for r in results] == ["error", "warning", "note", "error"]
     first = results[0]
-    assert first["message"]["text"] == (
-        f"spec.backup.tasks[1].storageName: {STORAGE_MSG}\nHint: {STORAGE_HINT}"
-    )
+    assert first["message"]["text"] == (f"spec.backup.tasks[1].storageName: {STORAGE_MSG}\nHint: {STORAGE_HINT}")
     phys = first["locations"][0]["physicalLocation"]
     assert phys["artifactLocation"]["uri"] == "deploy/cr.yaml"
     assert phys["region"] == {"startLine": 42, "startColumn": 9}
@@ -330,8 +379,13 @@ def test_sarif_weird_inputs(weird, sarif_validator):
     ]
     assert all(URI_REF.match(u) for u in uris)
     regions = [r["locations"][0]["physicalLocation"].get("region") for r in run["results"]]
-    assert regions == [{"startLine": 7}, {"startLine": 2, "startColumn": 3}, {"startLine": 1, "startColumn": 1},
-                       None, {"startLine": 1, "startColumn": 1}]
+    assert regions == [
+        {"startLine": 7},
+        {"startLine": 2, "startColumn": 3},
+        {"startLine": 1, "startColumn": 1},
+        None,
+        {"startLine": 1, "startColumn": 1},
+    ]
     assert run["results"][0]["message"]["text"] == f"metadata.annotations.a,b:c: {WEIRD_MESSAGE}\nHint: {WEIRD_HINT}"
     assert {r["id"] for r in run["tool"]["driver"]["rules"]} == {"PSB012", "PSB020", "PSB030", "X:Y,1"}
 
@@ -345,9 +399,23 @@ def test_sarif_empty_and_without_rules(report, sarif_validator):
 
 def test_sarif_rejects_what_the_schema_forbids(sarif_validator):
     """The schema copy really checks: a result with a bad level or a region starting at line 0 is refused."""
-    bad = {"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "x"}}, "results": [
-        {"message": {"text": "m"}, "level": "info",
-         "locations": [{"physicalLocation": {"artifactLocation": {"uri": "a"}, "region": {"startLine": 0}}}]}]}]}
+    bad = {
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {"driver": {"name": "x"}},
+                "results": [
+                    {
+                        "message": {"text": "m"},
+                        "level": "info",
+                        "locations": [
+                            {"physicalLocation": {"artifactLocation": {"uri": "a"}, "region": {"startLine": 0}}}
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
     assert len(list(sarif_validator.iter_errors(bad))) == 2
 
 
@@ -414,8 +482,7 @@ def test_junit_weird_inputs(weird):
     root = junit_of(weird)
     assert root.get("failures") == "4"
     suites = root.findall("testsuite")
-    assert [s.get("name") for s in suites] == [WEIRD_FILE, "<stdin>", "deploy/win.yaml", "rel/x.yaml",
-                                               "bad-.yaml"]
+    assert [s.get("name") for s in suites] == [WEIRD_FILE, "<stdin>", "deploy/win.yaml", "rel/x.yaml", "bad-.yaml"]
     failure = suites[0].find("testcase/failure")
     expected = XML_ILLEGAL.sub("", f"metadata.annotations.a,b:c: {WEIRD_MESSAGE}").replace("\r\n", "\n")
     assert failure.get("message") == expected  # newlines, quotes, <, &, ]]> survive in an attribute
@@ -526,10 +593,12 @@ def test_gitlab(report):
 def test_gitlab_fingerprint_survives_moved_lines(report):
     """GitLab compares fingerprints across branches: lines moving must not turn a finding into a new one."""
     before = gitlab_of(report)
-    moved = LintReport(findings=[
-        LocatedFinding(x.finding, x.file, x.line + 10 if x.finding.path else x.line, x.column + 2, x.object_ref)
-        for x in report.findings
-    ])
+    moved = LintReport(
+        findings=[
+            LocatedFinding(x.finding, x.file, x.line + 10 if x.finding.path else x.line, x.column + 2, x.object_ref)
+            for x in report.findings
+        ]
+    )
     assert [i["fingerprint"] for i in gitlab_of(moved)] == [i["fingerprint"] for i in before]
     # What identifies a finding does change it: another file, object, rule or message.
     first = report.findings[0]

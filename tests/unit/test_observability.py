@@ -26,9 +26,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -68,13 +69,21 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # or grouped by it when the metric itself has it.
 TARGET_LABELS = {"job", "instance", "pod", "service", "container", "endpoint"}
 # Concrete values for the dashboard's variables (and Grafana's built-ins), so its queries become plain PromQL.
-GRAFANA_VALUES = {"datasource": "prometheus", "namespace": "psmdb", "cluster": "cluster1", "window": "1d",
-                  "__rate_interval": "2m", "__interval": "1m", "__range": "7d"}
+GRAFANA_VALUES = {
+    "datasource": "prometheus",
+    "namespace": "psmdb",
+    "cluster": "cluster1",
+    "window": "1d",
+    "__rate_interval": "2m",
+    "__interval": "1m",
+    "__range": "7d",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # What the code exports
 # ---------------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -101,8 +110,11 @@ def type_lines(exposition: str) -> dict[str, str]:
     labelled ones without children included, and adds `<name>_created` gauges for counters and histograms that have
     samples; those are dropped here (an artefact of the client library, not a name anyone should query)."""
     found = dict(re.findall(r"^# TYPE (\S+) (\S+)$", exposition, re.M))
-    return {n: t for n, t in found.items()
-            if not (n.endswith("_created") and (n[:-8] in found or n[:-8] + "_total" in found))}
+    return {
+        n: t
+        for n, t in found.items()
+        if not (n.endswith("_created") and (n[:-8] in found or n[:-8] + "_total" in found))
+    }
 
 
 def _free_port() -> int:
@@ -126,9 +138,25 @@ def admission_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrap
     port = _free_port()
     log = (tls_dir / "serve.log").open("w+")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PSMDB_BACKUP_")}
-    proc = subprocess.Popen([sys.executable, "-m", "webhook.cli", "serve", "--tls-dir", str(tls_dir), "--no-cluster",
-                             "--listen", f"127.0.0.1:{port}", "--log-format", "text"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--tls-dir",
+            str(tls_dir),
+            "--no-cluster",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--log-format",
+            "text",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     tls = ssl.create_default_context(cafile=str(tls_dir / certs.CA_CERT))
     url = f"https://127.0.0.1:{port}"
 
@@ -156,13 +184,26 @@ def admission_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrap
             time.sleep(0.1)
         for example in ("good", "bad"):
             backup = yaml.safe_load((EXAMPLES / example / "backup.yaml").read_text())
-            review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-                "uid": f"{example}-0", "kind": {"group": "psmdb.percona.com", "version": "v1", "kind": backup["kind"]},
-                "resource": {"group": "psmdb.percona.com", "version": "v1",
-                             "resource": "perconaservermongodbbackups"},
-                "operation": "CREATE", "namespace": backup["metadata"].get("namespace", "psmdb"),
-                "name": backup["metadata"]["name"], "object": backup, "oldObject": None, "dryRun": False,
-                "userInfo": {"username": "test"}}}
+            review = {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": {
+                    "uid": f"{example}-0",
+                    "kind": {"group": "psmdb.percona.com", "version": "v1", "kind": backup["kind"]},
+                    "resource": {
+                        "group": "psmdb.percona.com",
+                        "version": "v1",
+                        "resource": "perconaservermongodbbackups",
+                    },
+                    "operation": "CREATE",
+                    "namespace": backup["metadata"].get("namespace", "psmdb"),
+                    "name": backup["metadata"]["name"],
+                    "object": backup,
+                    "oldObject": None,
+                    "dryRun": False,
+                    "userInfo": {"username": "test"},
+                },
+            }
             status, _ = get("/validate", json.dumps(review).encode())
             assert status == 200
         status, body = get("/metrics")
@@ -201,23 +242,40 @@ def base_metric(used: str, specs: dict[str, Spec]) -> tuple[Spec | None, str]:
 # PromQL, just enough of it: tokens, selectors and their matchers, grouping and matching clauses
 # ---------------------------------------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>\s+|\#[^\n]*)
   | (?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
   | (?P<range>\[[^\]]*\])
   | (?P<number>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
   | (?P<op>==|!=|=~|!~|<=|>=|[-+*/%^<>=(){},@])
-""", re.X)
-AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk",
-                "quantile", "limitk", "limit_ratio"}
+""",
+    re.X,
+)
+AGGREGATIONS = {
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
+}
 
 
 def tokenize(expr: str) -> list[tuple[str, str]]:
     tokens, pos = [], 0
     while pos < len(expr):
         m = _TOKEN.match(expr, pos)
-        assert m, f"cannot tokenize {expr[pos:pos + 40]!r} in {expr!r}"
+        assert m, f"cannot tokenize {expr[pos : pos + 40]!r} in {expr!r}"
         if m.lastgroup != "ws":
             tokens.append((m.lastgroup, m.group()))
         pos = m.end()
@@ -244,7 +302,7 @@ def _open(tokens: list[tuple[str, str]], close_at: int) -> int:
 
 def _label_list(tokens: list[tuple[str, str]], open_at: int) -> list[str]:
     close = _close(tokens, open_at)
-    return [t for k, t in tokens[open_at + 1:close] if k == "ident"]
+    return [t for k, t in tokens[open_at + 1 : close] if k == "ident"]
 
 
 @dataclass
@@ -265,7 +323,7 @@ def analyse(expr: str) -> Analysis:
     grouping: list[tuple[str, list[str], list[str]]] = []
 
     def metrics_in(lo: int, hi: int) -> list[str]:
-        return [t for k, t in tokens[lo:hi + 1] if k == "ident" and PROJECT_METRIC.fullmatch(t)]
+        return [t for k, t in tokens[lo : hi + 1] if k == "ident" and PROJECT_METRIC.fullmatch(t)]
 
     for i, (kind, text) in enumerate(tokens):
         if kind == "ident" and PROJECT_METRIC.fullmatch(text):
@@ -276,7 +334,7 @@ def analyse(expr: str) -> Analysis:
                     if tokens[j][1] == ",":
                         j += 1
                         continue
-                    (lk, label), (_, op), (vk, value) = tokens[j:j + 3]
+                    (lk, label), (_, op), (vk, value) = tokens[j : j + 3]
                     assert lk == "ident" and op in ("=", "!=", "=~", "!~") and vk == "string", expr
                     matchers.append((label, op, value[1:-1]))
                     j += 3
@@ -289,8 +347,12 @@ def analyse(expr: str) -> Analysis:
                 assert tokens[i - 1][1] == ")", f"{text} (...) not after an aggregation in {expr!r}"
                 scope = (_open(tokens, i - 1), i - 1)
             grouping.append((text, _label_list(tokens, i + 1), metrics_in(*scope)))
-        elif kind == "ident" and text in ("on", "ignoring", "group_left", "group_right") and \
-                i + 1 < len(tokens) and tokens[i + 1][1] == "(":
+        elif (
+            kind == "ident"
+            and text in ("on", "ignoring", "group_left", "group_right")
+            and i + 1 < len(tokens)
+            and tokens[i + 1][1] == "("
+        ):
             grouping.append((text, _label_list(tokens, i + 1), metrics_in(0, len(tokens) - 1)))
     return Analysis(selectors, grouping)
 
@@ -314,6 +376,7 @@ def grafana_substitute(text: str) -> str:
 # The files
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def load_rule() -> dict[str, Any]:
     return yaml.safe_load(RULE_FILE.read_text())
 
@@ -336,8 +399,11 @@ def all_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 def dashboard_exprs() -> list[tuple[str, str]]:
     """(where, PromQL with the variables substituted) for every panel query."""
-    return [(f"panel {p['id']} {p.get('title')!r} target {t.get('refId')}", grafana_substitute(t["expr"]))
-            for p in all_panels(load_dashboard()) for t in p.get("targets", [])]
+    return [
+        (f"panel {p['id']} {p.get('title')!r} target {t.get('refId')}", grafana_substitute(t["expr"]))
+        for p in all_panels(load_dashboard())
+        for t in p.get("targets", [])
+    ]
 
 
 def variable_queries() -> list[tuple[str, str]]:
@@ -356,6 +422,7 @@ def all_exprs() -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------------------------
 # Names and labels
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def test_registries_and_scrape_agree_with_the_metric_classes(admission_scrape: Scrape) -> None:
     specs = metric_specs()
@@ -424,9 +491,12 @@ def test_label_values_in_selectors_are_ones_the_code_produces(admission_scrape: 
         ("psmdb_backup_controller_backup_transitions_total", "state"): set(controller_metrics.BACKUP_STATES),
         ("psmdb_backup_controller_restores", "state"): set(controller_metrics.RESTORE_STATES),
         ("psmdb_backup_controller_restore_transitions_total", "state"): set(controller_metrics.RESTORE_STATES),
-        ("psmdb_backup_webhook_requests_total", "decision"):
-            {s.labels["decision"] for f in text_string_to_metric_families(admission_scrape.text)
-             for s in f.samples if s.name == "psmdb_backup_webhook_requests_total"},
+        ("psmdb_backup_webhook_requests_total", "decision"): {
+            s.labels["decision"]
+            for f in text_string_to_metric_families(admission_scrape.text)
+            for s in f.samples
+            if s.name == "psmdb_backup_webhook_requests_total"
+        },
     }
     assert "denied" in known[("psmdb_backup_webhook_requests_total", "decision")]  # the bad example was denied
     checked = 0
@@ -475,6 +545,7 @@ def test_legends_and_annotations_name_labels_the_query_has() -> None:
 # The PrometheusRule
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_prometheusrule_structure() -> None:
     doc = load_rule()
     assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["kind"] == "PrometheusRule"
@@ -505,10 +576,18 @@ def test_prometheusrule_structure() -> None:
             assert "\n" not in ann["description"].strip(), f"{name}: description should be one folded paragraph"
     # The brief's alerts are all there.
     assert {a for a, _ in seen} >= {
-        "PSMDBBackupOverdue", "PSMDBBackupNeverSucceeded", "PSMDBBackupFailed", "PSMDBRestoreFailed",
-        "PSMDBBackupMissedSlots", "PSMDBBackupScheduleInvalid", "PSMDBWebhookDenialsSpiking",
-        "PSMDBWebhookCertificateExpiring", "PSMDBBackupControllerNotLeading", "PSMDBWebhookDown",
-        "PSMDBBackupControllerDown"}
+        "PSMDBBackupOverdue",
+        "PSMDBBackupNeverSucceeded",
+        "PSMDBBackupFailed",
+        "PSMDBRestoreFailed",
+        "PSMDBBackupMissedSlots",
+        "PSMDBBackupScheduleInvalid",
+        "PSMDBWebhookDenialsSpiking",
+        "PSMDBWebhookCertificateExpiring",
+        "PSMDBBackupControllerNotLeading",
+        "PSMDBWebhookDown",
+        "PSMDBBackupControllerDown",
+    }
 
 
 def test_up_alerts_use_the_jobs_the_servicemonitors_set() -> None:
@@ -526,8 +605,9 @@ def troubleshooting_anchors() -> set[str]:
 
 def test_runbook_anchors_exist_once_the_troubleshooting_guide_does() -> None:
     if not TROUBLESHOOTING_DOC.exists():
-        pytest.skip("docs/troubleshooting.md is not written yet; anchors used: "
-                    + ", ".join(sorted(troubleshooting_anchors())))
+        pytest.skip(
+            "docs/troubleshooting.md is not written yet; anchors used: " + ", ".join(sorted(troubleshooting_anchors()))
+        )
     text = TROUBLESHOOTING_DOC.read_text()
     slugs = set()
     for heading in re.findall(r"^#+\s+(.+?)\s*$", text, re.M):  # GitHub's heading anchors
@@ -540,11 +620,13 @@ def test_runbook_anchors_exist_once_the_troubleshooting_guide_does() -> None:
 # promtool
 # ---------------------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def promtool() -> Path:
     """promtool from tools/get-promtool.sh (Debian's prometheus package, cached outside the repository)."""
-    proc = subprocess.run(["bash", str(ROOT / "tools" / "get-promtool.sh")], capture_output=True, text=True,
-                          check=False, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "tools" / "get-promtool.sh")], capture_output=True, text=True, check=False, timeout=300
+    )
     if proc.returncode != 0:
         if os.environ.get("PSMDB_REQUIRE_E2E") == "1":
             pytest.fail(f"tools/get-promtool.sh failed:\n{proc.stderr}")
@@ -565,8 +647,10 @@ def test_promtool_check_rules(promtool: Path, tmp_path: Path) -> None:
 
 def test_promtool_parses_every_dashboard_expression(promtool: Path, tmp_path: Path) -> None:
     exprs = dashboard_exprs()
-    group = {"name": "dashboard", "rules": [{"record": f"dashboard:query_{i}", "expr": expr}
-                                            for i, (_, expr) in enumerate(exprs)]}
+    group = {
+        "name": "dashboard",
+        "rules": [{"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)],
+    }
     (tmp_path / "dashboard.yaml").write_text(yaml.safe_dump({"groups": [group]}, sort_keys=False))
     proc = _promtool(promtool, "check", "rules", "dashboard.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr + "\n".join(f"{i}: {w}" for i, (w, _) in enumerate(exprs))
@@ -589,6 +673,7 @@ def test_promtool_alert_unit_tests(promtool: Path, tmp_path: Path) -> None:
 # The dashboard
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_dashboard_json() -> None:
     d = load_dashboard()
     assert d["uid"] and d["title"] and 36 <= d["schemaVersion"] <= 41
@@ -604,7 +689,7 @@ def test_dashboard_json() -> None:
     for p in panels:
         assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
         pos = p["gridPos"]
-        assert {"x", "y", "w", "h"} <= set(pos) and 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, p["title"]
+        assert {"x", "y", "w", "h"} <= set(pos) and pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, p["title"]
         boxes.append((pos["x"], pos["y"], pos["w"], pos["h"], p["title"]))
         if p["type"] == "row":
             continue
@@ -614,12 +699,13 @@ def test_dashboard_json() -> None:
             assert t["expr"].strip() and t["refId"], p["title"]
         assert len({t["refId"] for t in p["targets"]}) == len(p["targets"]), p["title"]
     for i, (x1, y1, w1, h1, a) in enumerate(boxes):  # no two panels overlap
-        for x2, y2, w2, h2, b in boxes[i + 1:]:
+        for x2, y2, w2, h2, b in boxes[i + 1 :]:
             assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1, (a, b)
     # Every dashboard query of a metric that has namespace and cluster filters by the variables.
     specs = metric_specs()
-    for where, expr in ((w, t) for p in panels for w, t in
-                        ((f"panel {p['id']}", t["expr"]) for t in p.get("targets", []))):
+    for where, expr in (
+        (w, t) for p in panels for w, t in ((f"panel {p['id']}", t["expr"]) for t in p.get("targets", []))
+    ):
         for sel in analyse(expr.replace("$", "")).selectors:
             spec, _ = base_metric(sel.metric, specs)
             if {"namespace", "cluster"} <= set(spec.labels):
@@ -629,6 +715,7 @@ def test_dashboard_json() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # kustomize: the optional component and the default install
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _kubectl() -> Path:
     """The kubectl built by tools/build-control-plane.sh (as in test_install_manifests)."""
@@ -652,8 +739,12 @@ def render(path: Path) -> list[dict[str, Any]]:
 def test_observability_kustomization_renders() -> None:
     docs = render(OBS)
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
-    assert kinds == [("ConfigMap", "psmdb-backup-dashboard"), ("PrometheusRule", "psmdb-backup-webhook"),
-                     ("ServiceMonitor", "psmdb-backup-controller"), ("ServiceMonitor", "psmdb-backup-webhook")]
+    assert kinds == [
+        ("ConfigMap", "psmdb-backup-dashboard"),
+        ("PrometheusRule", "psmdb-backup-webhook"),
+        ("ServiceMonitor", "psmdb-backup-controller"),
+        ("ServiceMonitor", "psmdb-backup-webhook"),
+    ]
     for d in docs:
         assert d["metadata"]["namespace"] == NAMESPACE
         assert d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "psmdb-backup-webhook"
@@ -674,8 +765,7 @@ def test_default_installs_do_not_need_the_prometheus_operator(path: str) -> None
 
 def _service_for(monitor: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     wanted = monitor["spec"]["selector"]["matchLabels"]
-    found = [d for d in docs if d["kind"] == "Service"
-             and wanted.items() <= d["metadata"].get("labels", {}).items()]
+    found = [d for d in docs if d["kind"] == "Service" and wanted.items() <= d["metadata"].get("labels", {}).items()]
     assert len(found) <= 1, f"{monitor['metadata']['name']} selects several Services"
     return found[0] if found else None
 
@@ -698,12 +788,16 @@ def test_servicemonitors_select_the_metrics_services() -> None:
 
     # The controller's Service is added with its Deployment; until then only the selector's shape is fixed.
     controller = monitors["psmdb-backup-controller"]
-    assert controller["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "psmdb-backup-webhook",
-                                                             "app.kubernetes.io/component": "controller"}
+    assert controller["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "psmdb-backup-webhook",
+        "app.kubernetes.io/component": "controller",
+    }
     cep = controller["spec"]["endpoints"][0]
     assert cep["port"] == "metrics" and cep["honorLabels"] is True
-    has_controller = any(d["kind"] == "Deployment" and d["metadata"].get("labels", {}).get(
-        "app.kubernetes.io/component") == "controller" for d in install)
+    has_controller = any(
+        d["kind"] == "Deployment" and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "controller"
+        for d in install
+    )
     if has_controller:
         svc = _service_for(controller, install)
         assert svc is not None, "the controller Deployment has no Service the ServiceMonitor selects"
@@ -721,8 +815,9 @@ def test_metrics_doc_lists_exactly_the_exported_metrics(admission_scrape: Scrape
     text = METRICS_DOC.read_text()
     rows = {name: (kind, labels) for name, kind, labels in _ROW.findall(text)}
     specs = metric_specs()
-    assert set(rows) == set(exported_names(admission_scrape.text)), \
+    assert set(rows) == set(exported_names(admission_scrape.text)), (
         f"missing: {set(specs) - set(rows)}, stale: {set(rows) - set(specs)}"
+    )
     for name, (kind, labels) in rows.items():
         spec = specs[name]
         assert kind == spec.type, name

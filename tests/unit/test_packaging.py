@@ -31,8 +31,9 @@ SOURCES = ("pyproject.toml", "README.md", "LICENSE", "webhook", "schemas")
 
 def _pip(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    result = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env,
-                            timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
     assert result.returncode == 0, f"pip {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -99,16 +100,31 @@ def venv(wheel: Path) -> Path:
     with _Lock(CACHE / ".lock"):
         if not (wheelhouse / ".ok").exists():
             shutil.rmtree(wheelhouse, ignore_errors=True)
-            _pip("download", "--only-binary=:all:", "--no-deps", "--dest", str(wheelhouse),
-                 *(f"{name}=={version}" for name, version in _pins().items()))
+            _pip(
+                "download",
+                "--only-binary=:all:",
+                "--no-deps",
+                "--dest",
+                str(wheelhouse),
+                *(f"{name}=={version}" for name, version in _pins().items()),
+            )
             (wheelhouse / ".ok").touch()
             _prune(wheelhouse)
         if not (target / ".ok").exists():
             shutil.rmtree(target, ignore_errors=True)
             subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True)
             # --no-index: every dependency must come from the pins (a missing pin fails here, not in the image build)
-            _pip("--python", str(target / "bin" / "python"), "install", "--no-index", "--find-links", str(wheelhouse),
-                 "--constraint", str(ROOT / "constraints.txt"), str(wheel))
+            _pip(
+                "--python",
+                str(target / "bin" / "python"),
+                "install",
+                "--no-index",
+                "--find-links",
+                str(wheelhouse),
+                "--constraint",
+                str(ROOT / "constraints.txt"),
+                str(wheel),
+            )
             (target / ".ok").touch()
             _prune(target)
     return target
@@ -143,15 +159,28 @@ def test_the_wheel_ships_every_module_and_data_file_of_the_package(wheel: Path) 
 
 
 def test_the_installed_console_script_works_outside_the_checkout(venv: Path, tmp_path: Path) -> None:
-    assert not (venv / "lib").joinpath(f"python{sys.version_info.major}.{sys.version_info.minor}",
-                                       "site-packages", "_psmdb_backup_webhook_editable.pth").exists()
+    assert (
+        not (venv / "lib")
+        .joinpath(
+            f"python{sys.version_info.major}.{sys.version_info.minor}",
+            "site-packages",
+            "_psmdb_backup_webhook_editable.pth",
+        )
+        .exists()
+    )
     result = run(venv, tmp_path, "psmdb-backup", "--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"psmdb-backup {PROJECT['version']}"
 
     # imported from the venv, not from the checkout (cwd is elsewhere, no PYTHONPATH, no system site-packages)
-    where = run(venv, tmp_path, "python", "-c", "import sys, webhook; print(webhook.__file__); "
-                "print(any('site-packages' in p and not p.startswith(sys.prefix) for p in sys.path))")
+    where = run(
+        venv,
+        tmp_path,
+        "python",
+        "-c",
+        "import sys, webhook; print(webhook.__file__); "
+        "print(any('site-packages' in p and not p.startswith(sys.prefix) for p in sys.path))",
+    )
     assert where.returncode == 0, where.stderr
     module_file, foreign_site = where.stdout.split()
     assert module_file.startswith(str(venv)) and foreign_site == "False", where.stdout

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,22 @@ SIM_DIR = REPO / "tools" / "pbm-sim"
 PBM = str(SIM_DIR / "pbm")
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 RFC3339NANO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
-STATUSES = {"init", "ready", "down", "starting", "cleanupCluster", "running", "dumpDone", "copyReady", "copyDone",
-            "partlyDone", "done", "canceled", "error", "lastTS"}
+STATUSES = {
+    "init",
+    "ready",
+    "down",
+    "starting",
+    "cleanupCluster",
+    "running",
+    "dumpDone",
+    "copyReady",
+    "copyDone",
+    "partlyDone",
+    "done",
+    "canceled",
+    "error",
+    "lastTS",
+}
 PREFIX = "psmdb/cluster1"
 CLUSTER = ClusterRef("ns1", "cluster1")
 
@@ -62,14 +76,40 @@ SHAPES: dict[str, tuple[set[str], set[str]]] = {
     "backup": ({"name", "storagePath"}, {"profile"}),  # backupOut
     "backup external": ({"name", "storage"}, set()),  # externBcpOut (errata 20)
     "describe-backup": (  # bcpDesc
-        {"name", "opid", "type", "last_write_ts", "last_transition_ts", "last_write_time", "last_transition_time",
-         "sel_user_and_roles", "mongodb_version", "fcv", "pbm_version", "status", "size", "size_uncompressed",
-         "size_h", "size_uncompressed_h", "replsets"},
+        {
+            "name",
+            "opid",
+            "type",
+            "last_write_ts",
+            "last_transition_ts",
+            "last_write_time",
+            "last_transition_time",
+            "sel_user_and_roles",
+            "mongodb_version",
+            "fcv",
+            "pbm_version",
+            "status",
+            "size",
+            "size_uncompressed",
+            "size_h",
+            "size_uncompressed_h",
+            "replsets",
+        },
         {"profile", "storage_name", "storage_type", "namespaces", "error"},
     ),
     "describe-backup replset": (  # bcpReplDesc
-        {"name", "status", "node", "size", "size_uncompressed", "size_uncompressed_h", "last_write_ts",
-         "last_transition_ts", "last_write_time", "last_transition_time"},
+        {
+            "name",
+            "status",
+            "node",
+            "size",
+            "size_uncompressed",
+            "size_uncompressed_h",
+            "last_write_ts",
+            "last_transition_ts",
+            "last_write_time",
+            "last_transition_time",
+        },
         {"files", "size_h", "configsvr", "configshard", "security", "error", "collections"},
     ),
     "restore": ({"name"}, {"snapshot", "point-in-time"}),  # restoreRet (errata 21)
@@ -77,14 +117,20 @@ SHAPES: dict[str, tuple[set[str], set[str]]] = {
         {"name", "opid", "backup", "type", "status", "last_transition_ts", "last_transition_time", "replsets"},
         {"error", "namespaces", "start_ts", "start", "finish", "ts_to_restore", "time_to_restore"},
     ),
-    "describe-restore replset": ({"name", "status", "last_transition_ts", "last_transition_time"},
-                                 {"partial_txn", "nodes", "error"}),
+    "describe-restore replset": (
+        {"name", "status", "last_transition_ts", "last_transition_time"},
+        {"partial_txn", "nodes", "error"},
+    ),
     "list": ({"snapshots"}, {"pitr"}),  # backupListOut
-    "list snapshot": ({"name", "status", "printStatus", "restoreTo", "pbmVersion", "type", "src"},
-                      {"profile", "storage", "nss", "size", "error"}),  # snapshotStat
+    "list snapshot": (
+        {"name", "status", "printStatus", "restoreTo", "pbmVersion", "type", "src"},
+        {"profile", "storage", "nss", "size", "error"},
+    ),  # snapshotStat
     "list pitr": ({"on", "ranges"}, {"rsRanges"}),
-    "list --restore entry": ({"start", "status", "type"},  # restoreStatus (errata 22)
-                             {"snapshot", "start-point-in-time", "point-in-time", "name", "namespaces", "error"}),
+    "list --restore entry": (
+        {"start", "status", "type"},  # restoreStatus (errata 22)
+        {"snapshot", "start-point-in-time", "point-in-time", "name", "namespaces", "error"},
+    ),
     "status": ({"backups", "cluster", "pitr", "running"}, set()),
     "status cluster rs": ({"rs", "nodes"}, set()),
     "status node": ({"host", "agent", "role", "prio_pitr", "prio_backup", "ok"}, {"errors"}),
@@ -160,8 +206,13 @@ def moto_endpoint() -> Any:
 
 @pytest.fixture(scope="module")
 def s3(moto_endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture
@@ -174,31 +225,47 @@ def bucket(s3: Any) -> str:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PBM_"))}
-    e.update({
-        "PATH": f"{SIM_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PSMDB_PBM_SIM_PYTHON": sys.executable,
-        "PBM_SIM_STATE": str(tmp_path / "state"),
-        "PBM_MONGODB_URI": "mongodb://pbm:secret@localhost:27017",
-        "PBM_SIM_ADVANCE": "calls",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    })
+    e.update(
+        {
+            "PATH": f"{SIM_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PSMDB_PBM_SIM_PYTHON": sys.executable,
+            "PBM_SIM_STATE": str(tmp_path / "state"),
+            "PBM_MONGODB_URI": "mongodb://pbm:secret@localhost:27017",
+            "PBM_SIM_ADVANCE": "calls",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
     return e
 
 
 def s3_config(endpoint: str, bucket: str, prefix: str = PREFIX, **pitr: Any) -> dict[str, Any]:
     return {
-        "storage": {"type": "s3", "s3": {
-            "region": "us-east-1", "bucket": bucket, "prefix": prefix, "endpointUrl": endpoint,
-            "credentials": {"access-key-id": "testing", "secret-access-key": "testing"},
-        }},
+        "storage": {
+            "type": "s3",
+            "s3": {
+                "region": "us-east-1",
+                "bucket": bucket,
+                "prefix": prefix,
+                "endpointUrl": endpoint,
+                "credentials": {"access-key-id": "testing", "secret-access-key": "testing"},
+            },
+        },
         "pitr": {"enabled": False, **pitr},
     }
 
 
-def pbm(env: dict[str, str], *args: str, stdin: str | None = None, check: bool = True,
-        timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run([PBM, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout,
-                       stdin=None if stdin is not None else subprocess.DEVNULL)
+def pbm(
+    env: dict[str, str], *args: str, stdin: str | None = None, check: bool = True, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run(
+        [PBM, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
     if check and p.returncode != 0:
         raise AssertionError(f"pbm {' '.join(args)} failed ({p.returncode}): {p.stderr}{p.stdout}")
     return p
@@ -265,8 +332,9 @@ def test_version_and_error_path(env: dict[str, str]) -> None:
     assert json.loads(pbm(env, "version", "--out=json").stdout)["Version"] == "2.15.0"
 
 
-def test_config_profiles_and_status(env: dict[str, str], tmp_path: Path, moto_endpoint: str, bucket: str,
-                                    s3: Any) -> None:
+def test_config_profiles_and_status(
+    env: dict[str, str], tmp_path: Path, moto_endpoint: str, bucket: str, s3: Any
+) -> None:
     p = pbm(env, "status", "-o", "json", check=False)
     assert p.returncode == 1 and "get status of backups: get config:" in p.stderr
 
@@ -292,7 +360,9 @@ def test_config_profiles_and_status(env: dict[str, str], tmp_path: Path, moto_en
     bad = tmp_path / "bad.yaml"
     bad.write_text("storage:\n  type: tape\n")
     p = pbm(env, "config", "--file", str(bad), check=False)
-    assert p.returncode == 1 and p.stderr == "Error: unable to get new config: storage cast: tape: unknown storage type\n"
+    assert (
+        p.returncode == 1 and p.stderr == "Error: unable to get new config: storage cast: tape: unknown storage type\n"
+    )
     bad.write_text("storage:\n  type: s3\nextra: 1\n")
     p = pbm(env, "config", "--file", str(bad), check=False)
     assert p.returncode == 1 and "field extra not found in type config.Config" in p.stderr
@@ -319,21 +389,22 @@ def test_config_profiles_and_status(env: dict[str, str], tmp_path: Path, moto_en
     assert set(pbm_json(env, "status", "-s", "cluster", "-s", "pitr")) == {"cluster", "pitr"}
 
 
-def test_backup_lifecycle_writes_and_deletes_s3_objects(env: dict[str, str], tmp_path: Path, moto_endpoint: str,
-                                                        bucket: str, s3: Any) -> None:
+def test_backup_lifecycle_writes_and_deletes_s3_objects(
+    env: dict[str, str], tmp_path: Path, moto_endpoint: str, bucket: str, s3: Any
+) -> None:
     configure(env, tmp_path, s3_config(moto_endpoint, bucket))
-    started = datetime.now(timezone.utc).replace(microsecond=0)
+    started = datetime.now(UTC).replace(microsecond=0)
     out = pbm_json(env, "backup", "--type", "logical", "--compression", "gzip", "--compression-level", "6")
     assert_shape(out, "backup")
     name = out["name"]
-    assert RFC3339.match(name) and datetime.strptime(name, "%Y-%m-%dT%H:%M:%SZ").replace(
-        tzinfo=timezone.utc) >= started
+    assert RFC3339.match(name) and datetime.strptime(name, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) >= started
     assert out["storagePath"] == f"{moto_endpoint}/{bucket}/{PREFIX}" and "profile" not in out
 
     # one operation at a time
     p = pbm(env, "backup", "-o", "json", check=False)
     assert p.returncode == 1 and re.fullmatch(
-        r"Error: another operation in progress, backup/[0-9a-f]{24} \[rs0/rs0-\d:27017\]\n", p.stderr)
+        r"Error: another operation in progress, backup/[0-9a-f]{24} \[rs0/rs0-\d:27017\]\n", p.stderr
+    )
     st = pbm_json(env, "status", "-s", "running")
     assert st["running"]["type"] == "backup" and st["running"]["name"] == name
 
@@ -428,8 +499,9 @@ def test_backup_failures(env: dict[str, str], tmp_path: Path, moto_endpoint: str
     assert snap["error"].startswith("dump: upload no-such-bucket/") and "NoSuchBucket" in snap["error"]
 
 
-def test_time_mode_backup_waits_for_running(env: dict[str, str], tmp_path: Path, moto_endpoint: str,
-                                            bucket: str) -> None:
+def test_time_mode_backup_waits_for_running(
+    env: dict[str, str], tmp_path: Path, moto_endpoint: str, bucket: str
+) -> None:
     env = {**env, "PBM_SIM_ADVANCE": "time", "PBM_SIM_STARTING_SECONDS": "0.3", "PBM_SIM_BACKUP_SECONDS": "0.6"}
     configure(env, tmp_path, s3_config(moto_endpoint, bucket))
     name = pbm_json(env, "backup")["name"]
@@ -496,8 +568,9 @@ def test_restore_lifecycle(env: dict[str, str], tmp_path: Path, moto_endpoint: s
     assert d["replsets"][0]["error"] == "pbm-sim: simulated restore failure"
 
 
-def test_resync_imports_backups_of_another_cluster(env: dict[str, str], tmp_path: Path, moto_endpoint: str,
-                                                   bucket: str) -> None:
+def test_resync_imports_backups_of_another_cluster(
+    env: dict[str, str], tmp_path: Path, moto_endpoint: str, bucket: str
+) -> None:
     cfg = s3_config(moto_endpoint, bucket)
     configure(env, tmp_path, cfg)
     name = pbm_json(env, "backup")["name"]
@@ -530,9 +603,13 @@ def test_driver_against_simulator(env: dict[str, str], moto_endpoint: str, bucke
     async def scenario() -> None:
         main = s3_config(moto_endpoint, bucket, oplogSpanMin=10)
         secret = main["storage"]["s3"]["credentials"]["secret-access-key"]
-        res = await drv.apply_config(CLUSTER, main, {
-            "west": {"storage": s3_config(moto_endpoint, bucket, prefix="west")["storage"]},
-        })
+        res = await drv.apply_config(
+            CLUSTER,
+            main,
+            {
+                "west": {"storage": s3_config(moto_endpoint, bucket, prefix="west")["storage"]},
+            },
+        )
         assert res["profiles_added"] == ["west"] and res["profiles_removed"] == []
         assert res["config"]["storage"]["s3"]["credentials"]["secret-access-key"] == "***"
         # credentials went through stdin into a temp file, never into a command line
@@ -550,7 +627,7 @@ def test_driver_against_simulator(env: dict[str, str], moto_endpoint: str, bucke
         assert isinstance(done, BackupInfo) and done.terminal and done.error is None
         assert done.type == "logical" and done.size > 0 and done.storage_name is None
         assert done.last_write_time is not None and infos[1].last_write_time is None
-        assert done.last_transition_time is not None and done.last_transition_time.tzinfo is timezone.utc
+        assert done.last_transition_time is not None and done.last_transition_time.tzinfo is UTC
         assert done.replsets[0].name == "rs0" and done.replsets[0].status == "done"
         assert done.replsets[0].node.startswith("cluster1-rs0-1.cluster1-rs0.ns1.svc.cluster.local")
         assert await drv.backup_status(CLUSTER, "2000-01-01T00:00:00Z") is None
@@ -592,8 +669,18 @@ def test_driver_against_simulator(env: dict[str, str], moto_endpoint: str, bucke
     run(scenario())
     argvs = [argv for _, _, argv in transport.calls]
     backup_argv = next(a for a in argvs if a[1] == "backup")
-    assert backup_argv == ("pbm", "backup", "--type", "logical", "--compression", "gzip", "--compression-level", "1",
-                           "-o", "json")
+    assert backup_argv == (
+        "pbm",
+        "backup",
+        "--type",
+        "logical",
+        "--compression",
+        "gzip",
+        "--compression-level",
+        "1",
+        "-o",
+        "json",
+    )
     assert ("pbm", "backup", "--type", "incremental", "--base", "-o", "json") in argvs
     assert next(a for a in argvs if a[1] == "restore")[-3:] == ("--yes", "-o", "json")
     assert next(a for a in argvs if a[1] == "delete-backup")[-1] == "--yes"
@@ -606,9 +693,13 @@ def test_driver_with_kwok_style_errors_and_profiles(env: dict[str, str], moto_en
         with pytest.raises(PBMError) as ei:
             await drv.start_backup(CLUSTER, "b", "logical")
         assert ei.value.message == "no config set. Set config with <pbm config>" and ei.value.exit_code == 1
-        await drv.apply_config(CLUSTER, s3_config(moto_endpoint, bucket), {
-            "west": {"storage": s3_config(moto_endpoint, bucket, prefix="west")["storage"]},
-        })
+        await drv.apply_config(
+            CLUSTER,
+            s3_config(moto_endpoint, bucket),
+            {
+                "west": {"storage": s3_config(moto_endpoint, bucket, prefix="west")["storage"]},
+            },
+        )
         out = await drv.start_backup(CLUSTER, "b", "logical", profile="west")
         assert out["profile"] == "west" and out["storagePath"].endswith(f"/{bucket}/west")
         infos = [await drv.backup_status(CLUSTER, out["name"]) for _ in range(4)]
@@ -643,7 +734,9 @@ def driver_with(result: ExecResult | None = None, **kw: Any) -> tuple[CliDriver,
     return CliDriver(fake, **kw), fake
 
 
-KWOK_ERR = "Internal error occurred: error executing command in container: cmd wait: pbm describe-backup x: exit status 1"
+KWOK_ERR = (
+    "Internal error occurred: error executing command in container: cmd wait: pbm describe-backup x: exit status 1"
+)
 
 
 @pytest.mark.timeout(20)
@@ -670,28 +763,44 @@ def test_driver_error_handling() -> None:
 
     # non-zero exit: PBM's stderr text wins over the transport's message (kubelet or kwok style)
     for transport_msg, code in (("command terminated with non-zero exit code: ... exit code 1", 1), (KWOK_ERR, 1)):
-        drv, _ = driver_with(ExecResult(b"", b"Error: backup '2026' didn't finish successfully\n", False, code,
-                                        transport_msg))
+        drv, _ = driver_with(
+            ExecResult(b"", b"Error: backup '2026' didn't finish successfully\n", False, code, transport_msg)
+        )
         with pytest.raises(PBMError) as ei:
             run(drv.start_restore(CLUSTER, "2026"))
         assert type(ei.value) is PBMError and ei.value.message == "backup '2026' didn't finish successfully"
         assert ei.value.exit_code == 1 and ei.value.argv[-3:] == ("--yes", "-o", "json")
 
     # multi-line PBM errors are kept whole
-    drv, _ = driver_with(ExecResult(b"", b'Error: wait for backup status: boom\n- Backup on replicaset "rs0" in '
-                                         b"state: error: boom\n", False, 1, KWOK_ERR))
+    drv, _ = driver_with(
+        ExecResult(
+            b"",
+            b'Error: wait for backup status: boom\n- Backup on replicaset "rs0" in state: error: boom\n',
+            False,
+            1,
+            KWOK_ERR,
+        )
+    )
     with pytest.raises(PBMError, match=r'boom\n- Backup on replicaset "rs0" in state: error: boom$'):
         run(drv.start_backup(CLUSTER, "b", "logical"))
 
     # exitErr's JSON on stdout ({"Error": ...}) is understood too
-    drv, _ = driver_with(ExecResult(b'{"Error":"connect to mongodb: no reachable servers"}\n', b"", False, 1,
-                                    KWOK_ERR))
+    drv, _ = driver_with(ExecResult(b'{"Error":"connect to mongodb: no reachable servers"}\n', b"", False, 1, KWOK_ERR))
     with pytest.raises(PBMError, match="^connect to mongodb: no reachable servers$"):
         run(drv.status(CLUSTER))
 
     # kwok's internal error with no output at all: a PBMError carrying the API server's text and exit status
-    ok, code, msg = parse_exec_status(json.dumps({"status": "Failure", "message": KWOK_ERR, "reason": "InternalError",
-                                                  "details": {"causes": [{"message": KWOK_ERR[30:]}]}, "code": 500}))
+    ok, code, msg = parse_exec_status(
+        json.dumps(
+            {
+                "status": "Failure",
+                "message": KWOK_ERR,
+                "reason": "InternalError",
+                "details": {"causes": [{"message": KWOK_ERR[30:]}]},
+                "code": 500,
+            }
+        )
+    )
     assert (ok, code, msg) == (False, 1, KWOK_ERR)
     drv, _ = driver_with(ExecResult(b"", b"", False, code, msg))
     with pytest.raises(PBMError) as ei:
@@ -715,8 +824,9 @@ def test_driver_error_handling() -> None:
     drv, _ = driver_with(ExecResult(b"", b"", False, None, "exec into ns1/cluster1-rs0-0/backup-agent: 404 Not Found"))
     with pytest.raises(PBMTransportError, match="404"):
         run(drv.status(CLUSTER))
-    drv, _ = driver_with(ExecResult(b"", b"", False, None, 'cmd start: pbm status: exec: "pbm": executable file '
-                                                           "not found in $PATH"))
+    drv, _ = driver_with(
+        ExecResult(b"", b"", False, None, 'cmd start: pbm status: exec: "pbm": executable file not found in $PATH')
+    )
     with pytest.raises(PBMTransportError, match="executable file not found"):
         run(drv.status(CLUSTER))
 
@@ -729,21 +839,40 @@ def test_driver_error_handling() -> None:
 def test_argument_mapping() -> None:
     assert backup_type_args("incremental-base") == ["--type", "incremental", "--base"]
     assert backup_type_args("physical") == ["--type", "physical"]
-    assert pitr_time_arg(datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)) == "2026-01-02T03:04:05"
+    assert pitr_time_arg(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05"
     assert pitr_time_arg("2026-01-02 03:04:05") == "2026-01-02T03:04:05"
     assert pitr_time_arg(1700000000) == "1700000000,0"
 
     drv, fake = driver_with(ExecResult(b'{"name":"2026-01-02T03:04:06.5Z"}\n', b"", True, 0))
-    name = run(drv.start_restore(CLUSTER, "2026-01-01T00:00:00Z", time="2026-01-02 03:04:05",
-                                 namespaces=["app.*"], replset_remapping={"rsA": "rs0", "rsB": "rs1"},
-                                 with_users_and_roles=True))
+    name = run(
+        drv.start_restore(
+            CLUSTER,
+            "2026-01-01T00:00:00Z",
+            time="2026-01-02 03:04:05",
+            namespaces=["app.*"],
+            replset_remapping={"rsA": "rs0", "rsB": "rs1"},
+            with_users_and_roles=True,
+        )
+    )
     assert name == "2026-01-02T03:04:06.5Z"
-    assert fake.calls[0][2] == ["pbm", "restore", "--time", "2026-01-02T03:04:05", "--base-snapshot",
-                                "2026-01-01T00:00:00Z", "--ns", "app.*", "--replset-remapping", "rs0=rsA,rs1=rsB",
-                                "--with-users-and-roles", "--yes", "-o", "json"]
+    assert fake.calls[0][2] == [
+        "pbm",
+        "restore",
+        "--time",
+        "2026-01-02T03:04:05",
+        "--base-snapshot",
+        "2026-01-01T00:00:00Z",
+        "--ns",
+        "app.*",
+        "--replset-remapping",
+        "rs0=rsA,rs1=rsB",
+        "--with-users-and-roles",
+        "--yes",
+        "-o",
+        "json",
+    ]
     run(drv.start_restore(CLUSTER, "b1", ns_from="app.a", ns_to="app.b"))
-    assert fake.calls[1][2] == ["pbm", "restore", "b1", "--ns-from", "app.a", "--ns-to", "app.b", "--yes", "-o",
-                                "json"]
+    assert fake.calls[1][2] == ["pbm", "restore", "b1", "--ns-from", "app.a", "--ns-to", "app.b", "--yes", "-o", "json"]
     with pytest.raises(ValueError):
         run(drv.start_restore(CLUSTER, "b1", base_snapshot="b0"))
 
@@ -782,6 +911,7 @@ class _FakeWs:
         async def gen() -> Any:
             for f in self.frames:
                 yield _Msg(f)
+
         return gen()
 
 
@@ -805,8 +935,14 @@ def test_kubeexec_channels(monkeypatch: pytest.MonkeyPatch) -> None:
     kx = KubeExec(ws_client="WS")
     pod = PodRef("ns1", "cluster1-rs0-0")
 
-    frames[:] = [b"\x01", b"\x02", b'\x01{"name":', b'\x01"x"}\n', b"\x02warning\n",
-                 b'\x03{"metadata":{},"status":"Success"}']
+    frames[:] = [
+        b"\x01",
+        b"\x02",
+        b'\x01{"name":',
+        b'\x01"x"}\n',
+        b"\x02warning\n",
+        b'\x03{"metadata":{},"status":"Success"}',
+    ]
     res = run(kx(pod, "backup-agent", ["pbm", "status"], b"abc"))
     assert res == ExecResult(b'{"name":"x"}\n', b"warning\n", True, 0, None)
     assert seen["command"] == ["pbm", "status"] and seen["container"] == "backup-agent" and seen["stdin"] is True
@@ -814,9 +950,12 @@ def test_kubeexec_channels(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ws.sent == [b"\x00abc"]
 
     # a real kubelet's non-zero exit
-    frames[:] = [b"\x02Error: no tty\n", b'\x03{"status":"Failure","reason":"NonZeroExitCode","message":"command '
-                 b'terminated with non-zero exit code: exit 1","details":{"causes":[{"reason":"ExitCode",'
-                 b'"message":"1"}]}}']
+    frames[:] = [
+        b"\x02Error: no tty\n",
+        b'\x03{"status":"Failure","reason":"NonZeroExitCode","message":"command '
+        b'terminated with non-zero exit code: exit 1","details":{"causes":[{"reason":"ExitCode",'
+        b'"message":"1"}]}}',
+    ]
     res = run(kx(pod, "backup-agent", ["pbm", "restore", "x"], None))
     assert (res.ok, res.exit_code, res.stderr) == (False, 1, b"Error: no tty\n")
     # kwok: InternalError with `exit status N`
@@ -830,6 +969,7 @@ def test_kubeexec_channels(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- Azure (Azurite)
+
 
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Any:
@@ -848,13 +988,23 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def test_azure_storage_via_azurite(env: dict[str, str], tmp_path: Path, azurite: str) -> None:
     from azure.storage.blob import BlobServiceClient
 
-    svc = BlobServiceClient(account_url=azurite, credential={"account_name": AZURITE_ACCOUNT,
-                                                             "account_key": AZURITE_KEY})
+    svc = BlobServiceClient(
+        account_url=azurite, credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY}
+    )
     container = f"pbm-{uuid.uuid4().hex[:10]}"
     cc = svc.create_container(container)
-    cfg = {"storage": {"type": "azure", "azure": {"account": AZURITE_ACCOUNT, "container": container,
-                                                  "prefix": PREFIX, "endpointUrl": azurite,
-                                                  "credentials": {"key": AZURITE_KEY}}}}
+    cfg = {
+        "storage": {
+            "type": "azure",
+            "azure": {
+                "account": AZURITE_ACCOUNT,
+                "container": container,
+                "prefix": PREFIX,
+                "endpointUrl": azurite,
+                "credentials": {"key": AZURITE_KEY},
+            },
+        }
+    }
     out = configure(env, tmp_path, cfg)
     assert out["storage"]["azure"]["credentials"] == {"key": "***"}
     b = pbm_json(env, "backup", "--compression", "gzip")
@@ -875,8 +1025,14 @@ def test_pitr_timeline_and_point_in_time_restore_on_filesystem(env: dict[str, st
     drv, _ = sim_driver(env)
 
     async def scenario() -> None:
-        await drv.apply_config(CLUSTER, {"storage": {"type": "filesystem", "filesystem": {"path": str(fs)}},
-                                         "pitr": {"enabled": True, "oplogSpanMin": 1}}, {})
+        await drv.apply_config(
+            CLUSTER,
+            {
+                "storage": {"type": "filesystem", "filesystem": {"path": str(fs)}},
+                "pitr": {"enabled": True, "oplogSpanMin": 1},
+            },
+            {},
+        )
         name = (await drv.start_backup(CLUSTER, "b", "physical"))["name"]
         while not (await drv.backup_status(CLUSTER, name)).terminal:
             pass
@@ -890,7 +1046,7 @@ def test_pitr_timeline_and_point_in_time_restore_on_filesystem(env: dict[str, st
         with pytest.raises(PBMError, match="cannot delete the last PITR base snapshot while PITR is enabled"):
             await drv.delete_backup(CLUSTER, name)
 
-        target = datetime.fromtimestamp(ranges[0]["range"]["end"], tz=timezone.utc)
+        target = datetime.fromtimestamp(ranges[0]["range"]["end"], tz=UTC)
         rname = await drv.start_restore(CLUSTER, name, time=target)
         infos = [await drv.restore_status(CLUSTER, rname) for _ in range(3)]
         assert [i.status for i in infos] == ["starting", "running", "done"]  # physical: no dumpDone

@@ -14,18 +14,76 @@ from webhook.policy import check
 from webhook.policy.kinds import KINDS
 
 # Field names the schemas and rules look at, so generated objects reach deep into the rules.
-NAMES = ["spec", "backup", "storages", "tasks", "pitr", "enabled", "image", "type", "main", "s3", "minio", "gcs",
-         "azure", "oss", "filesystem", "bucket", "path", "credentialsSecret", "endpointUrl", "schedule", "name",
-         "storageName", "retention", "count", "keep", "compressionType", "compressionLevel", "crVersion", "date",
-         "selective", "nsFrom", "nsTo", "backupSource", "destination", "clusterName", "backupName", "replsets",
-         "sharding", "serverSideEncryption", "sseAlgorithm", "sseCustomerKey", "retryer", "backoffInitial",
-         "volumeMounts", "mountPath", "replsetRemapping", "status", "state", "metadata", "annotations"]
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-                    st.floats(allow_nan=True), st.text(max_size=12), st.sampled_from(["s3", "gzip", "external",
-                    "1.21.0", "0 0 * * *", "@every 1h", "date", "latest", "s3://b/2026-01-01T00:00:00Z"]))
-VALUES = st.recursive(SCALARS, lambda children: st.one_of(
-    st.lists(children, max_size=4),
-    st.dictionaries(st.one_of(st.sampled_from(NAMES), st.text(max_size=6)), children, max_size=5)), max_leaves=40)
+NAMES = [
+    "spec",
+    "backup",
+    "storages",
+    "tasks",
+    "pitr",
+    "enabled",
+    "image",
+    "type",
+    "main",
+    "s3",
+    "minio",
+    "gcs",
+    "azure",
+    "oss",
+    "filesystem",
+    "bucket",
+    "path",
+    "credentialsSecret",
+    "endpointUrl",
+    "schedule",
+    "name",
+    "storageName",
+    "retention",
+    "count",
+    "keep",
+    "compressionType",
+    "compressionLevel",
+    "crVersion",
+    "date",
+    "selective",
+    "nsFrom",
+    "nsTo",
+    "backupSource",
+    "destination",
+    "clusterName",
+    "backupName",
+    "replsets",
+    "sharding",
+    "serverSideEncryption",
+    "sseAlgorithm",
+    "sseCustomerKey",
+    "retryer",
+    "backoffInitial",
+    "volumeMounts",
+    "mountPath",
+    "replsetRemapping",
+    "status",
+    "state",
+    "metadata",
+    "annotations",
+]
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        ["s3", "gzip", "external", "1.21.0", "0 0 * * *", "@every 1h", "date", "latest", "s3://b/2026-01-01T00:00:00Z"]
+    ),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(st.sampled_from(NAMES), st.text(max_size=6)), children, max_size=5),
+    ),
+    max_leaves=40,
+)
 
 
 def _obj(kind: str, spec: object) -> dict:
@@ -66,18 +124,24 @@ NASTIES = {
     "binary": bytes(range(256)),
     "latin1": "caf\xe9: 1".encode("latin-1"),
     "list where mapping": b"apiVersion: psmdb.percona.com/v1\nkind: PerconaServerMongoDB\nmetadata: {name: x}\n"
-                          b"spec: {backup: [1, 2], replsets: {a: b}}\n",
+    b"spec: {backup: [1, 2], replsets: {a: b}}\n",
     "huge numbers": b"apiVersion: psmdb.percona.com/v1\nkind: PerconaServerMongoDBBackup\nmetadata: {name: x}\n"
-                    b"spec: {clusterName: c, storageName: s, startingDeadlineSeconds: 1" + b"0" * 400 + b"}\n",
+    b"spec: {clusterName: c, storageName: s, startingDeadlineSeconds: 1" + b"0" * 400 + b"}\n",
     "non-string keys": b"apiVersion: psmdb.percona.com/v1\nkind: PerconaServerMongoDB\nmetadata: {name: x}\n"
-                       b"spec: {backup: {enabled: true, image: i, storages: {1: {type: s3}, true: {type: s3}, "
-                       b"null: {type: s3}}, tasks: [{name: 5, enabled: true, schedule: 5}]}}\n",
+    b"spec: {backup: {enabled: true, image: i, storages: {1: {type: s3}, true: {type: s3}, "
+    b"null: {type: s3}}, tasks: [{name: 5, enabled: true, schedule: 5}]}}\n",
     "unhashable key": b"? [a, b]\n: c\n",
     "deep nesting": b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n",
     "anchors": b"a: &x [*x]\n",
     "tabs": b"a:\n\t- b\n",
-    "json": json.dumps({"apiVersion": "psmdb.percona.com/v1", "kind": "PerconaServerMongoDBRestore",
-                        "metadata": {"name": "r"}, "spec": {"pitr": {"type": "date", "date": 5}}}).encode(),
+    "json": json.dumps(
+        {
+            "apiVersion": "psmdb.percona.com/v1",
+            "kind": "PerconaServerMongoDBRestore",
+            "metadata": {"name": "r"},
+            "spec": {"pitr": {"type": "date", "date": 5}},
+        }
+    ).encode(),
 }
 
 

@@ -9,8 +9,12 @@ from webhook.policy import RULES, check
 from webhook.policy.examples import build, example_object, lookup_for
 from webhook.policy.registry import Example, Rule
 
-CASES = [(r, label, i, ex) for r in RULES.values() for label, exs in (("bad", r.bad), ("good", r.good))
-         for i, ex in enumerate(exs)]
+CASES = [
+    (r, label, i, ex)
+    for r in RULES.values()
+    for label, exs in (("bad", r.bad), ("good", r.good))
+    for i, ex in enumerate(exs)
+]
 
 
 def _run(rule: Rule, ex: Example):

@@ -1,6 +1,6 @@
 """Scheduling decisions of the controller: one backup per slot, missed slots after downtime, retention."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from webhook import cron
 from webhook.controller.schedule import due, retention_victims, slot_backup_name
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 
@@ -66,10 +66,18 @@ def b(name: str, created: str, state: str = "ready") -> dict:
 
 
 def test_retention_keeps_the_newest_ready_and_never_touches_others() -> None:
-    items = [b("b1", "2026-11-01T00:00:00Z"), b("b2", "2026-11-02T00:00:00Z", "error"), b("b3", "2026-11-03T00:00:00Z"),
-             b("b4", "2026-11-04T00:00:00Z"), b("b5", "2026-11-05T00:00:00Z", "running")]
+    items = [
+        b("b1", "2026-11-01T00:00:00Z"),
+        b("b2", "2026-11-02T00:00:00Z", "error"),
+        b("b3", "2026-11-03T00:00:00Z"),
+        b("b4", "2026-11-04T00:00:00Z"),
+        b("b5", "2026-11-05T00:00:00Z", "running"),
+    ]
     assert [x["metadata"]["name"] for x in retention_victims(items, keep=2, task_type="logical")] == ["b1"]
     assert retention_victims(items, keep=3, task_type="logical") == []
     assert retention_victims(items, keep=1, task_type="incremental") == []
     assert retention_victims(items, keep=0, task_type="logical") == []
-    assert [x["metadata"]["name"] for x in retention_victims(items, keep=1, task_type="incremental-base")] == ["b1", "b3"]
+    assert [x["metadata"]["name"] for x in retention_victims(items, keep=1, task_type="incremental-base")] == [
+        "b1",
+        "b3",
+    ]

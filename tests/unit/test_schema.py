@@ -14,8 +14,12 @@ from webhook.policy.kinds import KINDS
 
 from .test_robustness import VALUES
 
-EXAMPLES = [d for f in sorted((Path(__file__).resolve().parents[2] / "examples").rglob("*.yaml"))
-            for d in yaml.safe_load_all(f.read_text()) if isinstance(d, dict) and d.get("kind") in KINDS]
+EXAMPLES = [
+    d
+    for f in sorted((Path(__file__).resolve().parents[2] / "examples").rglob("*.yaml"))
+    for d in yaml.safe_load_all(f.read_text())
+    if isinstance(d, dict) and d.get("kind") in KINDS
+]
 
 
 def agree(obj: object, kind: str) -> None:

@@ -785,11 +785,24 @@ def test_module_is_pure_stdlib() -> None:
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}
 
 
-@pytest.mark.parametrize("pod", [
-    {"metadata": {"labels": 1.5}}, {"metadata": [], "spec": {}}, {"metadata": {}, "spec": "x"},
-    {"metadata": {"labels": {"app.kubernetes.io/name": "percona-server-mongodb", "app.kubernetes.io/instance": ["a"],
-                             "app.kubernetes.io/component": "mongod"}}, "spec": {}},
-    {"metadata": {"labels": {}}, "spec": {"containers": [1, 2]}},
-])
+@pytest.mark.parametrize(
+    "pod",
+    [
+        {"metadata": {"labels": 1.5}},
+        {"metadata": [], "spec": {}},
+        {"metadata": {}, "spec": "x"},
+        {
+            "metadata": {
+                "labels": {
+                    "app.kubernetes.io/name": "percona-server-mongodb",
+                    "app.kubernetes.io/instance": ["a"],
+                    "app.kubernetes.io/component": "mongod",
+                }
+            },
+            "spec": {},
+        },
+        {"metadata": {"labels": {}}, "spec": {"containers": [1, 2]}},
+    ],
+)
 def test_malformed_pods_get_no_patch_and_no_crash(pod) -> None:
     assert sidecar.plan(pod, None)[0] == []

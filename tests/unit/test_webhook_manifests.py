@@ -139,7 +139,10 @@ COMPONENTS = ["mongod", "cfg", "arbiter", "mongos", "nonVoting", "hidden", "sear
 def test_object_selector_matches_exactly_the_pods_the_injector_wants() -> None:
     """Every combination of the operator's labels: the API server sends a pod iff the injector would inject."""
     combinations = itertools.product(
-        [sidecar.APP_NAME, "other", None], ["my-cluster", None], COMPONENTS, ["rs0", "cfg", None],
+        [sidecar.APP_NAME, "other", None],
+        ["my-cluster", None],
+        COMPONENTS,
+        ["rs0", "cfg", None],
         [None, "false", "true"],
     )
     checked = 0

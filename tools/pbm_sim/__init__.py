@@ -71,8 +71,9 @@ Environment (set them in the ClusterExec/Exec `envs` under kwok, or in the subpr
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 PBM_VERSION = "2.15.0"
 
@@ -98,11 +99,21 @@ def kwok_exec_docs(
             "PBM_SIM_CLUSTER": f"{namespace}/{cluster}",
             **dict(extra_env or {}),
         }
-        docs.append({
-            "apiVersion": "kwok.x-k8s.io/v1alpha1",
-            "kind": "Exec",
-            "metadata": {"name": pod, "namespace": namespace},
-            "spec": {"execs": [{"local": {"workDir": str(work_dir),
-                                          "envs": [{"name": k, "value": v} for k, v in envs.items()]}}]},
-        })
+        docs.append(
+            {
+                "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                "kind": "Exec",
+                "metadata": {"name": pod, "namespace": namespace},
+                "spec": {
+                    "execs": [
+                        {
+                            "local": {
+                                "workDir": str(work_dir),
+                                "envs": [{"name": k, "value": v} for k, v in envs.items()],
+                            }
+                        }
+                    ]
+                },
+            }
+        )
     return docs

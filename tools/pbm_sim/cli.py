@@ -12,8 +12,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import PBM_VERSION
 from .sim import (
@@ -46,29 +47,77 @@ class Flag:
 GLOBAL_FLAGS = [Flag("mongodb-uri"), Flag("out", "str", "o")]
 
 COMMAND_FLAGS: dict[str, list[Flag]] = {
-    "backup": [Flag("compression"), Flag("type", short="t"), Flag("base", "bool"), Flag("profile"),
-               Flag("compression-level", "intslice"), Flag("num-parallel-collections", "int"),
-               Flag("num-parallel-files", "int"), Flag("ns"), Flag("with-users-and-roles", "bool"),
-               Flag("wait", "bool", "w"), Flag("wait-time"), Flag("list-files", "bool", "l")],
+    "backup": [
+        Flag("compression"),
+        Flag("type", short="t"),
+        Flag("base", "bool"),
+        Flag("profile"),
+        Flag("compression-level", "intslice"),
+        Flag("num-parallel-collections", "int"),
+        Flag("num-parallel-files", "int"),
+        Flag("ns"),
+        Flag("with-users-and-roles", "bool"),
+        Flag("wait", "bool", "w"),
+        Flag("wait-time"),
+        Flag("list-files", "bool", "l"),
+    ],
     "backup-finish": [],
     "cancel-backup": [],
-    "config": [Flag("force-resync", "bool"), Flag("include-restores", "bool"), Flag("list", "bool"), Flag("file"),
-               Flag("set", "strmap"), Flag("wait", "bool", "w"), Flag("wait-time")],
-    "delete-backup": [Flag("older-than"), Flag("type", short="t"), Flag("yes", "bool", "y"),
-                      Flag("force", "bool", "f"), Flag("dry-run", "bool"), Flag("profile")],
+    "config": [
+        Flag("force-resync", "bool"),
+        Flag("include-restores", "bool"),
+        Flag("list", "bool"),
+        Flag("file"),
+        Flag("set", "strmap"),
+        Flag("wait", "bool", "w"),
+        Flag("wait-time"),
+    ],
+    "delete-backup": [
+        Flag("older-than"),
+        Flag("type", short="t"),
+        Flag("yes", "bool", "y"),
+        Flag("force", "bool", "f"),
+        Flag("dry-run", "bool"),
+        Flag("profile"),
+    ],
     "describe-backup": [Flag("with-collections", "bool")],
     "describe-restore": [Flag("config", short="c")],
-    "list": [Flag("restore", "bool"), Flag("unbacked", "bool"), Flag("full", "bool", "f"), Flag("size", "int"),
-             Flag("profile"), Flag("replset-remapping")],
-    "restore": [Flag("time"), Flag("base-snapshot"), Flag("num-parallel-collections", "int"),
-                Flag("num-parallel-files", "int"), Flag("num-insertion-workers-per-collection", "int"),
-                Flag("index-commit-quorum"), Flag("ns"), Flag("ns-from"), Flag("ns-to"),
-                Flag("with-users-and-roles", "bool"), Flag("yes", "bool", "y"), Flag("wait", "bool", "w"),
-                Flag("wait-time"), Flag("external", "bool", "x"), Flag("config", short="c"), Flag("ts"),
-                Flag("exit", "bool"), Flag("fallback-enabled", "bool"), Flag("allow-partly-done", "bool"),
-                Flag("replset-remapping")],
-    "status": [Flag("profile"), Flag("replset-remapping"), Flag("sections", "strarray", "s"),
-               Flag("priority", "bool", "p")],
+    "list": [
+        Flag("restore", "bool"),
+        Flag("unbacked", "bool"),
+        Flag("full", "bool", "f"),
+        Flag("size", "int"),
+        Flag("profile"),
+        Flag("replset-remapping"),
+    ],
+    "restore": [
+        Flag("time"),
+        Flag("base-snapshot"),
+        Flag("num-parallel-collections", "int"),
+        Flag("num-parallel-files", "int"),
+        Flag("num-insertion-workers-per-collection", "int"),
+        Flag("index-commit-quorum"),
+        Flag("ns"),
+        Flag("ns-from"),
+        Flag("ns-to"),
+        Flag("with-users-and-roles", "bool"),
+        Flag("yes", "bool", "y"),
+        Flag("wait", "bool", "w"),
+        Flag("wait-time"),
+        Flag("external", "bool", "x"),
+        Flag("config", short="c"),
+        Flag("ts"),
+        Flag("exit", "bool"),
+        Flag("fallback-enabled", "bool"),
+        Flag("allow-partly-done", "bool"),
+        Flag("replset-remapping"),
+    ],
+    "status": [
+        Flag("profile"),
+        Flag("replset-remapping"),
+        Flag("sections", "strarray", "s"),
+        Flag("priority", "bool", "p"),
+    ],
     "version": [Flag("short", "bool", "s"), Flag("commit", "bool", "c")],
     "profile": [],
     "profile list": [],
@@ -124,11 +173,11 @@ def _find_command(argv: list[str]) -> tuple[str, list[str]]:
     if not words:
         return "", argv
     cmd = ALIASES.get(argv[words[0]], argv[words[0]])
-    rest = argv[: words[0]] + argv[words[0] + 1:]
+    rest = argv[: words[0]] + argv[words[0] + 1 :]
     if cmd == "profile" and len(words) > 1 and argv[words[1]] in PROFILE_SUBS:
         sub = argv[words[1]]
         idx = words[1] - 1  # shifted by the removal of the command word
-        rest = rest[:idx] + rest[idx + 1:]
+        rest = rest[:idx] + rest[idx + 1 :]
         cmd = f"profile {sub}"
     if cmd not in COMMAND_FLAGS:
         raise UsageError(f'unknown command "{argv[words[0]]}" for "pbm"\nRun \'pbm --help\' for usage.')
@@ -168,8 +217,9 @@ def parse_argv(argv: list[str]) -> Parsed:
             for kv in v.split(","):
                 k, eq, val = kv.partition("=")
                 if not eq:
-                    raise UsageError(f'invalid argument "{v}" for "--{f.name}" flag: {kv} must be formatted as '
-                                     "key=value")
+                    raise UsageError(
+                        f'invalid argument "{v}" for "--{f.name}" flag: {kv} must be formatted as key=value'
+                    )
                 m.append((k, val))
         elif f.kind == "strarray":
             p.values.setdefault(f.name, []).append(v)
@@ -179,7 +229,7 @@ def parse_argv(argv: list[str]) -> Parsed:
     while i < len(rest):
         a = rest[i]
         if a == "--":
-            p.args.extend(rest[i + 1:])
+            p.args.extend(rest[i + 1 :])
             break
         if a.startswith("--"):
             name, eq, val = a[2:].partition("=")
@@ -269,18 +319,30 @@ def describe_backup_json(sim: Sim, b: dict[str, Any], with_collections: bool) ->
     _opt(d, "profile", store_name)
     _opt(d, "storage_name", store_name)
     _opt(d, "storage_type", b["store"].get("type") or "")
-    d.update({
-        "opid": b["opid"], "type": b["type"],
-        "last_write_ts": b["last_write_ts"], "last_transition_ts": b["last_transition_ts"],
-        "last_write_time": rfc3339(b["last_write_ts"]), "last_transition_time": rfc3339(b["last_transition_ts"]),
-    })
+    d.update(
+        {
+            "opid": b["opid"],
+            "type": b["type"],
+            "last_write_ts": b["last_write_ts"],
+            "last_transition_ts": b["last_transition_ts"],
+            "last_write_time": rfc3339(b["last_write_ts"]),
+            "last_transition_time": rfc3339(b["last_transition_ts"]),
+        }
+    )
     _opt(d, "namespaces", b["nss"])
-    d.update({
-        "sel_user_and_roles": bool(b["users_and_roles"]), "mongodb_version": sim.settings.mongo_version,
-        "fcv": sim.settings.fcv, "pbm_version": b["pbm_version"], "status": b["status"], "size": b["size"],
-        "size_uncompressed": b["size_uncompressed"], "size_h": byte_count_iec(b["size"]),
-        "size_uncompressed_h": byte_count_iec(b["size_uncompressed"]),
-    })
+    d.update(
+        {
+            "sel_user_and_roles": bool(b["users_and_roles"]),
+            "mongodb_version": sim.settings.mongo_version,
+            "fcv": sim.settings.fcv,
+            "pbm_version": b["pbm_version"],
+            "status": b["status"],
+            "size": b["size"],
+            "size_uncompressed": b["size_uncompressed"],
+            "size_h": byte_count_iec(b["size"]),
+            "size_uncompressed_h": byte_count_iec(b["size_uncompressed"]),
+        }
+    )
     _opt(d, "error", b["error"])
     reps = []
     for rs in b["replsets"]:
@@ -290,11 +352,14 @@ def describe_backup_json(sim: Sim, b: dict[str, Any], with_collections: bool) ->
         r.update({"size": rs["size"], "size_uncompressed": rs["size_uncompressed"]})
         _opt(r, "size_h", byte_count_iec(rs["size"]) if rs["size"] > 0 else "")
         r["size_uncompressed_h"] = byte_count_iec(rs["size_uncompressed"]) if rs["size_uncompressed"] > 0 else ""
-        r.update({
-            "last_write_ts": rs["last_write_ts"], "last_transition_ts": rs["last_transition_ts"],
-            "last_write_time": rfc3339(rs["last_write_ts"]),
-            "last_transition_time": rfc3339(rs["last_transition_ts"]),
-        })
+        r.update(
+            {
+                "last_write_ts": rs["last_write_ts"],
+                "last_transition_ts": rs["last_transition_ts"],
+                "last_write_time": rfc3339(rs["last_write_ts"]),
+                "last_transition_time": rfc3339(rs["last_transition_ts"]),
+            }
+        )
         if rs.get("configsvr"):
             r["configsvr"] = True
         _opt(r, "error", rs.get("error") or "")
@@ -307,8 +372,13 @@ def describe_backup_json(sim: Sim, b: dict[str, Any], with_collections: bool) ->
 
 def describe_restore_json(r: dict[str, Any]) -> dict[str, Any]:
     """PBM:cmd/pbm/restore.go describeRestoreResult (start_ts is never filled by the CLI, so it never shows)."""
-    d: dict[str, Any] = {"name": r["name"], "opid": r["opid"], "backup": r["backup"], "type": r["type"],
-                         "status": r["status"]}
+    d: dict[str, Any] = {
+        "name": r["name"],
+        "opid": r["opid"],
+        "backup": r["backup"],
+        "type": r["type"],
+        "status": r["status"],
+    }
     if r["status"] == "error":
         d["error"] = r["error"]
     _opt(d, "namespaces", r["nss"])
@@ -322,9 +392,12 @@ def describe_restore_json(r: dict[str, Any]) -> dict[str, Any]:
     d["last_transition_time"] = rfc3339(r["last_transition_ts"])
     reps = []
     for rs in r["replsets"]:
-        e: dict[str, Any] = {"name": rs["name"], "status": rs["status"],
-                             "last_transition_ts": rs["last_transition_ts"],
-                             "last_transition_time": rfc3339(rs["last_transition_ts"])}
+        e: dict[str, Any] = {
+            "name": rs["name"],
+            "status": rs["status"],
+            "last_transition_ts": rs["last_transition_ts"],
+            "last_transition_time": rfc3339(rs["last_transition_ts"]),
+        }
         nodes = []
         for n in rs.get("nodes") or []:
             ne: dict[str, Any] = {"name": n["name"], "status": n["status"]}
@@ -385,8 +458,7 @@ def restore_list_json(sim: Sim, size: int) -> list[dict[str, Any]] | None:
         rs = rs[-size:]
     out = []
     for r in rs:
-        e: dict[str, Any] = {"start": r["start_ts"], "status": r["status"],
-                             "type": "pitr" if r["pitr"] else "snapshot"}
+        e: dict[str, Any] = {"start": r["start_ts"], "status": r["status"], "type": "pitr" if r["pitr"] else "snapshot"}
         _opt(e, "snapshot", r["backup"])
         _opt(e, "point-in-time", r["pitr"])
         _opt(e, "name", r["name"])
@@ -408,14 +480,23 @@ def status_json(sim: Sim, sections: list[str], priority: bool) -> dict[str, Any]
         stg = cfg["storage"]
         typ = stg.get("type")
         b: dict[str, Any] = {
-            "type": {"s3": "S3", "minio": "Minio", "azure": "Azure", "gcs": "GCS", "oss": "OSS", "oci": "OCI",
-                     "filesystem": "FS", "blackhole": "blackhole"}.get(typ, "Unknown"),
+            "type": {
+                "s3": "S3",
+                "minio": "Minio",
+                "azure": "Azure",
+                "gcs": "GCS",
+                "oss": "OSS",
+                "oci": "OCI",
+                "filesystem": "FS",
+                "blackhole": "blackhole",
+            }.get(typ, "Unknown"),
             "path": storage_path_of(stg),
         }
         if typ in ("s3", "minio", "oss", "oci"):
             _opt(b, "region", (stg.get(typ) or {}).get("region") or "")
-        b["snapshot"] = [_snapshot_stat(x, for_status=True) for x in iter_sorted_backups(sim, newest_first=True)
-                         ] or None
+        b["snapshot"] = [
+            _snapshot_stat(x, for_status=True) for x in iter_sorted_backups(sim, newest_first=True)
+        ] or None
         ranges = _pitr_ranges_json(sim)
         chunks: dict[str, Any] = {}
         _opt(chunks, "pitrChunks", ranges)
@@ -427,8 +508,13 @@ def status_json(sim: Sim, sections: list[str], priority: bool) -> dict[str, Any]
         for rs in sim.settings.replsets:
             nodes = []
             for i, host in enumerate(sim.settings.hosts(rs)):
-                n: dict[str, Any] = {"host": host, "agent": f"v{PBM_VERSION}", "role": "P" if i == 0 else "S",
-                                     "prio_pitr": "", "prio_backup": ""}
+                n: dict[str, Any] = {
+                    "host": host,
+                    "agent": f"v{PBM_VERSION}",
+                    "role": "P" if i == 0 else "S",
+                    "prio_pitr": "",
+                    "prio_backup": "",
+                }
                 if priority:
                     n["prio_pitr"] = n["prio_backup"] = "0.5" if i == 0 else "1.0"
                 if "agents" in fails:
@@ -454,13 +540,15 @@ def status_json(sim: Sim, sections: list[str], priority: bool) -> dict[str, Any]
             if kind == "backup":
                 cur["name"] = rec["name"]
                 cur["startTS"] = rec["start_ts"]
-                cur["status"] = {"running": "snapshot backup", "dumpDone": "oplog backup"}.get(rec["status"],
-                                                                                             rec["status"])
+                cur["status"] = {"running": "snapshot backup", "dumpDone": "oplog backup"}.get(
+                    rec["status"], rec["status"]
+                )
             else:
                 _opt(cur, "name", rec["backup"])
                 cur["startTS"] = rec["start_ts"]
-                cur["status"] = {"running": "snapshot restore", "dumpDone": "oplog restore"}.get(rec["status"],
-                                                                                               rec["status"])
+                cur["status"] = {"running": "snapshot restore", "dumpDone": "oplog restore"}.get(
+                    rec["status"], rec["status"]
+                )
         out["running"] = cur
     return dict(sorted(out.items()))
 
@@ -543,8 +631,14 @@ def cmd_version(p: Parsed, out: Out, settings: Settings) -> None:
     elif p.get("short"):
         out.emit({"Version": PBM_VERSION}, lambda: PBM_VERSION)
     else:
-        info = {"Version": PBM_VERSION, "Platform": "linux/amd64", "GitCommit": "pbm-sim", "GitBranch": "sim",
-                "BuildTime": "", "GoVersion": "go1.25.0"}
+        info = {
+            "Version": PBM_VERSION,
+            "Platform": "linux/amd64",
+            "GitCommit": "pbm-sim",
+            "GitBranch": "sim",
+            "BuildTime": "",
+            "GoVersion": "go1.25.0",
+        }
         out.emit(info, lambda: "\n".join(f"{k + ':':<10} {v}" for k, v in info.items()))
 
 
@@ -560,8 +654,10 @@ def cmd_backup(p: Parsed, out: Out, settings: Settings) -> None:
     if nss and typ != "logical":
         raise PBMFail("--ns flag is only allowed for logical backup")
     if p.get("with-users-and-roles") and not nss:
-        raise PBMFail("parse --with-users-and-roles option: Including users and roles are only allowed for "
-                      "selected database (use --ns flag for selective backup)")
+        raise PBMFail(
+            "parse --with-users-and-roles option: Including users and roles are only allowed for "
+            "selected database (use --ns flag for selective backup)"
+        )
     profile = p.get("profile")
     if "profile" in p.changed and not profile:
         raise PBMFail('invalid argument "" for "--profile" flag: empty profile name')
@@ -570,9 +666,15 @@ def cmd_backup(p: Parsed, out: Out, settings: Settings) -> None:
     with _settings_state(settings) as st:
         sim = Sim(settings, st)
         sim.advance()
-        b = sim.start_backup(typ=typ, base=bool(p.get("base")), compression=comp or None,
-                             level=levels[0] if levels else None, profile=profile, nss=nss,
-                             users_and_roles=bool(p.get("with-users-and-roles")))
+        b = sim.start_backup(
+            typ=typ,
+            base=bool(p.get("base")),
+            compression=comp or None,
+            level=levels[0] if levels else None,
+            profile=profile,
+            nss=nss,
+            users_and_roles=bool(p.get("with-users-and-roles")),
+        )
         name, mode = b["name"], b["mode"]
         storage_conf = {k: v for k, v in b["store"].items() if k not in ("name", "profile")}
     if not out.json:
@@ -589,32 +691,46 @@ def cmd_backup(p: Parsed, out: Out, settings: Settings) -> None:
                 b = sim.data["backups"].get(name) or {}
             status = b.get("status")
             if status == "error":
-                rs = "".join(f'\n- Backup on replicaset "{r["name"]}" in state: {r["status"]}'
-                             + (f": {r['error']}" if r.get("error") else "") for r in b.get("replsets") or [])
+                rs = "".join(
+                    f'\n- Backup on replicaset "{r["name"]}" in state: {r["status"]}'
+                    + (f": {r['error']}" if r.get("error") else "")
+                    for r in b.get("replsets") or []
+                )
                 prefix = "waiting for the `copyReady` status" if typ == "external" else "wait for backup status"
                 raise PBMFail(f"{prefix}: {b.get('error')}{rs}")
             if status in wait_for or (typ == "external" and status in TERMINAL):
                 break
             if time.monotonic() > deadline:
-                raise PBMFail(f'wait for backup status: backup stuck at "{status}" status, last heartbeat: '
-                              f'{b.get("hb", 0)}')
+                raise PBMFail(
+                    f'wait for backup status: backup stuck at "{status}" status, last heartbeat: {b.get("hb", 0)}'
+                )
             if not out.json:
                 out.write(".")
             time.sleep(0.1)
     if not out.json:
         out.write("\n")
     if typ == "external":
-        nodes = [{"name": rs["node"], "files": [f["filename"] for f in rs["files"]] if p.get("list-files") else None}
-                 for rs in b.get("replsets") or []]
-        out.emit({"name": name, "storage": nodes or None},
-                 lambda: "Ready to copy data from:\n" + "".join(f"\t- {n['name']}\n" for n in nodes)
-                 + f"After the copy is done, run: pbm backup-finish {name}\n")
+        nodes = [
+            {"name": rs["node"], "files": [f["filename"] for f in rs["files"]] if p.get("list-files") else None}
+            for rs in b.get("replsets") or []
+        ]
+        out.emit(
+            {"name": name, "storage": nodes or None},
+            lambda: (
+                "Ready to copy data from:\n"
+                + "".join(f"\t- {n['name']}\n" for n in nodes)
+                + f"After the copy is done, run: pbm backup-finish {name}\n"
+            ),
+        )
         return
     res: dict[str, Any] = {"name": name}
     _opt(res, "profile", profile)
     res["storagePath"] = storage_path_of(storage_conf)
-    text = (f'Backup "{name}" saved to remote store (path: "{res["storagePath"]}")' if not profile else
-            f'Backup "{name}" saved to remote store (profile: "{profile}", path: "{res["storagePath"]}")')
+    text = (
+        f'Backup "{name}" saved to remote store (path: "{res["storagePath"]}")'
+        if not profile
+        else f'Backup "{name}" saved to remote store (profile: "{profile}", path: "{res["storagePath"]}")'
+    )
     out.emit(res, lambda: text)
 
 
@@ -689,8 +805,16 @@ def cmd_list(p: Parsed, out: Out, settings: Settings) -> None:
                 profile = "" if profile == "main" else profile
             if p.get("restore"):
                 rl = restore_list_json(sim, int(p.get("size") or 0))
-                out.emit(rl, lambda: "Restores history:\n" + "".join(
-                    f"  {r.get('name', '')} [backup: {r.get('snapshot', '')}]\t{r['status']}\n" for r in rl or []))
+                out.emit(
+                    rl,
+                    lambda: (
+                        "Restores history:\n"
+                        + "".join(
+                            f"  {r.get('name', '')} [backup: {r.get('snapshot', '')}]\t{r['status']}\n"
+                            for r in rl or []
+                        )
+                    ),
+                )
                 return
             data = list_json(sim, profile)
         finally:
@@ -727,19 +851,23 @@ def cmd_restore(p: Parsed, out: Out, settings: Settings) -> None:
         if not ns_from:
             raise PBMFail("parse --ns-from and --ns-to options: --ns-from should be specified as the cloning source")
         if not ns_to:
-            raise PBMFail("parse --ns-from and --ns-to options: --ns-to should be specified as the cloning "
-                          "destination")
+            raise PBMFail("parse --ns-from and --ns-to options: --ns-to should be specified as the cloning destination")
         if nss:
-            raise PBMFail("parse --ns-from and --ns-to options: cloning with selective restore is not possible "
-                          "(remove --ns option)")
+            raise PBMFail(
+                "parse --ns-from and --ns-to options: cloning with selective restore is not possible "
+                "(remove --ns option)"
+            )
         if p.get("with-users-and-roles"):
-            raise PBMFail("parse --ns-from and --ns-to options: cloning with restoring users and rolles is not "
-                          "possible")
+            raise PBMFail(
+                "parse --ns-from and --ns-to options: cloning with restoring users and rolles is not possible"
+            )
         if "*" in ns_from or "*" in ns_to:
             raise PBMFail("parse --ns-from and --ns-to options: cloning with wild-cards is not possible")
     if p.get("with-users-and-roles") and not nss:
-        raise PBMFail("parse --with-users-and-roles option: Including users and roles are only allowed for "
-                      "selected database (use --ns flag for selective backup)")
+        raise PBMFail(
+            "parse --with-users-and-roles option: Including users and roles are only allowed for "
+            "selected database (use --ns flag for selective backup)"
+        )
     rs_map = _parse_rs_map(p.get("replset-remapping") or os.environ.get("PBM_REPLSET_REMAPPING", ""))
     pitr_ts = _parse_time(t) if t else 0
     with _settings_state(settings) as st:
@@ -752,14 +880,28 @@ def cmd_restore(p: Parsed, out: Out, settings: Settings) -> None:
                 desc = (bcp and f" from '{bcp}'") or ""
                 out.write(f"Restore: <new>{f' to point-in-time {t}' if t else ''}{desc}\n")
                 raise PBMFail("no tty")
-        r = sim.start_restore(backup=bcp, pitr_ts=pitr_ts, base_snapshot=p.get("base-snapshot") or "", nss=nss,
-                              ns_from=ns_from, ns_to=ns_to, users_and_roles=bool(p.get("with-users-and-roles")),
-                              rs_map=rs_map, external=external)
+        r = sim.start_restore(
+            backup=bcp,
+            pitr_ts=pitr_ts,
+            base_snapshot=p.get("base-snapshot") or "",
+            nss=nss,
+            ns_from=ns_from,
+            ns_to=ns_to,
+            users_and_roles=bool(p.get("with-users-and-roles")),
+            rs_map=rs_map,
+            external=external,
+        )
     res: dict[str, Any] = {}
     _opt(res, "name", r["name"])
     _opt(res, "snapshot", bcp)
-    out.emit(res, lambda: f"Restore of the snapshot from '{bcp}' has started" if bcp
-             else f"Restore to the point in time '{t}' has started")
+    out.emit(
+        res,
+        lambda: (
+            f"Restore of the snapshot from '{bcp}' has started"
+            if bcp
+            else f"Restore to the point in time '{t}' has started"
+        ),
+    )
 
 
 def cmd_delete_backup(p: Parsed, out: Out, settings: Settings) -> None:
@@ -778,16 +920,26 @@ def cmd_delete_backup(p: Parsed, out: Out, settings: Settings) -> None:
         sim.advance()
         if older:
             ts = _parse_time(older) if not older.endswith("d") else int(sim.now) - int(older[:-1]) * 86400
-            victims = [b for b in iter_sorted_backups(sim, newest_first=False)
-                       if b["status"] == "done" and b["last_write_ts"] < ts
-                       and (not p.get("type") or b["type"] == p.get("type"))
-                       and not sim._is_pitr_base(b) and not b["src_backup"]]
+            victims = [
+                b
+                for b in iter_sorted_backups(sim, newest_first=False)
+                if b["status"] == "done"
+                and b["last_write_ts"] < ts
+                and (not p.get("type") or b["type"] == p.get("type"))
+                and not sim._is_pitr_base(b)
+                and not b["src_backup"]
+            ]
         else:
             victims = [sim.data["backups"].get(name)] if name in sim.data["backups"] else []
         if victims:
-            out.write("Snapshots:\n" + "".join(
-                f' - "{b["name"]}" [size: {byte_count_iec(b["size"])} type: <{b["type"]}>, restore time: '
-                f'{rfc3339(b["last_write_ts"])}]\n' for b in victims))
+            out.write(
+                "Snapshots:\n"
+                + "".join(
+                    f' - "{b["name"]}" [size: {byte_count_iec(b["size"])} type: <{b["type"]}>, restore time: '
+                    f"{rfc3339(b['last_write_ts'])}]\n"
+                    for b in victims
+                )
+            )
         if p.get("dry-run"):
             out.emit({"msg": ""}, lambda: "")
             return

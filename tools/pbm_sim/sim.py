@@ -16,9 +16,10 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import PBM_VERSION
 from .storage import NotExist, Storage, StorageError, open_storage, same_storage, storage_path
@@ -156,7 +157,9 @@ def opid() -> str:
 def chunk_name(start: int, end: int, compression: str) -> str:
     """PBM:pbm/backup/chunk.go FormatChunkName (chunkUnixFormat = 20060102150405)."""
     f = "%Y%m%d%H%M%S"
-    return f"{time.strftime(f, time.gmtime(start))}-1.{time.strftime(f, time.gmtime(end))}-1{SUFFIX.get(compression, '')}"
+    return (
+        f"{time.strftime(f, time.gmtime(start))}-1.{time.strftime(f, time.gmtime(end))}-1{SUFFIX.get(compression, '')}"
+    )
 
 
 def mask_secrets(cfg: Any, _in_secret: bool = False) -> Any:
@@ -218,8 +221,15 @@ def cast_storage(stg: dict[str, Any]) -> None:
         return
     sub = stg.get(typ)
     if not isinstance(sub, dict):
-        names = {"s3": "S3", "minio": "minio", "gcs": "GCS", "azure": "azure", "filesystem": "filesystem",
-                 "oss": "OSS", "oci": "OCI"}
+        names = {
+            "s3": "S3",
+            "minio": "minio",
+            "gcs": "GCS",
+            "azure": "azure",
+            "filesystem": "filesystem",
+            "oss": "OSS",
+            "oci": "OCI",
+        }
         raise PBMFail(f"storage cast: missing {names[typ]} configuration with {names[typ]} storage type")
     if typ == "s3":
         sub.setdefault("region", "us-east-1")
@@ -258,15 +268,29 @@ def full_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 CONFIG_VAR_KINDS = {
-    "pitr.enabled": bool, "pitr.oplogOnly": bool, "pitr.oplogSpanMin": float, "pitr.compression": str,
+    "pitr.enabled": bool,
+    "pitr.oplogOnly": bool,
+    "pitr.oplogSpanMin": float,
+    "pitr.compression": str,
     "pitr.compressionLevel": int,
-    "backup.oplogSpanMin": float, "backup.compression": str, "backup.compressionLevel": int,
-    "backup.numParallelCollections": int, "backup.numParallelFiles": int, "backup.timeouts.startingStatus": int,
+    "backup.oplogSpanMin": float,
+    "backup.compression": str,
+    "backup.compressionLevel": int,
+    "backup.numParallelCollections": int,
+    "backup.numParallelFiles": int,
+    "backup.timeouts.startingStatus": int,
     "backup.timeouts.balancerStop": int,
-    "restore.batchSize": int, "restore.numInsertionWorkers": int, "restore.numParallelCollections": int,
-    "restore.numParallelFiles": int, "restore.numDownloadWorkers": int, "restore.maxDownloadBufferMb": int,
-    "restore.downloadChunkMb": int, "restore.mongodLocation": str, "restore.fallbackEnabled": bool,
-    "restore.allowPartlyDone": bool, "restore.indexCommitQuorum": str,
+    "restore.batchSize": int,
+    "restore.numInsertionWorkers": int,
+    "restore.numParallelCollections": int,
+    "restore.numParallelFiles": int,
+    "restore.numDownloadWorkers": int,
+    "restore.maxDownloadBufferMb": int,
+    "restore.downloadChunkMb": int,
+    "restore.mongodLocation": str,
+    "restore.fallbackEnabled": bool,
+    "restore.allowPartlyDone": bool,
+    "restore.indexCommitQuorum": str,
     "storage.type": str,
 }
 
@@ -325,8 +349,14 @@ class StateFile:
             self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
         except (OSError, json.JSONDecodeError):
             self.data = {}
-        for k, v in (("config", None), ("profiles", {}), ("backups", {}), ("restores", {}),
-                     ("pitr", {"ranges": [], "open": None, "enabled_at": None}), ("log", [])):
+        for k, v in (
+            ("config", None),
+            ("profiles", {}),
+            ("backups", {}),
+            ("restores", {}),
+            ("pitr", {"ranges": [], "open": None, "enabled_at": None}),
+            ("log", []),
+        ):
             self.data.setdefault(k, copy.deepcopy(v))
         return self
 
@@ -351,8 +381,7 @@ class StateFile:
 
 BACKUP_PHASES = ["starting", "running", "dumpDone", "done"]
 EXTERNAL_PHASES = ["starting", "running", "copyReady", "copyDone", "done"]
-RESTORE_PHASES = {"logical": ["starting", "running", "dumpDone", "done"],
-                  "physical": ["starting", "running", "done"]}
+RESTORE_PHASES = {"logical": ["starting", "running", "dumpDone", "done"], "physical": ["starting", "running", "done"]}
 
 
 @dataclass
@@ -465,16 +494,31 @@ class Sim:
                     rec["polls"] += 1
 
     def _new_op(self, phases: list[str], lengths: list[float]) -> dict[str, Any]:
-        return {"phases": phases, "lengths": lengths, "mode": self.settings.advance, "t0": self.now, "polls": 0,
-                "phase": 0}
+        return {
+            "phases": phases,
+            "lengths": lengths,
+            "mode": self.settings.advance,
+            "t0": self.now,
+            "polls": 0,
+            "phase": 0,
+        }
 
     # ------------------------------------------------------------------ backups
 
     def backup_storage(self, b: dict[str, Any]) -> Storage:
         return self.storage({k: v for k, v in b["store"].items() if k not in ("name", "profile")})
 
-    def start_backup(self, *, typ: str, base: bool, compression: str | None, level: int | None, profile: str,
-                     nss: list[str], users_and_roles: bool) -> dict[str, Any]:
+    def start_backup(
+        self,
+        *,
+        typ: str,
+        base: bool,
+        compression: str | None,
+        level: int | None,
+        profile: str,
+        nss: list[str],
+        users_and_roles: bool,
+    ) -> dict[str, Any]:
         """What `pbm backup` does before it waits (PBM:cmd/pbm/backup.go runBackup)."""
         self.check_no_other_operation()
         cfg = self.config
@@ -516,19 +560,42 @@ class Sim:
                 break
         src = ""
         if typ == "incremental" and not base:
-            prev = [x for x in self.data["backups"].values()
-                    if x["type"] == "incremental" and x["status"] == "done" and not x["store"].get("name")]
+            prev = [
+                x
+                for x in self.data["backups"].values()
+                if x["type"] == "incremental" and x["status"] == "done" and not x["store"].get("name")
+            ]
             if prev:
                 src = max(prev, key=lambda x: x["start_ts"])["name"]
             elif fail_at is None:
                 fail_at, fail_msg = "starting", "define source backup: not found"
         b: dict[str, Any] = {
-            "name": name, "opid": opid(), "type": typ, "base": base, "src_backup": src, "compression": comp,
-            "level": level, "profile": profile, "store": store, "nss": nss, "users_and_roles": users_and_roles,
-            "status": "starting", "error": "", "start_ts": int(self.now), "last_transition_ts": int(self.now),
-            "first_write_ts": 0, "last_write_ts": 0, "hb": int(self.now), "size": 0, "size_uncompressed": 0,
-            "replsets": [], "conditions": [{"timestamp": int(self.now), "status": "starting"}],
-            "fail_at": fail_at, "fail_msg": fail_msg, "pbm_version": PBM_VERSION, **op,
+            "name": name,
+            "opid": opid(),
+            "type": typ,
+            "base": base,
+            "src_backup": src,
+            "compression": comp,
+            "level": level,
+            "profile": profile,
+            "store": store,
+            "nss": nss,
+            "users_and_roles": users_and_roles,
+            "status": "starting",
+            "error": "",
+            "start_ts": int(self.now),
+            "last_transition_ts": int(self.now),
+            "first_write_ts": 0,
+            "last_write_ts": 0,
+            "hb": int(self.now),
+            "size": 0,
+            "size_uncompressed": 0,
+            "replsets": [],
+            "conditions": [{"timestamp": int(self.now), "status": "starting"}],
+            "fail_at": fail_at,
+            "fail_msg": fail_msg,
+            "pbm_version": PBM_VERSION,
+            **op,
         }
         self.data["backups"][name] = b
         self.log(f"backup {name} started ({typ}{', base' if base else ''}, {comp})")
@@ -575,7 +642,9 @@ class Sim:
         def pack(raw: bytes) -> bytes:
             if comp in ("gzip", "pgzip"):
                 return gzip.compress(raw, compresslevel=6, mtime=0)
-            return raw  # snappy/lz4/s2/zstd are not simulated: the bytes are stored as they are, named as PBM names them
+            return (
+                raw  # snappy/lz4/s2/zstd are not simulated: the bytes are stored as they are, named as PBM names them
+            )
 
         if b["type"] == "logical":
             colls = b["nss"] and [c for c in self.settings.collections if _ns_match(c, b["nss"])]
@@ -585,12 +654,23 @@ class Sim:
                     json.dumps({"_id": i, "ns": ns, "rs": rs, "backup": name}) + "\n" for i in range(20)
                 ).encode()
                 out.append((f"{name}/{rs}/{ns}{ext}", pack(raw), len(raw)))
-            raw = json.dumps({"version": PBM_VERSION, "serverVersion": self.settings.mongo_version,
-                              "fcv": self.settings.fcv, "specifications": colls}).encode()
+            raw = json.dumps(
+                {
+                    "version": PBM_VERSION,
+                    "serverVersion": self.settings.mongo_version,
+                    "fcv": self.settings.fcv,
+                    "specifications": colls,
+                }
+            ).encode()
             out.append((f"{name}/{rs}/meta.pbm", raw, len(raw)))
         elif b["type"] in ("physical", "incremental"):
-            for f in ("WiredTiger", "WiredTiger.wt", "_mdb_catalog.wt", "collection-0-1234567890.wt",
-                      "journal/WiredTigerLog.0000000001"):
+            for f in (
+                "WiredTiger",
+                "WiredTiger.wt",
+                "_mdb_catalog.wt",
+                "collection-0-1234567890.wt",
+                "journal/WiredTigerLog.0000000001",
+            ):
                 raw = f"{name} {rs} {f}\n".encode() * 64
                 out.append((f"{name}/{rs}/{f}{ext}", pack(raw), len(raw)))
         return out
@@ -604,18 +684,35 @@ class Sim:
                 hosts = s.hosts(rs)
                 node = hosts[1] if len(hosts) > 1 else hosts[0]
                 meta: dict[str, Any] = {
-                    "name": rs, "node": node, "status": "running", "start_ts": int(self.now),
-                    "last_transition_ts": int(self.now), "first_write_ts": int(self.now), "last_write_ts": 0,
-                    "size": 0, "size_uncompressed": 0, "error": "", "files": [],
+                    "name": rs,
+                    "node": node,
+                    "status": "running",
+                    "start_ts": int(self.now),
+                    "last_transition_ts": int(self.now),
+                    "first_write_ts": int(self.now),
+                    "last_write_ts": 0,
+                    "size": 0,
+                    "size_uncompressed": 0,
+                    "error": "",
+                    "files": [],
                     "dump_name": f"{b['name']}/{rs}/metadata.json" if b["type"] == "logical" else "",
                     "oplog_name": f"{b['name']}/{rs}/oplog" if b["type"] == "logical" else "",
                 }
                 if rs == "cfg":
                     meta["configsvr"] = True
                 if b["type"] == "external":
-                    meta["files"] = [{"filename": f"/data/db/{f}", "offset": 0, "length": 0, "fileSize": 4096,
-                                      "stgSize": 0, "stgSizeUncompressed": 0, "fmode": 420}
-                                     for f in ("WiredTiger", "WiredTiger.wt", "collection-0-1234567890.wt")]
+                    meta["files"] = [
+                        {
+                            "filename": f"/data/db/{f}",
+                            "offset": 0,
+                            "length": 0,
+                            "fileSize": 4096,
+                            "stgSize": 0,
+                            "stgSizeUncompressed": 0,
+                            "fmode": 420,
+                        }
+                        for f in ("WiredTiger", "WiredTiger.wt", "collection-0-1234567890.wt")
+                    ]
                 b["replsets"].append(meta)
             if stg is not None:
                 for rs in b["replsets"]:
@@ -625,18 +722,32 @@ class Sim:
                         rs["written"] = rs.get("written", 0) + len(data)
                         rs["written_raw"] = rs.get("written_raw", 0) + raw
                         if b["type"] != "logical":
-                            rs["files"].append({"filename": key.split("/", 2)[2], "offset": 0, "length": 0,
-                                                "fileSize": raw, "stgSize": len(data), "stgSizeUncompressed": raw,
-                                                "fmode": 384})
+                            rs["files"].append(
+                                {
+                                    "filename": key.split("/", 2)[2],
+                                    "offset": 0,
+                                    "length": 0,
+                                    "fileSize": raw,
+                                    "stgSize": len(data),
+                                    "stgSizeUncompressed": raw,
+                                    "fmode": 384,
+                                }
+                            )
         elif phase == "dumpDone":
             for rs in b["replsets"]:
                 rs["size"] += rs.pop("written", 0)
                 rs["size_uncompressed"] += rs.pop("written_raw", 0)
                 if stg is not None and b["type"] == "logical":
-                    meta = json.dumps({"version": PBM_VERSION, "namespaces": [
-                        {"db": ns.split(".", 1)[0], "collection": ns.split(".", 1)[1]}
-                        for ns in self.settings.collections if not b["nss"] or _ns_match(ns, b["nss"])
-                    ]}).encode()
+                    meta = json.dumps(
+                        {
+                            "version": PBM_VERSION,
+                            "namespaces": [
+                                {"db": ns.split(".", 1)[0], "collection": ns.split(".", 1)[1]}
+                                for ns in self.settings.collections
+                                if not b["nss"] or _ns_match(ns, b["nss"])
+                            ],
+                        }
+                    ).encode()
                     stg.put(rs["dump_name"], meta)
                     rs["size"] += len(meta)
                     rs["size_uncompressed"] += len(meta)
@@ -645,8 +756,9 @@ class Sim:
                         for i in range(5)
                     )
                     data = gzip.compress(raw, mtime=0) if b["compression"] in ("gzip", "pgzip") else raw
-                    stg.put(f"{rs['oplog_name']}/{chunk_name(b['first_write_ts'], int(self.now), b['compression'])}",
-                            data)
+                    stg.put(
+                        f"{rs['oplog_name']}/{chunk_name(b['first_write_ts'], int(self.now), b['compression'])}", data
+                    )
                     rs["size"] += len(data)
                     rs["size_uncompressed"] += len(raw)
                 rs["last_write_ts"] = int(self.now)
@@ -689,24 +801,46 @@ class Sim:
                 r["backup_name"] = rs["dump_name"]
             if rs["oplog_name"]:
                 r["oplog_name"] = rs["oplog_name"]
-            r.update({"start_ts": rs["start_ts"], "status": rs["status"], "size": rs["size"],
-                      "size_uncompressed": rs["size_uncompressed"]})
+            r.update(
+                {
+                    "start_ts": rs["start_ts"],
+                    "status": rs["status"],
+                    "size": rs["size"],
+                    "size_uncompressed": rs["size_uncompressed"],
+                }
+            )
             if rs.get("configsvr"):
                 r["iscs"] = True
-            r.update({"last_transition_ts": rs["last_transition_ts"],
-                      "first_write_ts": {"T": rs["first_write_ts"], "I": 1},
-                      "last_write_ts": {"T": rs["last_write_ts"], "I": 1}, "node": rs["node"]})
+            r.update(
+                {
+                    "last_transition_ts": rs["last_transition_ts"],
+                    "first_write_ts": {"T": rs["first_write_ts"], "I": 1},
+                    "last_write_ts": {"T": rs["last_write_ts"], "I": 1},
+                    "node": rs["node"],
+                }
+            )
             if rs.get("error"):
                 r["error"] = rs["error"]
             r["conditions"] = []
             out["replsets"].append(r)
-        out.update({
-            "compression": b["compression"], "store": store, "size": b["size"],
-            "size_uncompressed": b["size_uncompressed"], "mongodb_version": self.settings.mongo_version,
-            "fcv": self.settings.fcv, "start_ts": b["start_ts"], "last_transition_ts": b["last_transition_ts"],
-            "first_write_ts": {"T": b["first_write_ts"], "I": 1}, "last_write_ts": {"T": b["last_write_ts"], "I": 1},
-            "hb": {"T": b["hb"], "I": 1}, "status": b["status"], "conditions": b["conditions"], "n": [],
-        })
+        out.update(
+            {
+                "compression": b["compression"],
+                "store": store,
+                "size": b["size"],
+                "size_uncompressed": b["size_uncompressed"],
+                "mongodb_version": self.settings.mongo_version,
+                "fcv": self.settings.fcv,
+                "start_ts": b["start_ts"],
+                "last_transition_ts": b["last_transition_ts"],
+                "first_write_ts": {"T": b["first_write_ts"], "I": 1},
+                "last_write_ts": {"T": b["last_write_ts"], "I": 1},
+                "hb": {"T": b["hb"], "I": 1},
+                "status": b["status"],
+                "conditions": b["conditions"],
+                "n": [],
+            }
+        )
         if b["error"]:
             out["error"] = b["error"]
         out.update({"pbm_version": b["pbm_version"], "balancer": ""})
@@ -780,8 +914,9 @@ class Sim:
         chain = [b]
         if b["type"] == "incremental":
             if b["src_backup"]:
-                raise PBMFail("Removing a single incremental backup is not allowed; "
-                              "the entire chain must be removed instead.")
+                raise PBMFail(
+                    "Removing a single incremental backup is not allowed; the entire chain must be removed instead."
+                )
             frontier = {b["name"]}
             while frontier:
                 nxt = [x for x in self.data["backups"].values() if x["src_backup"] in frontier]
@@ -806,15 +941,22 @@ class Sim:
         return chain
 
     def _is_base_snapshot(self, b: dict[str, Any]) -> bool:
-        return (b["status"] == "done" and not b["nss"] and b["type"] in ("logical", "physical", "incremental")
-                and not b["store"].get("name"))
+        return (
+            b["status"] == "done"
+            and not b["nss"]
+            and b["type"] in ("logical", "physical", "incremental")
+            and not b["store"].get("name")
+        )
 
     def _is_pitr_base(self, b: dict[str, Any]) -> bool:
         cfg = self.config
         if not cfg or not (cfg.get("pitr") or {}).get("enabled") or not self._is_base_snapshot(b):
             return False
-        later = [x for x in self.data["backups"].values()
-                 if x is not b and self._is_base_snapshot(x) and x["last_write_ts"] >= b["last_write_ts"]]
+        later = [
+            x
+            for x in self.data["backups"].values()
+            if x is not b and self._is_base_snapshot(x) and x["last_write_ts"] >= b["last_write_ts"]
+        ]
         return not later
 
     # ------------------------------------------------------------------ PITR timeline
@@ -871,8 +1013,9 @@ class Sim:
         cfg = self.config
         if cfg is None:
             return
-        for name in [n for n, b in self.data["backups"].items()
-                     if b["status"] in TERMINAL and not b["store"].get("name")]:
+        for name in [
+            n for n, b in self.data["backups"].items() if b["status"] in TERMINAL and not b["store"].get("name")
+        ]:
             del self.data["backups"][name]
         self._import_from(cfg["storage"], profile="")
 
@@ -915,8 +1058,11 @@ class Sim:
                 raise PBMFail(f'set {key}: unsupported compression type: "{val}"')
             if key == "storage.filesystem.path" and not val:
                 raise PBMFail(f"set {key}: storage.filesystem.path can't be empty")
-            if isinstance(val, str) and key.startswith("storage.") and key.rsplit(".", 1)[-1] in (
-                    "bucket", "container", "prefix"):
+            if (
+                isinstance(val, str)
+                and key.startswith("storage.")
+                and key.rsplit(".", 1)[-1] in ("bucket", "container", "prefix")
+            ):
                 val = val.strip("/")
             old_storage = copy.deepcopy(self.config["storage"])
             node = self.data["config"]
@@ -980,8 +1126,19 @@ class Sim:
 
     # ------------------------------------------------------------------ restores
 
-    def start_restore(self, *, backup: str, pitr_ts: int, base_snapshot: str, nss: list[str], ns_from: str,
-                      ns_to: str, users_and_roles: bool, rs_map: dict[str, str], external: bool) -> dict[str, Any]:
+    def start_restore(
+        self,
+        *,
+        backup: str,
+        pitr_ts: int,
+        base_snapshot: str,
+        nss: list[str],
+        ns_from: str,
+        ns_to: str,
+        users_and_roles: bool,
+        rs_map: dict[str, str],
+        external: bool,
+    ) -> dict[str, Any]:
         """PBM:cmd/pbm/restore.go runRestore/doRestore/checkBackup (after the option checks, which the CLI does)."""
         self.check_no_other_operation()
         b = None
@@ -994,8 +1151,11 @@ class Sim:
                 if b is None:
                     raise PBMFail(f"backup '{bname}' not found")
             else:
-                cands = [x for x in self.data["backups"].values()
-                         if self._is_base_snapshot(x) and x["last_write_ts"] <= pitr_ts]
+                cands = [
+                    x
+                    for x in self.data["backups"].values()
+                    if self._is_base_snapshot(x) and x["last_write_ts"] <= pitr_ts
+                ]
                 if not cands:
                     raise PBMFail("no base snapshot found")
                 b = max(cands, key=lambda x: x["last_write_ts"])
@@ -1014,10 +1174,24 @@ class Sim:
             op["lengths"] = [1] * (len(phases) - 1)
         fail_at = "running" if "restore" in self.fail_points() else None
         r: dict[str, Any] = {
-            "name": name, "opid": opid(), "backup": b["name"] if b else "", "type": typ, "status": "starting",
-            "error": "", "nss": nss, "ns_from": ns_from, "ns_to": ns_to, "users_and_roles": users_and_roles,
-            "rs_map": rs_map, "start_ts": int(self.now), "last_transition_ts": int(self.now), "pitr": pitr_ts,
-            "replsets": [], "fail_at": fail_at, "fail_msg": self.fail_message("restore") if fail_at else "", **op,
+            "name": name,
+            "opid": opid(),
+            "backup": b["name"] if b else "",
+            "type": typ,
+            "status": "starting",
+            "error": "",
+            "nss": nss,
+            "ns_from": ns_from,
+            "ns_to": ns_to,
+            "users_and_roles": users_and_roles,
+            "rs_map": rs_map,
+            "start_ts": int(self.now),
+            "last_transition_ts": int(self.now),
+            "pitr": pitr_ts,
+            "replsets": [],
+            "fail_at": fail_at,
+            "fail_msg": self.fail_message("restore") if fail_at else "",
+            **op,
         }
         self.data["restores"][name] = r
         self.log(f"restore {name} started from {r['backup'] or '[external]'}")
@@ -1058,11 +1232,17 @@ class Sim:
                     self._set_restore_status(r, "error", err)
                     return
                 for rs in self.settings.replsets:
-                    entry: dict[str, Any] = {"name": rs, "status": "running",
-                                             "last_transition_ts": int(self.now), "error": ""}
+                    entry: dict[str, Any] = {
+                        "name": rs,
+                        "status": "running",
+                        "last_transition_ts": int(self.now),
+                        "error": "",
+                    }
                     if r["type"] != "logical":
-                        entry["nodes"] = [{"name": h, "status": "running", "last_transition_ts": int(self.now),
-                                           "error": ""} for h in self.settings.hosts(rs)]
+                        entry["nodes"] = [
+                            {"name": h, "status": "running", "last_transition_ts": int(self.now), "error": ""}
+                            for h in self.settings.hosts(rs)
+                        ]
                     r["replsets"].append(entry)
             r["phase"] += 1
             self._set_restore_status(r, nxt)
@@ -1077,8 +1257,11 @@ class Sim:
         try:
             stg = self.backup_storage(b)
             for rs in b["replsets"]:
-                keys = [rs["dump_name"]] if b["type"] == "logical" else [
-                    f"{b['name']}/{rs['name']}/{f['filename']}" for f in rs["files"]]
+                keys = (
+                    [rs["dump_name"]]
+                    if b["type"] == "logical"
+                    else [f"{b['name']}/{rs['name']}/{f['filename']}" for f in rs["files"]]
+                )
                 for k in keys:
                     if k and not stg.exists(k):
                         return f'download data: get object "{k}": no such file'
@@ -1087,8 +1270,10 @@ class Sim:
         if r["pitr"]:
             ok = any(a <= b["last_write_ts"] and r["pitr"] <= e for a, e in self.pitr_ranges())
             if not ok:
-                return (f"define oplog chunks: no chunk with the target time, the last chunk ends on "
-                        f"{{{max((e for _, e in self.pitr_ranges()), default=0)} 0}}")
+                return (
+                    f"define oplog chunks: no chunk with the target time, the last chunk ends on "
+                    f"{{{max((e for _, e in self.pitr_ranges()), default=0)} 0}}"
+                )
         return ""
 
     def get_restore(self, name: str) -> dict[str, Any]:
@@ -1117,28 +1302,56 @@ def _backup_from_meta(meta: dict[str, Any], store: dict[str, Any]) -> dict[str, 
     """A state record from a `<name>.pbm.json` found on a storage (resync)."""
     replsets = []
     for rs in meta.get("replsets") or []:
-        replsets.append({
-            "name": rs.get("name", ""), "node": rs.get("node", ""), "status": rs.get("status", "done"),
-            "start_ts": int(rs.get("start_ts") or 0), "last_transition_ts": int(rs.get("last_transition_ts") or 0),
-            "first_write_ts": _ts(rs.get("first_write_ts")), "last_write_ts": _ts(rs.get("last_write_ts")),
-            "size": int(rs.get("size") or 0), "size_uncompressed": int(rs.get("size_uncompressed") or 0),
-            "error": rs.get("error") or "", "files": rs.get("files") or [], "dump_name": rs.get("backup_name") or "",
-            "oplog_name": rs.get("oplog_name") or "", **({"configsvr": True} if rs.get("iscs") else {}),
-        })
+        replsets.append(
+            {
+                "name": rs.get("name", ""),
+                "node": rs.get("node", ""),
+                "status": rs.get("status", "done"),
+                "start_ts": int(rs.get("start_ts") or 0),
+                "last_transition_ts": int(rs.get("last_transition_ts") or 0),
+                "first_write_ts": _ts(rs.get("first_write_ts")),
+                "last_write_ts": _ts(rs.get("last_write_ts")),
+                "size": int(rs.get("size") or 0),
+                "size_uncompressed": int(rs.get("size_uncompressed") or 0),
+                "error": rs.get("error") or "",
+                "files": rs.get("files") or [],
+                "dump_name": rs.get("backup_name") or "",
+                "oplog_name": rs.get("oplog_name") or "",
+                **({"configsvr": True} if rs.get("iscs") else {}),
+            }
+        )
     return {
-        "name": meta["name"], "opid": meta.get("opid") or opid(), "type": meta.get("type") or "logical",
+        "name": meta["name"],
+        "opid": meta.get("opid") or opid(),
+        "type": meta.get("type") or "logical",
         "base": meta.get("type") == "incremental" and not meta.get("src_backup"),
-        "src_backup": meta.get("src_backup") or "", "compression": meta.get("compression") or "s2", "level": None,
-        "profile": store.get("name") or "", "store": store, "nss": meta.get("nss") or [],
-        "users_and_roles": bool(meta.get("sel_users_and_roles")), "status": meta.get("status") or "done",
-        "error": meta.get("error") or "", "start_ts": int(meta.get("start_ts") or 0),
+        "src_backup": meta.get("src_backup") or "",
+        "compression": meta.get("compression") or "s2",
+        "level": None,
+        "profile": store.get("name") or "",
+        "store": store,
+        "nss": meta.get("nss") or [],
+        "users_and_roles": bool(meta.get("sel_users_and_roles")),
+        "status": meta.get("status") or "done",
+        "error": meta.get("error") or "",
+        "start_ts": int(meta.get("start_ts") or 0),
         "last_transition_ts": int(meta.get("last_transition_ts") or 0),
-        "first_write_ts": _ts(meta.get("first_write_ts")), "last_write_ts": _ts(meta.get("last_write_ts")),
-        "hb": _ts(meta.get("hb")), "size": int(meta.get("size") or 0),
-        "size_uncompressed": int(meta.get("size_uncompressed") or 0), "replsets": replsets,
-        "conditions": meta.get("conditions") or [], "fail_at": None, "fail_msg": "",
-        "pbm_version": meta.get("pbm_version") or PBM_VERSION, "phases": BACKUP_PHASES, "lengths": [0, 0, 0],
-        "mode": "time", "t0": 0.0, "polls": 0, "phase": None,
+        "first_write_ts": _ts(meta.get("first_write_ts")),
+        "last_write_ts": _ts(meta.get("last_write_ts")),
+        "hb": _ts(meta.get("hb")),
+        "size": int(meta.get("size") or 0),
+        "size_uncompressed": int(meta.get("size_uncompressed") or 0),
+        "replsets": replsets,
+        "conditions": meta.get("conditions") or [],
+        "fail_at": None,
+        "fail_msg": "",
+        "pbm_version": meta.get("pbm_version") or PBM_VERSION,
+        "phases": BACKUP_PHASES,
+        "lengths": [0, 0, 0],
+        "mode": "time",
+        "t0": 0.0,
+        "polls": 0,
+        "phase": None,
     }
 
 
@@ -1151,7 +1364,21 @@ def storage_path_of(storage_conf: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "PBMFail", "Settings", "StateFile", "Sim", "parse_config", "full_config", "mask_secrets", "byte_count_iec",
-    "rfc3339", "rfc3339nano", "iter_sorted_backups", "storage_path_of", "NotExist", "BACKUP_TYPES", "COMPRESSIONS",
-    "FAIL_POINTS", "TERMINAL",
+    "PBMFail",
+    "Settings",
+    "StateFile",
+    "Sim",
+    "parse_config",
+    "full_config",
+    "mask_secrets",
+    "byte_count_iec",
+    "rfc3339",
+    "rfc3339nano",
+    "iter_sorted_backups",
+    "storage_path_of",
+    "NotExist",
+    "BACKUP_TYPES",
+    "COMPRESSIONS",
+    "FAIL_POINTS",
+    "TERMINAL",
 ]

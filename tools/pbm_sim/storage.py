@@ -12,8 +12,9 @@ missing client library only fails the operations that need it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 class StorageError(Exception):
@@ -169,7 +170,7 @@ class S3Storage(Storage):
         self._client = None
 
     @property
-    def client(self):  # noqa: ANN201 - boto3 client
+    def client(self):
         if self._client is None:
             try:
                 import boto3
@@ -238,7 +239,7 @@ class S3Storage(Storage):
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base + prefix)
             for page in pages:
                 for obj in page.get("Contents") or []:
-                    out.append(obj["Key"][len(base):])
+                    out.append(obj["Key"][len(base) :])
         except StorageError:
             raise
         except Exception as e:
@@ -278,7 +279,7 @@ class AzureStorage(Storage):
         self._cc = None
 
     @property
-    def cc(self):  # noqa: ANN201 - ContainerClient
+    def cc(self):
         if self._cc is None:
             try:
                 from azure.storage.blob import BlobServiceClient
@@ -321,7 +322,7 @@ class AzureStorage(Storage):
     def list(self, prefix: str = "") -> list[str]:
         base = self.prefix + "/" if self.prefix else ""
         try:
-            return sorted(b.name[len(base):] for b in self.cc.list_blobs(name_starts_with=base + prefix))
+            return sorted(b.name[len(base) :] for b in self.cc.list_blobs(name_starts_with=base + prefix))
         except StorageError:
             raise
         except Exception as e:

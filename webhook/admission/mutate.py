@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -29,8 +30,12 @@ def defaults_cluster(identity: sidecar.PodIdentity, namespace: str, image: str) 
         spec["sharding"] = {"enabled": True, "configsvrReplSet": {"size": 3}}
     if identity.replset and identity.component != sidecar.CFG:
         spec["replsets"] = [{"name": identity.replset, "size": 3}]
-    return {"apiVersion": f"{kinds.GROUP}/v1", "kind": kinds.CLUSTER,
-            "metadata": {"name": identity.cluster, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": f"{kinds.GROUP}/v1",
+        "kind": kinds.CLUSTER,
+        "metadata": {"name": identity.cluster, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 async def mutate_pod(pod: Mapping[str, Any], namespace: str, lookup: LiveLookup, *, default_image: str) -> Mutation:
@@ -47,15 +52,18 @@ async def mutate_pod(pod: Mapping[str, Any], namespace: str, lookup: LiveLookup,
         return Mutation([], f"PerconaServerMongoDB {namespace}/{identity.cluster} does not exist", [])
     else:
         cluster = defaults_cluster(identity, namespace, default_image)
-        warnings.append(f"psmdb-backup-webhook could not read PerconaServerMongoDB {identity.cluster} ({found.error}); "
-                        f"backup-agent rendered with crVersion {sidecar.LATEST_CR_VERSION} defaults and image "
-                        f"{default_image}")
+        warnings.append(
+            f"psmdb-backup-webhook could not read PerconaServerMongoDB {identity.cluster} ({found.error}); "
+            f"backup-agent rendered with crVersion {sidecar.LATEST_CR_VERSION} defaults and image "
+            f"{default_image}"
+        )
     spec = cluster.get("spec") or {}
     ssl_name = (spec.get("secrets") or {}).get("ssl") or f"{identity.cluster}-ssl"
     ssl_ref = ("Secret", namespace, ssl_name)
     ssl = (await lookup.fetch([ssl_ref]))[ssl_ref]
-    keys = set((ssl.obj.get("data") or {})) | set((ssl.obj.get("stringData") or {})) if isinstance(ssl, Found) else None
+    keys = set(ssl.obj.get("data") or {}) | set(ssl.obj.get("stringData") or {}) if isinstance(ssl, Found) else None
     pbm_version = (cluster.get("status") or {}).get("backupVersion")
-    patch, reason = sidecar.plan(pod, cluster, ssl_secret_keys=keys, pbm_version=pbm_version,
-                                 config_loader=yaml.safe_load)
+    patch, reason = sidecar.plan(
+        pod, cluster, ssl_secret_keys=keys, pbm_version=pbm_version, config_loader=yaml.safe_load
+    )
     return Mutation(patch, reason, warnings if patch else [])

@@ -45,8 +45,10 @@ def parse(body: bytes) -> Request:
     if not isinstance(review, dict):
         raise BadReview("body must be a JSON object (an AdmissionReview)")
     if review.get("apiVersion") != API_VERSION or review.get("kind") != "AdmissionReview":
-        raise BadReview(f"expected apiVersion {API_VERSION} and kind AdmissionReview, got "
-                        f"{str(review.get('apiVersion'))[:60]!r} / {str(review.get('kind'))[:60]!r}")
+        raise BadReview(
+            f"expected apiVersion {API_VERSION} and kind AdmissionReview, got "
+            f"{str(review.get('apiVersion'))[:60]!r} / {str(review.get('kind'))[:60]!r}"
+        )
     req = review.get("request")
     if not isinstance(req, dict):
         raise BadReview("AdmissionReview has no request object")
@@ -56,18 +58,32 @@ def parse(body: bytes) -> Request:
     kind = req.get("kind") if isinstance(req.get("kind"), dict) else {}
     obj, old = req.get("object"), req.get("oldObject")
     return Request(
-        uid=uid, kind=str(kind.get("kind", "")), group=str(kind.get("group", "")),
-        operation=str(req.get("operation", "")), namespace=str(req.get("namespace") or ""),
-        name=str(req.get("name") or ""), obj=obj if isinstance(obj, dict) else None,
-        old=old if isinstance(old, dict) else None, dry_run=req.get("dryRun") is True)
+        uid=uid,
+        kind=str(kind.get("kind", "")),
+        group=str(kind.get("group", "")),
+        operation=str(req.get("operation", "")),
+        namespace=str(req.get("namespace") or ""),
+        name=str(req.get("name") or ""),
+        obj=obj if isinstance(obj, dict) else None,
+        old=old if isinstance(old, dict) else None,
+        dry_run=req.get("dryRun") is True,
+    )
 
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def response(uid: str, *, allowed: bool, message: str = "", code: int = 200, reason: str = "",
-             warnings: list[str] | None = None, patch: list[dict] | None = None) -> dict[str, Any]:
+def response(
+    uid: str,
+    *,
+    allowed: bool,
+    message: str = "",
+    code: int = 200,
+    reason: str = "",
+    warnings: list[str] | None = None,
+    patch: list[dict] | None = None,
+) -> dict[str, Any]:
     resp: dict[str, Any] = {"uid": uid, "allowed": allowed}
     if not allowed:
         resp["status"] = {"code": code, "message": message, "reason": reason or "Invalid"}

@@ -6,8 +6,9 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -72,10 +73,14 @@ class AdmissionApp:
         except web.HTTPException as exc:
             if exc.status >= 400:
                 self.metrics.bad_requests.labels(reason=str(exc.status)).inc()
-                return _json_error(exc.status, exc.reason if exc.status != 413 else
-                                   f"request body larger than {self.settings.max_body_bytes} bytes")
+                return _json_error(
+                    exc.status,
+                    exc.reason
+                    if exc.status != 413
+                    else f"request body larger than {self.settings.max_body_bytes} bytes",
+                )
             raise
-        except Exception:  # noqa: BLE001 - the server must survive any request
+        except Exception:
             log.exception("unexpected error answering %s", request.path)
             return _json_error(500, "internal error; see the webhook's log")
 
@@ -84,7 +89,7 @@ class AdmissionApp:
             raise web.HTTPUnsupportedMediaType(reason="Content-Type must be application/json")
         try:
             body = await asyncio.wait_for(request.read(), self.settings.read_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise web.HTTPRequestTimeout(reason="request body not received in time") from None
         try:
             return review.parse(body)
@@ -92,27 +97,59 @@ class AdmissionApp:
             self.metrics.bad_requests.labels(reason="bad_review").inc()
             raise web.HTTPBadRequest(reason=str(exc)) from None
 
-    def _answer(self, webhook: str, req: review.Request, decision: str, started: float,
-                body: dict[str, Any], **fields: Any) -> web.Response:
+    def _answer(
+        self, webhook: str, req: review.Request, decision: str, started: float, body: dict[str, Any], **fields: Any
+    ) -> web.Response:
         elapsed = time.perf_counter() - started
         self.metrics.requests.labels(webhook, req.kind or "unknown", req.operation or "unknown", decision).inc()
         self.metrics.latency.labels(webhook).observe(elapsed)
-        log.info("%s %s %s/%s: %s", webhook, req.kind, req.namespace, req.display_name, decision, extra={
-            "uid": req.uid, "kind": req.kind, "operation": req.operation, "namespace": req.namespace,
-            "object": req.display_name,
-            "decision": decision, "dry_run": req.dry_run, "duration_ms": round(elapsed * 1000, 2), **fields})
+        log.info(
+            "%s %s %s/%s: %s",
+            webhook,
+            req.kind,
+            req.namespace,
+            req.display_name,
+            decision,
+            extra={
+                "uid": req.uid,
+                "kind": req.kind,
+                "operation": req.operation,
+                "namespace": req.namespace,
+                "object": req.display_name,
+                "decision": decision,
+                "dry_run": req.dry_run,
+                "duration_ms": round(elapsed * 1000, 2),
+                **fields,
+            },
+        )
         return web.json_response(body)
 
     async def validate(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         req = await self._review(request)
         if req.group != kinds.GROUP or req.kind not in kinds.KINDS or req.operation not in ("CREATE", "UPDATE"):
-            return self._answer("validate", req, "allowed", started, review.response(req.uid, allowed=True),
-                                reason="not a PSMDB create or update")
+            return self._answer(
+                "validate",
+                req,
+                "allowed",
+                started,
+                review.response(req.uid, allowed=True),
+                reason="not a PSMDB create or update",
+            )
         if req.obj is None:
-            return self._answer("validate", req, "denied", started, review.response(
-                req.uid, allowed=False, code=400, reason="BadRequest",
-                message="AdmissionReview request.object is missing or not an object"))
+            return self._answer(
+                "validate",
+                req,
+                "denied",
+                started,
+                review.response(
+                    req.uid,
+                    allowed=False,
+                    code=400,
+                    reason="BadRequest",
+                    message="AdmissionReview request.object is missing or not an object",
+                ),
+            )
         what = f"{req.kind} {req.namespace}/{req.display_name}"
         ns_found = (await self.lookup.fetch([("Namespace", "", req.namespace)]))[("Namespace", "", req.namespace)]
         mode = namespace_mode(getattr(ns_found, "obj", None), self.settings.enforcement)
@@ -122,23 +159,32 @@ class AdmissionApp:
             self.metrics.findings.labels(f.code, f.severity.label).inc()
         if decision.lookup_errors:
             self.metrics.lookup_failures.inc(len(decision.lookup_errors))
-        body = review.response(req.uid, allowed=decision.allowed, message=decision.message, code=422,
-                               warnings=decision.warnings)
-        return self._answer("validate", req, "allowed" if decision.allowed else "denied", started, body,
-                            mode=mode.value, findings=[f"{f.code} {f.path_str}" for f in decision.findings],
-                            lookup_errors=decision.lookup_errors)
+        body = review.response(
+            req.uid, allowed=decision.allowed, message=decision.message, code=422, warnings=decision.warnings
+        )
+        return self._answer(
+            "validate",
+            req,
+            "allowed" if decision.allowed else "denied",
+            started,
+            body,
+            mode=mode.value,
+            findings=[f"{f.code} {f.path_str}" for f in decision.findings],
+            lookup_errors=decision.lookup_errors,
+        )
 
     async def mutate(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         req = await self._review(request)
         if req.kind != "Pod" or req.group != "" or req.operation != "CREATE" or req.obj is None:
-            return self._answer("mutate", req, "allowed", started, review.response(req.uid, allowed=True),
-                                reason="not a pod create")
-        result = await mutate_pod(req.obj, req.namespace, self.lookup,
-                                  default_image=self.settings.default_backup_image)
+            return self._answer(
+                "mutate", req, "allowed", started, review.response(req.uid, allowed=True), reason="not a pod create"
+            )
+        result = await mutate_pod(req.obj, req.namespace, self.lookup, default_image=self.settings.default_backup_image)
         body = review.response(req.uid, allowed=True, patch=result.patch, warnings=result.warnings)
-        return self._answer("mutate", req, "patched" if result.patch else "allowed", started, body,
-                            reason=result.reason)
+        return self._answer(
+            "mutate", req, "patched" if result.patch else "allowed", started, body, reason=result.reason
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -163,8 +209,9 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None, sto
     admission.metrics.cert_expiry.set(reloader.expiry.timestamp())
     runner = web.AppRunner(admission.build(), access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, settings.listen_host, settings.listen_port, ssl_context=reloader.context,
-                       reuse_address=True)
+    site = web.TCPSite(
+        runner, settings.listen_host, settings.listen_port, ssl_context=reloader.context, reuse_address=True
+    )
     await site.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -182,9 +229,14 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None, sto
 
     watcher = asyncio.create_task(watch_certs())
     admission.ready = True
-    log.info("serving on https://%s:%s (enforcement %s, lookup failure policy %s, cluster %s)",
-             settings.listen_host, settings.listen_port, settings.enforcement.value, settings.on_lookup_failure.value,
-             "none" if api is None else "connected")
+    log.info(
+        "serving on https://%s:%s (enforcement %s, lookup failure policy %s, cluster %s)",
+        settings.listen_host,
+        settings.listen_port,
+        settings.enforcement.value,
+        settings.on_lookup_failure.value,
+        "none" if api is None else "connected",
+    )
     if started:
         started.set()
     try:

@@ -4,8 +4,9 @@ admission policy around them (enforcement mode, UPDATE leniency, lookup failures
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..findings import Finding, Severity
 from ..kube import LiveLookup
@@ -85,11 +86,18 @@ def decide(checked: Checked, *, what: str, mode: Enforcement, on_lookup_failure:
         warnings += [f"cross-object rules skipped: {e}" for e in failures]
     if errors or (failures and on_lookup_failure == LookupFailure.DENY and mode == Enforcement.ENFORCE):
         lines = [f"- {_line(f)} (fix: {f.hint})" for f in errors]
-        lines += [f"- cannot check references: {e}; retry, or ask the cluster admin (lookup failure policy: deny)"
-                  for e in (failures if on_lookup_failure == LookupFailure.DENY else [])]
+        lines += [
+            f"- cannot check references: {e}; retry, or ask the cluster admin (lookup failure policy: deny)"
+            for e in (failures if on_lookup_failure == LookupFailure.DENY else [])
+        ]
         count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}" if errors else "lookup failed"
-        return Decision(False, f"{what} is rejected by psmdb-backup-webhook ({count}):\n" + "\n".join(lines),
-                        warnings, checked.findings, failures)
+        return Decision(
+            False,
+            f"{what} is rejected by psmdb-backup-webhook ({count}):\n" + "\n".join(lines),
+            warnings,
+            checked.findings,
+            failures,
+        )
     return Decision(True, warnings=warnings, findings=checked.findings, lookup_errors=failures)
 
 

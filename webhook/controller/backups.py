@@ -16,8 +16,9 @@ other finalizers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from . import clusters, pbmconfig
 from .kubeapi import KubeError, psmdb_path
@@ -31,8 +32,10 @@ KIND = "PerconaServerMongoDBBackup"
 FINALIZER_DELETE = "percona.com/delete-backup"
 FINALIZER_DELETE_LEGACY = "delete-backup"
 FINALIZER_LOCK = "internal.percona.com/release-lock"
-EXTERNAL_UNSUPPORTED = ("snapshot (type: external) backups are not supported by the psmdb-backup controller: it "
-                        "does not create VolumeSnapshots; take them with the Percona operator's backup handling")
+EXTERNAL_UNSUPPORTED = (
+    "snapshot (type: external) backups are not supported by the psmdb-backup controller: it "
+    "does not create VolumeSnapshots; take them with the Percona operator's backup handling"
+)
 
 
 def parse_time(v: Any) -> datetime | None:
@@ -74,9 +77,12 @@ class BackupReconciler(StateMachine):
         status = obj.get("status") or {}
         started = parse_time(status.get("start"))
         if started is not None:
-            ctx.metrics.backup_duration.labels(meta["namespace"], obj["spec"].get("clusterName", ""),
-                                               status.get("type") or obj["spec"].get("type") or "logical",
-                                               outcome).observe(max(0.0, (ctx.clock() - started).total_seconds()))
+            ctx.metrics.backup_duration.labels(
+                meta["namespace"],
+                obj["spec"].get("clusterName", ""),
+                status.get("type") or obj["spec"].get("type") or "logical",
+                outcome,
+            ).observe(max(0.0, (ctx.clock() - started).total_seconds()))
         if cluster is not None:
             await ctx.leases.release(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj))
         if self.on_terminal:
@@ -87,7 +93,8 @@ class BackupReconciler(StateMachine):
         now = ctx.clock()
         if state == "":
             deadline = spec.get("startingDeadlineSeconds") or clusters.backup_spec(cluster or {}).get(
-                "startingDeadlineSeconds")
+                "startingDeadlineSeconds"
+            )
             created = parse_time(meta.get("creationTimestamp"))
             if isinstance(deadline, int) and deadline > 0 and created and (now - created).total_seconds() >= deadline:
                 await self._fail(obj, "starting deadline seconds exceeded", cluster)
@@ -109,8 +116,13 @@ class BackupReconciler(StateMachine):
         if self._restore_running(cluster):
             await self._wait(obj, state, "a restore of the cluster is running")
             return ctx.settings.poll_interval
-        held = await ctx.leases.acquire(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj),
-                                        ctx.settings.lock_duration, ctx.holder_finished)
+        held = await ctx.leases.acquire(
+            meta["namespace"],
+            lock_name(cluster["metadata"]["name"]),
+            holder_of(obj),
+            ctx.settings.lock_duration,
+            ctx.holder_finished,
+        )
         if isinstance(held, Held):
             await self._wait(obj, state, f"another backup or restore holds the cluster's lock ({held.holder})")
             return ctx.settings.poll_interval
@@ -130,11 +142,19 @@ class BackupReconciler(StateMachine):
             return ctx.settings.poll_interval
         kind = storage.get("type")
         body = storage.get(kind) if isinstance(kind, str) else None
-        obj = await self._set(obj, "requested", "BackupRequested", f"starting a {spec.get('type') or 'logical'} "
-                              f"backup to storage {storage_name}", storageName=storage_name,
-                              type=spec.get("type") or "logical", start=rfc3339(now), error=None, pbmName=None,
-                              replsetNames=clusters.replset_names(cluster),
-                              **({kind: body} if isinstance(body, Mapping) else {}))
+        obj = await self._set(
+            obj,
+            "requested",
+            "BackupRequested",
+            f"starting a {spec.get('type') or 'logical'} backup to storage {storage_name}",
+            storageName=storage_name,
+            type=spec.get("type") or "logical",
+            start=rfc3339(now),
+            error=None,
+            pbmName=None,
+            replsetNames=clusters.replset_names(cluster),
+            **({kind: body} if isinstance(body, Mapping) else {}),
+        )
         return await self._start(obj, cluster, storage)
 
     async def _wait(self, obj: dict[str, Any], state: str, why: str) -> None:
@@ -143,9 +163,12 @@ class BackupReconciler(StateMachine):
 
     def _restore_running(self, cluster: Mapping[str, Any]) -> bool:
         ns, name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]
-        return any(r["metadata"]["namespace"] == ns and (r.get("spec") or {}).get("clusterName") == name
-                   and (r.get("status") or {}).get("state") in ("requested", "running")
-                   for r in self.ctx.restores.values())
+        return any(
+            r["metadata"]["namespace"] == ns
+            and (r.get("spec") or {}).get("clusterName") == name
+            and (r.get("status") or {}).get("state") in ("requested", "running")
+            for r in self.ctx.restores.values()
+        )
 
     async def _start(self, obj: dict[str, Any], cluster: dict[str, Any], storage: Mapping[str, Any]) -> float | None:
         """Start (or adopt) the PBM backup of a `requested` Backup that has no PBM name yet."""
@@ -156,13 +179,23 @@ class BackupReconciler(StateMachine):
         try:
             pbm_name = await ctx.driver.find_backup_since(ref, since)
             if pbm_name:
-                self._log(obj, logging.WARNING, "adopting PBM backup %s started for %s/%s before a restart", pbm_name,
-                     meta["namespace"], meta["name"])
+                self._log(
+                    obj,
+                    logging.WARNING,
+                    "adopting PBM backup %s started for %s/%s before a restart",
+                    pbm_name,
+                    meta["namespace"],
+                    meta["name"],
+                )
             else:
                 out = await ctx.driver.start_backup(
-                    ref, meta["name"], spec.get("type") or "logical", compression=spec.get("compressionType") or "gzip",
+                    ref,
+                    meta["name"],
+                    spec.get("type") or "logical",
+                    compression=spec.get("compressionType") or "gzip",
                     level=spec.get("compressionLevel"),
-                    profile=None if spec.get("storageName") == main else spec.get("storageName"))
+                    profile=None if spec.get("storageName") == main else spec.get("storageName"),
+                )
                 pbm_name = out["name"]
             ctx.metrics.pbm_commands.labels("backup", "ok").inc()
         except (PBMBusy, PBMTransportError, PBMTimeout) as e:
@@ -171,16 +204,28 @@ class BackupReconciler(StateMachine):
             if (ctx.clock() - since).total_seconds() >= deadline:
                 await self._fail(obj, f"backup did not start within {deadline}s: {e.message}", cluster)
                 return None
-            self._log(obj, logging.INFO, "PBM backup for %s/%s not started yet: %s", meta["namespace"], meta["name"],
-                 e.message)
+            self._log(
+                obj,
+                logging.INFO,
+                "PBM backup for %s/%s not started yet: %s",
+                meta["namespace"],
+                meta["name"],
+                e.message,
+            )
             return ctx.settings.poll_interval
         except PBMError as e:
             ctx.metrics.pbm_commands.labels("backup", "error").inc()
             await self._fail(obj, e.message, cluster)
             return None
-        await self._set(obj, "requested", "BackupStarted", f"PBM backup {pbm_name} started", always=True,
-                        pbmName=pbm_name,
-                        destination=pbmconfig.destination(storage, pbm_name))
+        await self._set(
+            obj,
+            "requested",
+            "BackupStarted",
+            f"PBM backup {pbm_name} started",
+            always=True,
+            pbmName=pbm_name,
+            destination=pbmconfig.destination(storage, pbm_name),
+        )
         return ctx.settings.poll_interval
 
     async def _active(self, obj: dict[str, Any], cluster: dict[str, Any] | None) -> float | None:
@@ -188,11 +233,22 @@ class BackupReconciler(StateMachine):
         if cluster is None:
             await self._fail(obj, "cluster not found", None)
             return None
-        held = await ctx.leases.acquire(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj),
-                                        ctx.settings.lock_duration, ctx.holder_finished)
+        held = await ctx.leases.acquire(
+            meta["namespace"],
+            lock_name(cluster["metadata"]["name"]),
+            holder_of(obj),
+            ctx.settings.lock_duration,
+            ctx.holder_finished,
+        )
         if isinstance(held, Held):  # someone took our expired lock: this backup's PBM operation may still run
-            self._log(obj, logging.WARNING, "lock of %s held by %s while backup %s runs", cluster["metadata"]["name"],
-                 held.holder, meta["name"])
+            self._log(
+                obj,
+                logging.WARNING,
+                "lock of %s held by %s while backup %s runs",
+                cluster["metadata"]["name"],
+                held.holder,
+                meta["name"],
+            )
         storage = pbmconfig.storages(cluster).get(status.get("storageName") or "") or {}
         if not status.get("pbmName"):
             return await self._start(obj, cluster, storage)
@@ -222,18 +278,24 @@ class BackupReconciler(StateMachine):
             return None
         if info.status == "done":
             updated = await self._set(
-                obj, "ready", "BackupReady", f"backup {info.name} is ready ({pretty_size(info.size)})",
-                size=pretty_size(info.size), **extra,
+                obj,
+                "ready",
+                "BackupReady",
+                f"backup {info.name} is ready ({pretty_size(info.size)})",
+                size=pretty_size(info.size),
+                **extra,
                 completed=rfc3339(info.last_transition_time or ctx.clock()),
-                lastWriteAt=rfc3339(info.last_write_time) if info.last_write_time else None)
+                lastWriteAt=rfc3339(info.last_write_time) if info.last_write_time else None,
+            )
             await self._finished(updated, cluster, "ready")
             return None
         if info.status == "starting":
             started = parse_time(status.get("start"))
             deadline = clusters.starting_deadline(cluster, ctx.settings.default_starting_deadline)
             if started and (ctx.clock() - started).total_seconds() >= deadline:
-                await self._fail(obj, "backup did not progress from 'starting' state within the allowed timeout",
-                                 cluster)
+                await self._fail(
+                    obj, "backup did not progress from 'starting' state within the allowed timeout", cluster
+                )
                 return None
             return ctx.settings.poll_interval
         if status.get("state") != "running":
@@ -255,28 +317,43 @@ class BackupReconciler(StateMachine):
                 return ctx.settings.poll_interval  # PBM cannot delete a running backup: wait for it to end
             if status.get("state") == "ready" and status.get("pbmName") and spec.get("type") != "incremental":
                 if cluster is None:
-                    await ctx.events.emit(obj, "BackupFilesKept", f"the cluster is gone, so PBM cannot delete "
-                                          f"{status.get('destination') or status['pbmName']}: delete it from the "
-                                          "storage yourself", warning=True)
+                    await ctx.events.emit(
+                        obj,
+                        "BackupFilesKept",
+                        f"the cluster is gone, so PBM cannot delete "
+                        f"{status.get('destination') or status['pbmName']}: delete it from the "
+                        "storage yourself",
+                        warning=True,
+                    )
                 else:
                     try:
                         deleted = await ctx.driver.delete_backup(cluster_ref(cluster), status["pbmName"])
                         ctx.metrics.pbm_commands.labels("delete-backup", "ok").inc()
                     except PBMError as e:
                         ctx.metrics.pbm_commands.labels("delete-backup", "error").inc()
-                        await ctx.events.emit(obj, "BackupDeleteFailed", f"deleting {status['pbmName']} from the "
-                                              f"storage failed (will retry): {e.message}", warning=True)
+                        await ctx.events.emit(
+                            obj,
+                            "BackupDeleteFailed",
+                            f"deleting {status['pbmName']} from the storage failed (will retry): {e.message}",
+                            warning=True,
+                        )
                         keep += [f for f in ours if f != FINALIZER_LOCK]
                     else:
-                        await ctx.events.emit(obj, "BackupDeleted", f"deleted {status.get('destination') or ''} "
-                                              f"(PBM backup {status['pbmName']})" if deleted else
-                                              f"PBM backup {status['pbmName']} was already gone")
+                        await ctx.events.emit(
+                            obj,
+                            "BackupDeleted",
+                            f"deleted {status.get('destination') or ''} (PBM backup {status['pbmName']})"
+                            if deleted
+                            else f"PBM backup {status['pbmName']} was already gone",
+                        )
         if FINALIZER_LOCK in ours and cluster is not None:
             await ctx.leases.release(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj))
         remaining = [f for f in finalizers if f not in ours or f in keep]
         try:
-            await ctx.kube.patch(psmdb_path(KIND, meta["namespace"], meta["name"]), {"metadata": {
-                "finalizers": remaining or None, "resourceVersion": meta["resourceVersion"]}})
+            await ctx.kube.patch(
+                psmdb_path(KIND, meta["namespace"], meta["name"]),
+                {"metadata": {"finalizers": remaining or None, "resourceVersion": meta["resourceVersion"]}},
+            )
         except KubeError as e:
             if not (e.not_found or e.conflict):
                 raise

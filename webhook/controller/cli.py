@@ -18,6 +18,7 @@ def _positive(kind: type) -> object:
         if v <= 0:
             raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
         return v
+
     return parse
 
 
@@ -25,50 +26,109 @@ def add_controller_parser(sub: argparse._SubParsersAction) -> None:
     from .manager import default_lease_namespace
 
     p = sub.add_parser(
-        "controller", help="run scheduled and on-demand backups, restores and retention through PBM",
+        "controller",
+        help="run scheduled and on-demand backups, restores and retention through PBM",
         description="The backup engine for the selected PerconaServerMongoDB clusters: it runs their scheduled "
         "tasks, PerconaServerMongoDBBackup and PerconaServerMongoDBRestore objects through PBM in the backup-agent "
         "containers, applies retention and keeps PBM's configuration in line with the cluster spec. Run it instead "
         "of the Percona operator's own backup handling, never beside it on the same clusters. Every flag can also "
-        "be set with the environment variable shown.")
-    p.add_argument("--kubeconfig", default=_env("KUBECONFIG_FILE"), metavar="FILE",
-                   help="kubeconfig (default: in-cluster, then ~/.kube/config) [PSMDB_BACKUP_KUBECONFIG_FILE]")
+        "be set with the environment variable shown.",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG_FILE"),
+        metavar="FILE",
+        help="kubeconfig (default: in-cluster, then ~/.kube/config) [PSMDB_BACKUP_KUBECONFIG_FILE]",
+    )
     p.add_argument("--context", default=_env("CONTEXT"), help="kubeconfig context [PSMDB_BACKUP_CONTEXT]")
-    p.add_argument("-n", "--namespace", action="append", default=None, metavar="NS",
-                   help="watch this namespace (repeatable; default: every namespace) [PSMDB_BACKUP_NAMESPACES, "
-                   "comma-separated]")
-    p.add_argument("--cluster-selector", default=_env("CLUSTER_SELECTOR", ""), metavar="SELECTOR",
-                   help="label selector of the PerconaServerMongoDB clusters this controller manages (default: "
-                   "all) [PSMDB_BACKUP_CLUSTER_SELECTOR]")
-    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction,
-                   default=_env("LEADER_ELECT", "1") != "0",
-                   help="elect one active replica through a Lease (default: on) [PSMDB_BACKUP_LEADER_ELECT=0|1]")
-    p.add_argument("--lease-name", default=_env("LEASE_NAME", "psmdb-backup-controller"),
-                   help="leader Lease name [PSMDB_BACKUP_LEASE_NAME]")
-    p.add_argument("--lease-namespace", default=_env("LEASE_NAMESPACE") or default_lease_namespace(),
-                   help="leader Lease namespace (default: the pod's namespace) [PSMDB_BACKUP_LEASE_NAMESPACE]")
-    p.add_argument("--lease-duration", type=_positive(int), default=_env("LEASE_DURATION", "15"),
-                   metavar="SECONDS", help="a standby replica takes over this long after the leader stops renewing "
-                   "(default 15) [PSMDB_BACKUP_LEASE_DURATION]")
-    p.add_argument("--identity", default=_env("IDENTITY", ""),
-                   help="leader election identity (default: hostname plus a random suffix) [PSMDB_BACKUP_IDENTITY]")
-    p.add_argument("--metrics-listen", type=_listen, default=_env("METRICS_LISTEN", "0.0.0.0:8080"),
-                   metavar="HOST:PORT", help="/metrics, /healthz, /readyz (default 0.0.0.0:8080) "
-                   "[PSMDB_BACKUP_METRICS_LISTEN]")
-    p.add_argument("--poll-interval", type=_positive(float), default=_env("POLL_INTERVAL", "5"),
-                   metavar="SECONDS", help="how often a running backup or restore is polled (default 5) "
-                   "[PSMDB_BACKUP_POLL_INTERVAL]")
-    p.add_argument("--lock-duration", type=_positive(int), default=_env("LOCK_DURATION", "300"),
-                   metavar="SECONDS", help="a cluster's operation lock expires this long after its last renewal "
-                   "(default 300) [PSMDB_BACKUP_LOCK_DURATION]")
-    p.add_argument("--pbm-timeout", type=_positive(float), default=_env("PBM_TIMEOUT", "60"),
-                   metavar="SECONDS", help="limit for one pbm command in a pod (default 60) [PSMDB_BACKUP_PBM_TIMEOUT]")
-    p.add_argument("--workers", type=_positive(int), default=_env("WORKERS", "8"),
-                   help="objects reconciled at once (default 8) [PSMDB_BACKUP_WORKERS]")
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"],
-                   help="[PSMDB_BACKUP_LOG_LEVEL]")
-    p.add_argument("--log-format", default=_env("LOG_FORMAT", "json"), choices=["json", "text"],
-                   help="[PSMDB_BACKUP_LOG_FORMAT]")
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        metavar="NS",
+        help="watch this namespace (repeatable; default: every namespace) [PSMDB_BACKUP_NAMESPACES, comma-separated]",
+    )
+    p.add_argument(
+        "--cluster-selector",
+        default=_env("CLUSTER_SELECTOR", ""),
+        metavar="SELECTOR",
+        help="label selector of the PerconaServerMongoDB clusters this controller manages (default: "
+        "all) [PSMDB_BACKUP_CLUSTER_SELECTOR]",
+    )
+    p.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=_env("LEADER_ELECT", "1") != "0",
+        help="elect one active replica through a Lease (default: on) [PSMDB_BACKUP_LEADER_ELECT=0|1]",
+    )
+    p.add_argument(
+        "--lease-name",
+        default=_env("LEASE_NAME", "psmdb-backup-controller"),
+        help="leader Lease name [PSMDB_BACKUP_LEASE_NAME]",
+    )
+    p.add_argument(
+        "--lease-namespace",
+        default=_env("LEASE_NAMESPACE") or default_lease_namespace(),
+        help="leader Lease namespace (default: the pod's namespace) [PSMDB_BACKUP_LEASE_NAMESPACE]",
+    )
+    p.add_argument(
+        "--lease-duration",
+        type=_positive(int),
+        default=_env("LEASE_DURATION", "15"),
+        metavar="SECONDS",
+        help="a standby replica takes over this long after the leader stops renewing "
+        "(default 15) [PSMDB_BACKUP_LEASE_DURATION]",
+    )
+    p.add_argument(
+        "--identity",
+        default=_env("IDENTITY", ""),
+        help="leader election identity (default: hostname plus a random suffix) [PSMDB_BACKUP_IDENTITY]",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        type=_listen,
+        default=_env("METRICS_LISTEN", "0.0.0.0:8080"),
+        metavar="HOST:PORT",
+        help="/metrics, /healthz, /readyz (default 0.0.0.0:8080) [PSMDB_BACKUP_METRICS_LISTEN]",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=_positive(float),
+        default=_env("POLL_INTERVAL", "5"),
+        metavar="SECONDS",
+        help="how often a running backup or restore is polled (default 5) [PSMDB_BACKUP_POLL_INTERVAL]",
+    )
+    p.add_argument(
+        "--lock-duration",
+        type=_positive(int),
+        default=_env("LOCK_DURATION", "300"),
+        metavar="SECONDS",
+        help="a cluster's operation lock expires this long after its last renewal "
+        "(default 300) [PSMDB_BACKUP_LOCK_DURATION]",
+    )
+    p.add_argument(
+        "--pbm-timeout",
+        type=_positive(float),
+        default=_env("PBM_TIMEOUT", "60"),
+        metavar="SECONDS",
+        help="limit for one pbm command in a pod (default 60) [PSMDB_BACKUP_PBM_TIMEOUT]",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive(int),
+        default=_env("WORKERS", "8"),
+        help="objects reconciled at once (default 8) [PSMDB_BACKUP_WORKERS]",
+    )
+    p.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="[PSMDB_BACKUP_LOG_LEVEL]",
+    )
+    p.add_argument(
+        "--log-format", default=_env("LOG_FORMAT", "json"), choices=["json", "text"], help="[PSMDB_BACKUP_LOG_FORMAT]"
+    )
     p.set_defaults(func=cmd_controller)
 
 
@@ -82,11 +142,20 @@ def cmd_controller(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format)
     namespaces = args.namespace or [n.strip() for n in (_env("NAMESPACES") or "").split(",") if n.strip()]
     opts = Options(
-        kubeconfig=args.kubeconfig, context=args.context, namespaces=namespaces,
-        cluster_selector=args.cluster_selector, leader_elect=args.leader_elect, lease_name=args.lease_name,
-        lease_namespace=args.lease_namespace, lease_duration=args.lease_duration, identity=args.identity,
-        metrics_listen=args.metrics_listen, workers=args.workers, pbm_timeout=args.pbm_timeout,
-        settings=Settings(poll_interval=args.poll_interval, lock_duration=args.lock_duration))
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        namespaces=namespaces,
+        cluster_selector=args.cluster_selector,
+        leader_elect=args.leader_elect,
+        lease_name=args.lease_name,
+        lease_namespace=args.lease_namespace,
+        lease_duration=args.lease_duration,
+        identity=args.identity,
+        metrics_listen=args.metrics_listen,
+        workers=args.workers,
+        pbm_timeout=args.pbm_timeout,
+        settings=Settings(poll_interval=args.poll_interval, lock_duration=args.lock_duration),
+    )
     try:
         return asyncio.run(main(opts))
     except OSError as exc:

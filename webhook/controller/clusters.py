@@ -7,13 +7,14 @@ replica) does not re-apply an unchanged config; credentials are part of the dige
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from ..policy.versions import Version
 from . import pbmconfig
+from .kubeapi import psmdb_path
 from .pbm import PBMError
 from .runtime import Ctx, cluster_ref, cluster_secrets
-from ..policy.versions import Version
-from .kubeapi import psmdb_path
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,20 @@ def cannot_backup(cluster: Mapping[str, Any]) -> str | None:
     if state == "ready":
         return None
     conditions = status.get("conditions") or []
-    if state == "initializing" and any(c.get("type") == "pendingSmartUpdate" and c.get("status") == "True"
-                                       for c in conditions if isinstance(c, Mapping)):
+    if state == "initializing" and any(
+        c.get("type") == "pendingSmartUpdate" and c.get("status") == "True"
+        for c in conditions
+        if isinstance(c, Mapping)
+    ):
         return None
     spec = cluster.get("spec") or {}
     if cr_version(cluster) <= Version(1, 15):
         allowed, flag = spec.get("allowUnsafeConfigurations") is True, "allowUnsafeConfigurations"
     else:
-        allowed, flag = (spec.get("unsafeFlags") or {}).get("backupIfUnhealthy") is True, \
-            "spec.unsafeFlags.backupIfUnhealthy"
+        allowed, flag = (
+            (spec.get("unsafeFlags") or {}).get("backupIfUnhealthy") is True,
+            "spec.unsafeFlags.backupIfUnhealthy",
+        )
     if not allowed:
         return f"{flag} must be true to run backup on cluster with status {state}"
     for rs, rs_status in (status.get("replsets") or {}).items():
@@ -70,8 +76,9 @@ def replset_names(cluster: Mapping[str, Any]) -> list[str]:
     return names
 
 
-async def ensure_config(ctx: Ctx, cluster: dict[str, Any],
-                        extra_profiles: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+async def ensure_config(
+    ctx: Ctx, cluster: dict[str, Any], extra_profiles: Mapping[str, Mapping[str, Any]] | None = None
+) -> None:
     """Apply the cluster's PBM config when it differs from the last one applied. Raises ConfigError (the spec
     cannot be converted: a permanent error until the spec changes) or PBMError (PBM refused or was unreachable).
     `extra_profiles` (a restore's backup source) are added and never recorded."""
@@ -80,8 +87,9 @@ async def ensure_config(ctx: Ctx, cluster: dict[str, Any],
         await _ensure_config(ctx, ctx.clusters.get(key, cluster), extra_profiles)
 
 
-async def _ensure_config(ctx: Ctx, cluster: dict[str, Any], extra_profiles: Mapping[str, Mapping[str, Any]] | None
-                         ) -> None:
+async def _ensure_config(
+    ctx: Ctx, cluster: dict[str, Any], extra_profiles: Mapping[str, Mapping[str, Any]] | None
+) -> None:
     meta = cluster["metadata"]
     get = await ctx.secrets_for(meta["namespace"], cluster_secrets(cluster))
     main, profiles = pbmconfig.desired(cluster, get)
@@ -94,18 +102,29 @@ async def _ensure_config(ctx: Ctx, cluster: dict[str, Any], extra_profiles: Mapp
         outcome = "ok"
     finally:
         ctx.metrics.pbm_config_applies.labels(meta["namespace"], meta["name"], outcome).inc()
-    log.info("applied PBM config to %s/%s: main storage %s, profiles %s", meta["namespace"], meta["name"],
-             pbmconfig.main_storage(cluster), sorted(profiles), extra={"namespace": meta["namespace"],
-                                                                       "cluster": meta["name"]})
+    log.info(
+        "applied PBM config to %s/%s: main storage %s, profiles %s",
+        meta["namespace"],
+        meta["name"],
+        pbmconfig.main_storage(cluster),
+        sorted(profiles),
+        extra={"namespace": meta["namespace"], "cluster": meta["name"]},
+    )
     if extra_profiles:
         return
-    updated = await ctx.kube.patch(psmdb_path("PerconaServerMongoDB", meta["namespace"], meta["name"]),
-                                   {"metadata": {"annotations": {CONFIG_HASH_ANNOTATION: digest}}})
+    updated = await ctx.kube.patch(
+        psmdb_path("PerconaServerMongoDB", meta["namespace"], meta["name"]),
+        {"metadata": {"annotations": {CONFIG_HASH_ANNOTATION: digest}}},
+    )
     ctx.clusters[(meta["namespace"], meta["name"])] = {**updated, "kind": cluster.get("kind")}
     removed = result.get("profiles_removed") or []
-    await ctx.events.emit(cluster, "PBMConfigApplied", f"PBM configuration applied: main storage "
-                          f"{pbmconfig.main_storage(cluster)}, profiles {sorted(profiles) or 'none'}"
-                          + (f", removed profiles {removed}" if removed else ""))
+    await ctx.events.emit(
+        cluster,
+        "PBMConfigApplied",
+        f"PBM configuration applied: main storage "
+        f"{pbmconfig.main_storage(cluster)}, profiles {sorted(profiles) or 'none'}"
+        + (f", removed profiles {removed}" if removed else ""),
+    )
 
 
 async def reconcile_cluster(ctx: Ctx, cluster: dict[str, Any]) -> float | None:
@@ -120,7 +139,11 @@ async def reconcile_cluster(ctx: Ctx, cluster: dict[str, Any]) -> float | None:
         await ctx.events.emit(cluster, "PBMConfigInvalid", f"PBM configuration not applied: {e}", warning=True)
         return ctx.settings.config_retry * 4
     except PBMError as e:
-        log.warning("PBM config for %s/%s not applied yet: %s", cluster["metadata"]["namespace"],
-                    cluster["metadata"]["name"], e.message)
+        log.warning(
+            "PBM config for %s/%s not applied yet: %s",
+            cluster["metadata"]["namespace"],
+            cluster["metadata"]["name"],
+            e.message,
+        )
         return ctx.settings.config_retry
     return None

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .kubeapi import Kube, KubeError
 
@@ -24,9 +25,18 @@ def key_of(obj: dict[str, Any]) -> Key:
 
 
 class Informer:
-    def __init__(self, kube: Kube, kind: str, path: str, on_change: OnChange, *, label_selector: str = "",
-                 api_version: str = "", on_restart: Callable[[str], None] | None = None,
-                 watch_timeout: int = 300) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        kind: str,
+        path: str,
+        on_change: OnChange,
+        *,
+        label_selector: str = "",
+        api_version: str = "",
+        on_restart: Callable[[str], None] | None = None,
+        watch_timeout: int = 300,
+    ) -> None:
         self.kube, self.kind, self.path = kube, kind, path
         self.label_selector = label_selector
         self.api_version = api_version
@@ -54,7 +64,8 @@ class Informer:
             old = self.store.get(k)
             self.store[k] = obj
             if old is None or (old.get("metadata") or {}).get("resourceVersion") != obj["metadata"].get(
-                    "resourceVersion"):
+                "resourceVersion"
+            ):
                 self.on_change(self.kind, obj, False)
         self.resource_version = (data.get("metadata") or {}).get("resourceVersion", "")
         self.synced.set()
@@ -89,9 +100,12 @@ class Informer:
             try:
                 if not self.resource_version:
                     await self._list()
-                async for event in self.kube.watch(self.path, resource_version=self.resource_version,
-                                                   label_selector=self.label_selector,
-                                                   timeout_seconds=self.watch_timeout):
+                async for event in self.kube.watch(
+                    self.path,
+                    resource_version=self.resource_version,
+                    label_selector=self.label_selector,
+                    timeout_seconds=self.watch_timeout,
+                ):
                     if not self._apply(event):
                         break
                     backoff = 0.5

@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import uuid
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -45,7 +46,7 @@ class KubeError(Exception):
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def psmdb_path(kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
@@ -80,8 +81,16 @@ class Kube:
         self.api = api
         self.timeout = timeout
 
-    async def request(self, method: str, path: str, body: Any = None, *, query: Mapping[str, Any] | None = None,
-                      content_type: str = "application/json", timeout: float | None = None) -> dict[str, Any]:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """One request; JSON in, JSON out. 429 (API server still filling a watch cache) is retried briefly."""
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -89,9 +98,16 @@ class Kube:
         for attempt in range(6):
             try:
                 return await self.api.call_api(
-                    path, method, query_params=list((query or {}).items()), header_params=headers, body=body,
-                    response_types_map={200: "object", 201: "object", 202: "object"}, auth_settings=["BearerToken"],
-                    _return_http_data_only=True, _request_timeout=timeout or self.timeout)
+                    path,
+                    method,
+                    query_params=list((query or {}).items()),
+                    header_params=headers,
+                    body=body,
+                    response_types_map={200: "object", 201: "object", 202: "object"},
+                    auth_settings=["BearerToken"],
+                    _return_http_data_only=True,
+                    _request_timeout=timeout or self.timeout,
+                )
             except ApiException as exc:
                 if exc.status == 429 and attempt < 5:
                     await asyncio.sleep(1.0)
@@ -132,17 +148,28 @@ class Kube:
                 return False
             raise
 
-    async def watch(self, path: str, *, resource_version: str, label_selector: str = "",
-                    timeout_seconds: int = 300) -> AsyncIterator[dict[str, Any]]:
+    async def watch(
+        self, path: str, *, resource_version: str, label_selector: str = "", timeout_seconds: int = 300
+    ) -> AsyncIterator[dict[str, Any]]:
         """The raw watch events (`{"type", "object"}`) of a collection from `resource_version`, with bookmarks."""
-        query = {"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
-                 "timeoutSeconds": str(timeout_seconds)}
+        query = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds),
+        }
         if label_selector:
             query["labelSelector"] = label_selector
         try:
             resp = await self.api.call_api(
-                path, "GET", query_params=list(query.items()), header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout_seconds + 30)
+                path,
+                "GET",
+                query_params=list(query.items()),
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout_seconds + 30,
+            )
         except ApiException as exc:
             raise _error(exc) from None
         try:
@@ -170,16 +197,28 @@ class Events:
         namespace = meta.get("namespace") or "default"
         stamp = now_rfc3339()
         event = {
-            "apiVersion": "v1", "kind": "Event",
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"name": f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
-            "involvedObject": {"apiVersion": obj.get("apiVersion", API_VERSION), "kind": obj.get("kind", ""),
-                               "name": meta.get("name", ""), "namespace": namespace, "uid": meta.get("uid", ""),
-                               "resourceVersion": meta.get("resourceVersion", "")},
-            "reason": reason, "message": message[:1024], "type": "Warning" if warning else "Normal",
-            "source": {"component": self.component}, "reportingComponent": self.component,
-            "reportingInstance": self.instance, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", API_VERSION),
+                "kind": obj.get("kind", ""),
+                "name": meta.get("name", ""),
+                "namespace": namespace,
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": self.instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
         }
         try:
             await self.kube.create(f"/api/v1/namespaces/{namespace}/events", event)
-        except (KubeError, asyncio.TimeoutError, OSError) as e:  # an event is never worth failing a reconcile
+        except (TimeoutError, KubeError, OSError) as e:  # an event is never worth failing a reconcile
             log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), e)

@@ -29,8 +29,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +162,23 @@ class KubeExec:
                     elif channel == ERROR_CHANNEL:
                         status = (status or b"") + payload
         except aiohttp.WSServerHandshakeError as e:
-            return ExecResult(bytes(out), bytes(err), False, None, f"exec into {pod}/{container}: {e.status} {e.message}")
+            return ExecResult(
+                bytes(out), bytes(err), False, None, f"exec into {pod}/{container}: {e.status} {e.message}"
+            )
         except ApiException as e:
-            return ExecResult(bytes(out), bytes(err), False, None, f"exec into {pod}/{container}: {e.status} {e.reason}")
+            return ExecResult(
+                bytes(out), bytes(err), False, None, f"exec into {pod}/{container}: {e.status} {e.reason}"
+            )
         except aiohttp.ClientError as e:
             return ExecResult(bytes(out), bytes(err), False, None, f"exec into {pod}/{container}: {e}")
         if status is None:
-            return ExecResult(bytes(out), bytes(err), False, None,
-                              f"exec into {pod}/{container}: stream closed without an exit status")
+            return ExecResult(
+                bytes(out),
+                bytes(err),
+                False,
+                None,
+                f"exec into {pod}/{container}: stream closed without an exit status",
+            )
         ok, code, message = parse_exec_status(status)
         return ExecResult(bytes(out), bytes(err), ok, code, message)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .kubeapi import Kube, KubeError, lease_path
 
@@ -21,11 +22,11 @@ MICRO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _micro(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime(MICRO)
+    return t.astimezone(UTC).strftime(MICRO)
 
 
 def _parse(v: Any) -> datetime | None:
@@ -69,20 +70,27 @@ class Leases:
         self.kube = kube
         self.clock = clock
 
-    async def acquire(self, namespace: str, name: str, holder: str, duration: int,
-                      may_steal: Callable[[str], bool] = lambda h: False) -> Held | None:
+    async def acquire(
+        self, namespace: str, name: str, holder: str, duration: int, may_steal: Callable[[str], bool] = lambda h: False
+    ) -> Held | None:
         """Take or renew the lease for `holder`; None on success. Taken over when it is free, expired, or
         `may_steal(current holder)` says the holder is gone."""
         now = self.clock()
         path = lease_path(namespace, name)
         lease = await self.kube.get(path)
-        spec = {"holderIdentity": holder, "leaseDurationSeconds": duration, "acquireTime": _micro(now),
-                "renewTime": _micro(now), "leaseTransitions": 0}
+        spec = {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": duration,
+            "acquireTime": _micro(now),
+            "renewTime": _micro(now),
+            "leaseTransitions": 0,
+        }
         if lease is None:
             try:
-                await self.kube.create(lease_path(namespace), {"apiVersion": "coordination.k8s.io/v1",
-                                                               "kind": "Lease", "metadata": {"name": name},
-                                                               "spec": spec})
+                await self.kube.create(
+                    lease_path(namespace),
+                    {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name}, "spec": spec},
+                )
                 return None
             except KubeError as e:
                 if e.conflict:
@@ -94,8 +102,10 @@ class Leases:
         current = (lease.get("spec") or {}).get("holderIdentity") or ""
         old = lease.get("spec") or {}
         if current == holder:
-            spec.update(acquireTime=old.get("acquireTime") or spec["acquireTime"],
-                        leaseTransitions=old.get("leaseTransitions") or 0)
+            spec.update(
+                acquireTime=old.get("acquireTime") or spec["acquireTime"],
+                leaseTransitions=old.get("leaseTransitions") or 0,
+            )
         elif current and not expired(lease, now) and not may_steal(current):
             return Held(current)
         else:
@@ -135,8 +145,17 @@ class LeaderElector:
     (and call `on_lost`) if a renewal has not succeeded for `renew_deadline` seconds. `release()` on shutdown lets
     the other replica take over at once instead of after the lease duration."""
 
-    def __init__(self, leases: Leases, namespace: str, name: str, identity: str, *, duration: int = 15,
-                 renew_deadline: float = 10.0, retry: float = 2.0) -> None:
+    def __init__(
+        self,
+        leases: Leases,
+        namespace: str,
+        name: str,
+        identity: str,
+        *,
+        duration: int = 15,
+        renew_deadline: float = 10.0,
+        retry: float = 2.0,
+    ) -> None:
         self.leases, self.namespace, self.name, self.identity = leases, namespace, name, identity
         self.duration, self.renew_deadline, self.retry = duration, renew_deadline, retry
         self.leading = asyncio.Event()
@@ -145,7 +164,7 @@ class LeaderElector:
     async def _try(self) -> bool:
         try:
             return await self.leases.acquire(self.namespace, self.name, self.identity, self.duration) is None
-        except (KubeError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, KubeError, OSError) as e:
             log.warning("leader election: %s", e)
             return False
 
@@ -169,5 +188,5 @@ class LeaderElector:
         if self.leading.is_set():
             try:
                 await self.leases.release(self.namespace, self.name, self.identity)
-            except (KubeError, asyncio.TimeoutError, OSError) as e:
+            except (TimeoutError, KubeError, OSError) as e:
                 log.warning("leader election: could not release the lease: %s", e)

@@ -14,8 +14,9 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -126,10 +127,17 @@ class Controller:
         for ns in opts.namespaces or [None]:
             for kind in kinds.KINDS:
                 selector = opts.cluster_selector if kind == kinds.CLUSTER else ""
-                self.informers.append(Informer(
-                    ctx.kube, kind, psmdb_path(kind, ns), self._changed, label_selector=selector,
-                    api_version=API_VERSION,
-                    on_restart=lambda reason, k=kind: ctx.metrics.watch_restarts.labels(k, reason).inc()))
+                self.informers.append(
+                    Informer(
+                        ctx.kube,
+                        kind,
+                        psmdb_path(kind, ns),
+                        self._changed,
+                        label_selector=selector,
+                        api_version=API_VERSION,
+                        on_restart=lambda reason, k=kind: ctx.metrics.watch_restarts.labels(k, reason).inc(),
+                    )
+                )
 
     # ------------------------------------------------------------------ events from the informers
 
@@ -161,8 +169,11 @@ class Controller:
         """Backups and restores of a cluster that wait for something the cluster or its lock decides."""
         for kind, store in ((kinds.BACKUP, self.ctx.backups), (kinds.RESTORE, self.ctx.restores)):
             for (ns, name), o in list(store.items()):
-                if ns == namespace and (o.get("spec") or {}).get("clusterName") == cluster and \
-                        (o.get("status") or {}).get("state", "") in ("", "waiting"):
+                if (
+                    ns == namespace
+                    and (o.get("spec") or {}).get("clusterName") == cluster
+                    and (o.get("status") or {}).get("state", "") in ("", "waiting")
+                ):
                     self.queue.add((kind, ns, name))
 
     # ------------------------------------------------------------------ reconcile
@@ -201,8 +212,10 @@ class Controller:
 
     def _update_gauges(self) -> None:
         m = self.ctx.metrics
-        for gauge, store, states in ((m.backups, self.ctx.backups, BACKUP_STATES),
-                                     (m.restores, self.ctx.restores, RESTORE_STATES)):
+        for gauge, store, states in (
+            (m.backups, self.ctx.backups, BACKUP_STATES),
+            (m.restores, self.ctx.restores, RESTORE_STATES),
+        ):
             counts: dict[tuple[str, str, str], int] = {}
             for (ns, _), o in store.items():
                 cluster = (o.get("spec") or {}).get("clusterName", "")
@@ -210,8 +223,9 @@ class Controller:
                     continue
                 for s in states:
                     counts.setdefault((ns, cluster, s or "new"), 0)
-                counts[(ns, cluster, (o.get("status") or {}).get("state") or "new")] = \
+                counts[(ns, cluster, (o.get("status") or {}).get("state") or "new")] = (
                     counts.get((ns, cluster, (o.get("status") or {}).get("state") or "new"), 0) + 1
+                )
             gauge.clear()
             for labels, n in counts.items():
                 gauge.labels(*labels).set(n)
@@ -224,8 +238,9 @@ class Controller:
     def http_app(self) -> web.Application:
         async def metrics(_: web.Request) -> web.Response:
             self._update_gauges()
-            return web.Response(body=generate_latest(self.ctx.metrics.registry),
-                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+            return web.Response(
+                body=generate_latest(self.ctx.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
 
         async def healthz(_: web.Request) -> web.Response:
             return web.Response(text="ok")
@@ -253,8 +268,13 @@ class Controller:
             self.ctx.metrics.is_leader.set(1)
             self.scheduler.refresh()
             self.acting = True
-            log.info("acting: %d clusters, %d backups, %d restores, %d scheduled tasks", len(self.ctx.clusters),
-                     len(self.ctx.backups), len(self.ctx.restores), len(self.scheduler.tasks))
+            log.info(
+                "acting: %d clusters, %d backups, %d restores, %d scheduled tasks",
+                len(self.ctx.clusters),
+                len(self.ctx.backups),
+                len(self.ctx.restores),
+                len(self.scheduler.tasks),
+            )
             for kind in kinds.KINDS:
                 for ns, name in list(self.ctx.store_for(kind)):
                     self.queue.add((kind, ns, name))
@@ -274,11 +294,13 @@ class Controller:
 
 def _pod_resolver(ctx: Ctx) -> Callable[[ClusterRef], PodRef]:
     """The pod the operator execs PBM in: `<cluster>-<first replset>-0` (facts §9.1)."""
+
     def resolve(ref: ClusterRef) -> PodRef:
         cluster = ctx.clusters.get((ref.namespace, ref.name)) or {}
         replsets = (cluster.get("spec") or {}).get("replsets") or [{}]
         first = replsets[0].get("name") if isinstance(replsets[0], dict) else None
         return PodRef(ref.namespace, f"{ref.name}-{first or 'rs0'}-0")
+
     return resolve
 
 
@@ -290,21 +312,41 @@ async def main(opts: Options, driver: PBMDriver | None = None) -> int:
     kube = Kube(api)
     execer = KubeExec.from_configuration(api.configuration)
     lookup = LiveLookup(KubeReader(api, timeout=5.0), ttl=2.0)
-    ctx = Ctx(kube=kube, driver=driver or CliDriver(execer, timeout=opts.pbm_timeout), lookup=lookup,
-              settings=opts.settings, metrics=Metrics())
+    ctx = Ctx(
+        kube=kube,
+        driver=driver or CliDriver(execer, timeout=opts.pbm_timeout),
+        lookup=lookup,
+        settings=opts.settings,
+        metrics=Metrics(),
+    )
     if driver is None:
         ctx.driver = CliDriver(execer, _pod_resolver(ctx), timeout=opts.pbm_timeout)
     controller = Controller(opts, ctx)
     identity = opts.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-    elector = LeaderElector(Leases(kube), opts.lease_namespace, opts.lease_name, identity,
-                            duration=opts.lease_duration, renew_deadline=opts.lease_duration * 2 / 3,
-                            retry=max(1.0, opts.lease_duration / 7)) if opts.leader_elect else None
+    elector = (
+        LeaderElector(
+            Leases(kube),
+            opts.lease_namespace,
+            opts.lease_name,
+            identity,
+            duration=opts.lease_duration,
+            renew_deadline=opts.lease_duration * 2 / 3,
+            retry=max(1.0, opts.lease_duration / 7),
+        )
+        if opts.leader_elect
+        else None
+    )
     runner = web.AppRunner(controller.http_app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, *opts.metrics_listen)
     await site.start()
-    log.info("psmdb-backup controller %s started: namespaces %s, cluster selector %r, metrics on %s:%d", identity,
-             opts.namespaces or "all", opts.cluster_selector, *opts.metrics_listen)
+    log.info(
+        "psmdb-backup controller %s started: namespaces %s, cluster selector %r, metrics on %s:%d",
+        identity,
+        opts.namespaces or "all",
+        opts.cluster_selector,
+        *opts.metrics_listen,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -22,45 +22,101 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.backups = Gauge(f"{PREFIX}_backups", "Backup objects of managed clusters by state (new backups have "
-                             'state="new")', ["namespace", "cluster", "state"], registry=r)
-        self.backup_transitions = Counter(f"{PREFIX}_backup_transitions_total", "Backup state changes made by the "
-                                          "controller, by the state entered", ["namespace", "cluster", "state"],
-                                          registry=r)
-        self.backup_duration = Histogram(f"{PREFIX}_backup_duration_seconds", "From the PBM start to ready or error",
-                                         ["namespace", "cluster", "type", "outcome"], registry=r,
-                                         buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200))
-        self.last_success = Gauge(f"{PREFIX}_task_last_success_timestamp_seconds", "Unix time when the newest "
-                                  "ready backup of a task completed", ["namespace", "cluster", "task"], registry=r)
-        self.task_interval = Gauge(f"{PREFIX}_task_interval_seconds", "Seconds between the next two slots of a "
-                                   "task's schedule (what 'overdue' means for its alert)",
-                                   ["namespace", "cluster", "task"], registry=r)
-        self.task_next_slot = Gauge(f"{PREFIX}_task_next_slot_timestamp_seconds", "Unix time of a task's next slot",
-                                    ["namespace", "cluster", "task"], registry=r)
-        self.scheduled = Counter(f"{PREFIX}_scheduled_backups_total", "Backups created for schedule slots",
-                                 ["namespace", "cluster", "task"], registry=r)
-        self.missed_slots = Counter(f"{PREFIX}_missed_slots_total", "Schedule slots not run (controller down or "
-                                    "past startingDeadlineSeconds); reported, never run", ["namespace", "cluster",
-                                                                                         "task"], registry=r)
-        self.schedule_errors = Gauge(f"{PREFIX}_task_schedule_error", "1 while a task's schedule does not parse (the "
-                                     "last good schedule, if any, keeps running)", ["namespace", "cluster", "task"],
-                                     registry=r)
-        self.slot_lag = Histogram(f"{PREFIX}_slot_to_backup_seconds", "From a slot's time to its Backup object "
-                                  "being created", registry=r,
-                                  buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
-        self.retention_deletions = Counter(f"{PREFIX}_retention_deletions_total", "Backups deleted by retention",
-                                           ["namespace", "cluster", "task"], registry=r)
-        self.restores = Gauge(f"{PREFIX}_restores", "Restore objects of managed clusters by state",
-                              ["namespace", "cluster", "state"], registry=r)
-        self.restore_transitions = Counter(f"{PREFIX}_restore_transitions_total", "Restore state changes made by "
-                                           "the controller, by the state entered", ["namespace", "cluster", "state"],
-                                           registry=r)
-        self.pbm_commands = Counter(f"{PREFIX}_pbm_commands_total", "PBM commands run through the driver",
-                                    ["command", "outcome"], registry=r)
-        self.pbm_config_applies = Counter(f"{PREFIX}_pbm_config_applies_total", "PBM configuration applies",
-                                          ["namespace", "cluster", "outcome"], registry=r)
+        self.backups = Gauge(
+            f"{PREFIX}_backups",
+            'Backup objects of managed clusters by state (new backups have state="new")',
+            ["namespace", "cluster", "state"],
+            registry=r,
+        )
+        self.backup_transitions = Counter(
+            f"{PREFIX}_backup_transitions_total",
+            "Backup state changes made by the controller, by the state entered",
+            ["namespace", "cluster", "state"],
+            registry=r,
+        )
+        self.backup_duration = Histogram(
+            f"{PREFIX}_backup_duration_seconds",
+            "From the PBM start to ready or error",
+            ["namespace", "cluster", "type", "outcome"],
+            registry=r,
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200),
+        )
+        self.last_success = Gauge(
+            f"{PREFIX}_task_last_success_timestamp_seconds",
+            "Unix time when the newest ready backup of a task completed",
+            ["namespace", "cluster", "task"],
+            registry=r,
+        )
+        self.task_interval = Gauge(
+            f"{PREFIX}_task_interval_seconds",
+            "Seconds between the next two slots of a task's schedule (what 'overdue' means for its alert)",
+            ["namespace", "cluster", "task"],
+            registry=r,
+        )
+        self.task_next_slot = Gauge(
+            f"{PREFIX}_task_next_slot_timestamp_seconds",
+            "Unix time of a task's next slot",
+            ["namespace", "cluster", "task"],
+            registry=r,
+        )
+        self.scheduled = Counter(
+            f"{PREFIX}_scheduled_backups_total",
+            "Backups created for schedule slots",
+            ["namespace", "cluster", "task"],
+            registry=r,
+        )
+        self.missed_slots = Counter(
+            f"{PREFIX}_missed_slots_total",
+            "Schedule slots not run (controller down or past startingDeadlineSeconds); reported, never run",
+            ["namespace", "cluster", "task"],
+            registry=r,
+        )
+        self.schedule_errors = Gauge(
+            f"{PREFIX}_task_schedule_error",
+            "1 while a task's schedule does not parse (the last good schedule, if any, keeps running)",
+            ["namespace", "cluster", "task"],
+            registry=r,
+        )
+        self.slot_lag = Histogram(
+            f"{PREFIX}_slot_to_backup_seconds",
+            "From a slot's time to its Backup object being created",
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+        )
+        self.retention_deletions = Counter(
+            f"{PREFIX}_retention_deletions_total",
+            "Backups deleted by retention",
+            ["namespace", "cluster", "task"],
+            registry=r,
+        )
+        self.restores = Gauge(
+            f"{PREFIX}_restores",
+            "Restore objects of managed clusters by state",
+            ["namespace", "cluster", "state"],
+            registry=r,
+        )
+        self.restore_transitions = Counter(
+            f"{PREFIX}_restore_transitions_total",
+            "Restore state changes made by the controller, by the state entered",
+            ["namespace", "cluster", "state"],
+            registry=r,
+        )
+        self.pbm_commands = Counter(
+            f"{PREFIX}_pbm_commands_total", "PBM commands run through the driver", ["command", "outcome"], registry=r
+        )
+        self.pbm_config_applies = Counter(
+            f"{PREFIX}_pbm_config_applies_total",
+            "PBM configuration applies",
+            ["namespace", "cluster", "outcome"],
+            registry=r,
+        )
         self.is_leader = Gauge(f"{PREFIX}_leader", "1 while this replica holds the leader Lease", registry=r)
-        self.watch_restarts = Counter(f"{PREFIX}_watch_restarts_total", "Watches restarted, by resource and reason "
-                                      "(expired = 410 Gone, error, closed)", ["resource", "reason"], registry=r)
-        self.reconcile_errors = Counter(f"{PREFIX}_reconcile_errors_total", "Reconcile passes that raised",
-                                        ["kind"], registry=r)
+        self.watch_restarts = Counter(
+            f"{PREFIX}_watch_restarts_total",
+            "Watches restarted, by resource and reason (expired = 410 Gone, error, closed)",
+            ["resource", "reason"],
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            f"{PREFIX}_reconcile_errors_total", "Reconcile passes that raised", ["kind"], registry=r
+        )

@@ -34,9 +34,10 @@ import json
 import logging
 import re
 import time as _time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence, Union
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import yaml
 
@@ -48,7 +49,7 @@ BACKUP_AGENT_CONTAINER = "backup-agent"
 TERMINAL_STATUSES = frozenset({"done", "canceled", "error"})
 
 # sh -c SCRIPT <nbytes> <argv...>: $0 is the byte count; the temp file's path is appended to argv
-_FILE_SCRIPT = "f=$(mktemp) || exit 1; trap 'rm -f \"$f\"' EXIT; head -c \"$0\" >\"$f\" || exit 1; \"$@\" \"$f\""
+_FILE_SCRIPT = 'f=$(mktemp) || exit 1; trap \'rm -f "$f"\' EXIT; head -c "$0" >"$f" || exit 1; "$@" "$f"'
 
 
 # --------------------------------------------------------------------------------------------------- errors
@@ -102,14 +103,14 @@ def _from_ts(v: Any) -> datetime | None:
         ts = int(v or 0)
     except (TypeError, ValueError):
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc) if ts > 0 else None
+    return datetime.fromtimestamp(ts, tz=UTC) if ts > 0 else None
 
 
 def _from_rfc3339(v: Any) -> datetime | None:
     if not isinstance(v, str) or not v:
         return None
     try:
-        return datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         try:
             return datetime.fromisoformat(v.replace("Z", "+00:00"))
@@ -157,19 +158,26 @@ class BackupInfo:
     def from_describe(cls, j: Mapping[str, Any]) -> BackupInfo:
         _require(j, {"name": str, "status": str, "type": str}, "describe-backup")
         reps = tuple(
-            ReplsetState(str(r.get("name", "")), str(r.get("status", "")), str(r.get("node", "")),
-                         r.get("error") or None)
-            for r in (j.get("replsets") or []) if isinstance(r, Mapping)
+            ReplsetState(
+                str(r.get("name", "")), str(r.get("status", "")), str(r.get("node", "")), r.get("error") or None
+            )
+            for r in (j.get("replsets") or [])
+            if isinstance(r, Mapping)
         )
         error = j.get("error") or None
         if error is None and j["status"] == "error":
             error = next((r.error for r in reps if r.error), None)
         return cls(
-            name=j["name"], status=j["status"], error=error, type=j["type"],
+            name=j["name"],
+            status=j["status"],
+            error=error,
+            type=j["type"],
             last_write_time=_from_ts(j.get("last_write_ts")),
             last_transition_time=_from_ts(j.get("last_transition_ts")),
-            size=int(j.get("size") or 0), storage_name=j.get("storage_name") or j.get("profile") or None,
-            replsets=reps, raw=dict(j),
+            size=int(j.get("size") or 0),
+            storage_name=j.get("storage_name") or j.get("profile") or None,
+            replsets=reps,
+            raw=dict(j),
         )
 
     @classmethod
@@ -180,10 +188,15 @@ class BackupInfo:
         done = s["status"] == "done"
         restore_to = s.get("restoreTo")
         return cls(
-            name=s["name"], status=s["status"], error=s.get("error") or None, type=str(s.get("type") or ""),
+            name=s["name"],
+            status=s["status"],
+            error=s.get("error") or None,
+            type=str(s.get("type") or ""),
             last_write_time=_from_ts(restore_to) if done else None,
             last_transition_time=None if done else _from_ts(restore_to),
-            size=int(s.get("size") or 0), storage_name=s.get("profile") or None, raw=dict(s),
+            size=int(s.get("size") or 0),
+            storage_name=s.get("profile") or None,
+            raw=dict(s),
         )
 
 
@@ -212,16 +225,24 @@ class RestoreInfo:
         _require(j, {"name": str, "status": str}, "describe-restore")
         reps = tuple(
             ReplsetState(str(r.get("name", "")), str(r.get("status", "")), "", r.get("error") or None)
-            for r in (j.get("replsets") or []) if isinstance(r, Mapping)
+            for r in (j.get("replsets") or [])
+            if isinstance(r, Mapping)
         )
         error = j.get("error") or None
         if error is None and j["status"] == "error":
             error = next((r.error for r in reps if r.error), None)
         return cls(
-            name=j["name"], backup=str(j.get("backup") or ""), type=str(j.get("type") or ""), status=j["status"],
-            error=error, start_time=_from_rfc3339(j.get("start")), finish_time=_from_rfc3339(j.get("finish")),
+            name=j["name"],
+            backup=str(j.get("backup") or ""),
+            type=str(j.get("type") or ""),
+            status=j["status"],
+            error=error,
+            start_time=_from_rfc3339(j.get("start")),
+            finish_time=_from_rfc3339(j.get("finish")),
             last_transition_time=_from_ts(j.get("last_transition_ts")),
-            point_in_time=_from_ts(j.get("ts_to_restore")), replsets=reps, raw=dict(j),
+            point_in_time=_from_ts(j.get("ts_to_restore")),
+            replsets=reps,
+            raw=dict(j),
         )
 
 
@@ -298,7 +319,7 @@ class PBMDriver(Protocol):
 # --------------------------------------------------------------------------------------------------- CLI driver
 
 
-PodResolver = Callable[[ClusterRef], Union[PodRef, Awaitable[PodRef]]]
+PodResolver = Callable[[ClusterRef], PodRef | Awaitable[PodRef]]
 
 _NOT_FOUND_RE = re.compile(r"(?:^|: )not found$")
 
@@ -321,7 +342,7 @@ def pitr_time_arg(t: datetime | str | int) -> str:
     """`--time` takes `2006-01-02T15:04:05` (UTC) or `T,I`."""
     if isinstance(t, datetime):
         if t.tzinfo is not None:
-            t = t.astimezone(timezone.utc)
+            t = t.astimezone(UTC)
         return t.strftime("%Y-%m-%dT%H:%M:%S")
     if isinstance(t, int):
         return f"{t},0"
@@ -366,7 +387,7 @@ def error_message(res: ExecResult) -> tuple[str, bool]:
     if err:
         idx = err.find("Error: ")
         if idx >= 0:
-            return err[idx + len("Error: "):].strip(), True
+            return err[idx + len("Error: ") :].strip(), True
         return err[-1000:], True
     if res.error:
         return res.error, False
@@ -418,11 +439,18 @@ class CliDriver:
         t0 = _time.monotonic()
         try:
             res = await asyncio.wait_for(self._exec(pod, self.container, argv, stdin), timeout or self.timeout)
-        except asyncio.TimeoutError:
-            raise PBMTimeout(f"pbm {what}: no answer from {pod}/{self.container} within "
-                             f"{timeout or self.timeout:.0f}s", argv=argv) from None
-        log.debug("pbm exec %s in %s: ok=%s exit=%s (%.2fs)", " ".join(args), pod, res.ok, res.exit_code,
-                  _time.monotonic() - t0)
+        except TimeoutError:
+            raise PBMTimeout(
+                f"pbm {what}: no answer from {pod}/{self.container} within {timeout or self.timeout:.0f}s", argv=argv
+            ) from None
+        log.debug(
+            "pbm exec %s in %s: ok=%s exit=%s (%.2fs)",
+            " ".join(args),
+            pod,
+            res.ok,
+            res.exit_code,
+            _time.monotonic() - t0,
+        )
         if res.ok:
             return res
         message, from_pbm = error_message(res)
@@ -489,7 +517,7 @@ class CliDriver:
             args += ["--compression-level", str(int(level))]
         if profile:
             args += ["--profile", profile]
-        started = datetime.now(timezone.utc).replace(microsecond=0)
+        started = datetime.now(UTC).replace(microsecond=0)
         try:
             out = await self._json(cluster_ref, args, timeout=self.backup_timeout)
         except PBMTimeout:
@@ -527,8 +555,11 @@ class CliDriver:
 
     async def pitr_latest(self, cluster_ref: ClusterRef) -> datetime | None:
         out = await self._json(cluster_ref, ["list"])
-        ends = [_from_ts((r.get("range") or {}).get("end")) for r in ((out or {}).get("pitr") or {}).get("ranges") or []
-                if isinstance(r, Mapping) and not r.get("error")]
+        ends = [
+            _from_ts((r.get("range") or {}).get("end"))
+            for r in ((out or {}).get("pitr") or {}).get("ranges") or []
+            if isinstance(r, Mapping) and not r.get("error")
+        ]
         ends = [e for e in ends if e is not None]
         return max(ends) if ends else None
 
@@ -543,7 +574,7 @@ class CliDriver:
             # PBM cannot describe a logical backup that failed before its size was recorded (its dump or oplog
             # is not on the storage), nor a size-0 backup on a storage it cannot read; `pbm status` lists them
             st = await self.status(cluster_ref, ["backups"])
-            for s in ((st.get("backups") or {}).get("snapshot") or []):
+            for s in (st.get("backups") or {}).get("snapshot") or []:
                 if isinstance(s, Mapping) and s.get("name") == pbm_name:
                     return BackupInfo.from_status_snapshot(s)
             raise
@@ -626,9 +657,10 @@ class CliDriver:
 
 def _earliest_since(names: Sequence[Any], since: datetime) -> str | None:
     """PBM names backups and restores after their start time (RFC3339 / RFC3339Nano, UTC)."""
-    floor = since.astimezone(timezone.utc).replace(microsecond=0)
-    found = sorted((t, n) for n in names if isinstance(n, str)
-                   for t in [_from_rfc3339(n)] if t is not None and t >= floor)
+    floor = since.astimezone(UTC).replace(microsecond=0)
+    found = sorted(
+        (t, n) for n in names if isinstance(n, str) for t in [_from_rfc3339(n)] if t is not None and t >= floor
+    )
     return found[0][1] if found else None
 
 

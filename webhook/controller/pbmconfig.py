@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 SecretData = Mapping[str, str]
 SecretGetter = Callable[[str], "SecretData | None"]  # Secret name -> decoded data, None when it does not exist
@@ -31,17 +32,29 @@ def _secret(get: SecretGetter, name: str, what: str) -> SecretData:
 
 
 def _s3(c: Mapping[str, Any], get: SecretGetter, sse_secret: str) -> dict[str, Any]:
-    out = _copy(c, {"region": "region", "endpointUrl": "endpointUrl", "bucket": "bucket", "prefix": "prefix",
-                    "uploadPartSize": "uploadPartSize", "maxUploadParts": "maxUploadParts",
-                    "storageClass": "storageClass", "insecureSkipTLSVerify": "insecureSkipTLSVerify",
-                    "forcePathStyle": "forcePathStyle"})
+    out = _copy(
+        c,
+        {
+            "region": "region",
+            "endpointUrl": "endpointUrl",
+            "bucket": "bucket",
+            "prefix": "prefix",
+            "uploadPartSize": "uploadPartSize",
+            "maxUploadParts": "maxUploadParts",
+            "storageClass": "storageClass",
+            "insecureSkipTLSVerify": "insecureSkipTLSVerify",
+            "forcePathStyle": "forcePathStyle",
+        },
+    )
     out.setdefault("region", "us-east-1")
     if isinstance(c.get("retryer"), Mapping):
         out["retryer"] = _copy(c["retryer"], {k: k for k in ("numMaxRetries", "minRetryDelay", "maxRetryDelay")})
     if c.get("credentialsSecret"):
         data = _secret(get, c["credentialsSecret"], "s3")
-        out["credentials"] = {"access-key-id": data.get("AWS_ACCESS_KEY_ID", ""),
-                              "secret-access-key": data.get("AWS_SECRET_ACCESS_KEY", "")}
+        out["credentials"] = {
+            "access-key-id": data.get("AWS_ACCESS_KEY_ID", ""),
+            "secret-access-key": data.get("AWS_SECRET_ACCESS_KEY", ""),
+        }
         # SSE is read only with static credentials (the operator's quirk, facts §2.1 SSE rule 4)
         sse = dict(c.get("serverSideEncryption") or {})
         fallback = (get(sse_secret) or {}) if sse_secret else {}
@@ -59,8 +72,11 @@ def _s3(c: Mapping[str, Any], get: SecretGetter, sse_secret: str) -> dict[str, A
 
 
 def _minio(c: Mapping[str, Any], get: SecretGetter) -> dict[str, Any]:
-    for key, text in (("bucket", "bucket is required"), ("endpointUrl", "endpointURL is required"),
-                      ("credentialsSecret", "credentialsSecret is required")):
+    for key, text in (
+        ("bucket", "bucket is required"),
+        ("endpointUrl", "endpointURL is required"),
+        ("credentialsSecret", "credentialsSecret is required"),
+    ):
         if not c.get(key):
             raise ConfigError(text)
     data = _secret(get, c["credentialsSecret"], "minio")
@@ -68,12 +84,26 @@ def _minio(c: Mapping[str, Any], get: SecretGetter) -> dict[str, Any]:
         raise ConfigError("access key not found in credentials secret")
     if not data.get("AWS_SECRET_ACCESS_KEY"):
         raise ConfigError("secret access key not found in credentials secret")
-    out = _copy(c, {"endpointUrl": "endpoint", "bucket": "bucket", "prefix": "prefix", "region": "region",
-                    "secure": "secure", "insecureSkipTLSVerify": "insecureSkipTLSVerify",
-                    "forcePathStyle": "forcePathStyle", "debugTrace": "debugTrace", "partSize": "partSize"})
+    out = _copy(
+        c,
+        {
+            "endpointUrl": "endpoint",
+            "bucket": "bucket",
+            "prefix": "prefix",
+            "region": "region",
+            "secure": "secure",
+            "insecureSkipTLSVerify": "insecureSkipTLSVerify",
+            "forcePathStyle": "forcePathStyle",
+            "debugTrace": "debugTrace",
+            "partSize": "partSize",
+        },
+    )
     if isinstance(c.get("retryer"), Mapping):
         out["retryer"] = _copy(c["retryer"], {"numMaxRetries": "numMaxRetries"})
-    out["credentials"] = {"access-key-id": data["AWS_ACCESS_KEY_ID"], "secret-access-key": data["AWS_SECRET_ACCESS_KEY"]}
+    out["credentials"] = {
+        "access-key-id": data["AWS_ACCESS_KEY_ID"],
+        "secret-access-key": data["AWS_SECRET_ACCESS_KEY"],
+    }
     return out
 
 
@@ -86,11 +116,15 @@ def _gcs(c: Mapping[str, Any], get: SecretGetter) -> dict[str, Any]:
         return out
     data = _secret(get, c["credentialsSecret"], "gcs")
     if data.get("AWS_ACCESS_KEY_ID"):
-        out["credentials"] = {"hmacAccessKey": data["AWS_ACCESS_KEY_ID"],
-                              "hmacSecret": data.get("AWS_SECRET_ACCESS_KEY", "")}
+        out["credentials"] = {
+            "hmacAccessKey": data["AWS_ACCESS_KEY_ID"],
+            "hmacSecret": data.get("AWS_SECRET_ACCESS_KEY", ""),
+        }
     else:
-        out["credentials"] = {"clientEmail": data.get("GCS_CLIENT_EMAIL", ""),
-                              "privateKey": data.get("GCS_PRIVATE_KEY", "")}
+        out["credentials"] = {
+            "clientEmail": data.get("GCS_CLIENT_EMAIL", ""),
+            "privateKey": data.get("GCS_PRIVATE_KEY", ""),
+        }
     return out
 
 
@@ -105,20 +139,36 @@ def _azure(c: Mapping[str, Any], get: SecretGetter) -> dict[str, Any]:
 
 
 def _oss(c: Mapping[str, Any], get: SecretGetter) -> dict[str, Any]:
-    for key, text in (("bucket", "bucket is required"), ("endpointUrl", "endpointURL is required"),
-                      ("credentialsSecret", "no credentials specified for the secret name")):
+    for key, text in (
+        ("bucket", "bucket is required"),
+        ("endpointUrl", "endpointURL is required"),
+        ("credentialsSecret", "no credentials specified for the secret name"),
+    ):
         if not c.get(key):
             raise ConfigError(text)
     data = _secret(get, c["credentialsSecret"], "oss")
-    out = _copy(c, {"region": "region", "endpointUrl": "endpointUrl", "bucket": "bucket", "prefix": "prefix",
-                    "connectTimeout": "connectTimeout", "uploadPartSize": "uploadPartSize",
-                    "maxUploadParts": "maxUploadParts"})
+    out = _copy(
+        c,
+        {
+            "region": "region",
+            "endpointUrl": "endpointUrl",
+            "bucket": "bucket",
+            "prefix": "prefix",
+            "connectTimeout": "connectTimeout",
+            "uploadPartSize": "uploadPartSize",
+            "maxUploadParts": "maxUploadParts",
+        },
+    )
     if data.get("AWS_ACCESS_KEY_ID"):
-        out["credentials"] = {"accessKeyId": data["AWS_ACCESS_KEY_ID"],
-                              "accessKeySecret": data.get("AWS_SECRET_ACCESS_KEY", "")}
+        out["credentials"] = {
+            "accessKeyId": data["AWS_ACCESS_KEY_ID"],
+            "accessKeySecret": data.get("AWS_SECRET_ACCESS_KEY", ""),
+        }
     else:
-        out["credentials"] = {"accessKeyId": data.get("ALIBABA_ACCESS_KEY_ID", ""),
-                              "accessKeySecret": data.get("ALIBABA_ACCESS_KEY_SECRET", "")}
+        out["credentials"] = {
+            "accessKeyId": data.get("ALIBABA_ACCESS_KEY_ID", ""),
+            "accessKeySecret": data.get("ALIBABA_ACCESS_KEY_SECRET", ""),
+        }
     if isinstance(c.get("retryer"), Mapping):
         out["retryer"] = _copy(c["retryer"], {k: k for k in ("maxAttempts", "maxBackoff", "baseDelay")})
     sse = c.get("serverSideEncryption") or {}
@@ -128,8 +178,11 @@ def _oss(c: Mapping[str, Any], get: SecretGetter) -> dict[str, Any]:
             key = (get(sse["secretName"]) or {}).get("SSE_CUSTOMER_KEY", "")
         if not key:
             raise ConfigError("no encryptionKeyId or SSE secret specified")
-        out["serverSideEncryption"] = {"encryptionMethod": sse.get("encryptionMethod", ""),
-                                       "encryptionAlgorithm": sse["encryptionAlgorithm"], "encryptionKeyId": key}
+        out["serverSideEncryption"] = {
+            "encryptionMethod": sse.get("encryptionMethod", ""),
+            "encryptionAlgorithm": sse["encryptionAlgorithm"],
+            "encryptionKeyId": key,
+        }
     return out
 
 
@@ -183,23 +236,54 @@ def desired(cluster: Mapping[str, Any], get: SecretGetter) -> tuple[dict[str, An
     cfg: dict[str, Any] = {"storage": storage_config(all_storages[main], get, sse_secret=sse_secret)}
     pitr = backup.get("pitr") or {}
     pitr_cfg: dict[str, Any] = {"enabled": bool(pitr.get("enabled")) and backup.get("enabled") is not False}
-    pitr_cfg.update(_copy(pitr, {"compressionType": "compression", "compressionLevel": "compressionLevel",
-                                 "oplogSpanMin": "oplogSpanMin", "oplogOnly": "oplogOnly"}))
+    pitr_cfg.update(
+        _copy(
+            pitr,
+            {
+                "compressionType": "compression",
+                "compressionLevel": "compressionLevel",
+                "oplogSpanMin": "oplogSpanMin",
+                "oplogOnly": "oplogOnly",
+            },
+        )
+    )
     cfg["pitr"] = pitr_cfg
     conf = backup.get("configuration") or {}
     if isinstance(conf.get("backupOptions"), Mapping):
         o = conf["backupOptions"]
-        b = _copy(o, {"oplogSpanMin": "oplogSpanMin", "numParallelCollections": "numParallelCollections",
-                      "priority": "priority"})
+        b = _copy(
+            o,
+            {
+                "oplogSpanMin": "oplogSpanMin",
+                "numParallelCollections": "numParallelCollections",
+                "priority": "priority",
+            },
+        )
         if isinstance(o.get("timeouts"), Mapping) and o["timeouts"].get("startingStatus") is not None:
             b["timeouts"] = {"startingStatus": o["timeouts"]["startingStatus"]}
         cfg["backup"] = b
     if isinstance(conf.get("restoreOptions"), Mapping):
-        cfg["restore"] = _copy(conf["restoreOptions"], {k: k for k in (
-            "batchSize", "numInsertionWorkers", "numDownloadWorkers", "numParallelCollections",
-            "maxDownloadBufferMb", "downloadChunkMb", "mongodLocation", "mongodLocationMap")})
-    profiles = {name: {"storage": storage_config(st, get, sse_secret=sse_secret)}
-                for name, st in sorted(all_storages.items()) if name != main}
+        cfg["restore"] = _copy(
+            conf["restoreOptions"],
+            {
+                k: k
+                for k in (
+                    "batchSize",
+                    "numInsertionWorkers",
+                    "numDownloadWorkers",
+                    "numParallelCollections",
+                    "maxDownloadBufferMb",
+                    "downloadChunkMb",
+                    "mongodLocation",
+                    "mongodLocationMap",
+                )
+            },
+        )
+    profiles = {
+        name: {"storage": storage_config(st, get, sse_secret=sse_secret)}
+        for name, st in sorted(all_storages.items())
+        if name != main
+    }
     return cfg, profiles
 
 

@@ -17,8 +17,9 @@ without a PBM name adopts the PBM restore started since then.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from . import clusters, pbmconfig
 from .backups import FINALIZER_LOCK, parse_time
@@ -31,15 +32,18 @@ log = logging.getLogger(__name__)
 
 KIND = "PerconaServerMongoDBRestore"
 SOURCE_STORAGES = ("azure", "s3", "minio", "gcs", "filesystem", "oss")  # the operator's order of preference
-EXTERNAL_UNSUPPORTED = ("restoring a snapshot (type: external) backup is not supported by the psmdb-backup "
-                        "controller: use the Percona operator's restore handling")
+EXTERNAL_UNSUPPORTED = (
+    "restoring a snapshot (type: external) backup is not supported by the psmdb-backup "
+    "controller: use the Percona operator's restore handling"
+)
 
 
 class Source:
     """What a restore restores from: the PBM backup name, its type, and which PBM storage knows it."""
 
-    def __init__(self, pbm_name: str, type: str, profile: str | None = None,
-                 extra_profile: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, pbm_name: str, type: str, profile: str | None = None, extra_profile: Mapping[str, Any] | None = None
+    ) -> None:
         self.pbm_name, self.type, self.profile, self.extra_profile = pbm_name, type, profile, extra_profile
 
 
@@ -53,8 +57,15 @@ class RestoreReconciler(StateMachine):
     async def _fail(self, obj: dict[str, Any], message: str, cluster: Mapping[str, Any] | None) -> None:
         await self._finish(obj, cluster, "error", "RestoreFailed", message, warning=True, error=message)
 
-    async def _finish(self, obj: dict[str, Any], cluster: Mapping[str, Any] | None, state: str, event: str,
-                      message: str, **status: Any) -> None:
+    async def _finish(
+        self,
+        obj: dict[str, Any],
+        cluster: Mapping[str, Any] | None,
+        state: str,
+        event: str,
+        message: str,
+        **status: Any,
+    ) -> None:
         """PITR back on (if this restore turned it off) before the terminal state is written, so that `ready`
         means done; then the cluster's lock is released."""
         started = (obj.get("status") or {}).get("state") in ("requested", "running")
@@ -75,8 +86,12 @@ class RestoreReconciler(StateMachine):
         except PBMError as e:
             if not on:
                 raise
-            log.warning("could not re-enable PITR on %s/%s: %s", cluster["metadata"]["namespace"],
-                        cluster["metadata"]["name"], e.message)
+            log.warning(
+                "could not re-enable PITR on %s/%s: %s",
+                cluster["metadata"]["namespace"],
+                cluster["metadata"]["name"],
+                e.message,
+            )
 
     # ------------------------------------------------------------------ new / waiting
 
@@ -102,12 +117,15 @@ class RestoreReconciler(StateMachine):
         if spec.get("storageName"):
             if spec["storageName"] not in pbmconfig.storages(cluster):
                 return f"unable to get storage '{spec['storageName']}'"
-            return Source(pbm_name, src.get("type") or "logical",
-                          None if spec["storageName"] == main else spec["storageName"])
+            return Source(
+                pbm_name, src.get("type") or "logical", None if spec["storageName"] == main else spec["storageName"]
+            )
         kind = next((k for k in SOURCE_STORAGES if isinstance(src.get(k), Mapping)), None)
         if kind is None:
-            return "one of storageName, backupSource.minio, backupSource.s3, backupSource.gcs, backupSource.azure, " \
-                   "backupSource.oss or backupSource.filesystem is required"
+            return (
+                "one of storageName, backupSource.minio, backupSource.s3, backupSource.gcs, backupSource.azure, "
+                "backupSource.oss or backupSource.filesystem is required"
+            )
         storage = {"type": kind, kind: src[kind]}
         get = await self.ctx.secrets_for(ns, credential_secrets(storage))
         try:
@@ -124,8 +142,9 @@ class RestoreReconciler(StateMachine):
             await self._fail(obj, problem, None)
             return None
         if cluster is None:
-            await self._fail(obj, f'perconaservermongodbs.psmdb.percona.com "{spec.get("clusterName")}" not found',
-                             None)
+            await self._fail(
+                obj, f'perconaservermongodbs.psmdb.percona.com "{spec.get("clusterName")}" not found', None
+            )
             return None
         if (cluster.get("spec") or {}).get("unmanaged"):
             await self._fail(obj, "can't run restore in an unmanaged cluster", None)
@@ -139,8 +158,14 @@ class RestoreReconciler(StateMachine):
             await self._fail(obj, source, None)
             return None
         if source is None:
-            self._log(obj, logging.INFO, "restore %s/%s waits: backup %s is not ready", meta["namespace"], meta["name"],
-                 spec.get("backupName"))
+            self._log(
+                obj,
+                logging.INFO,
+                "restore %s/%s waits: backup %s is not ready",
+                meta["namespace"],
+                meta["name"],
+                spec.get("backupName"),
+            )
             return ctx.settings.poll_interval
         if source.type == "external":
             await self._fail(obj, EXTERNAL_UNSUPPORTED, None)
@@ -148,8 +173,13 @@ class RestoreReconciler(StateMachine):
         if source.type != "logical" and spec.get("selective"):
             await self._fail(obj, "`.spec.selective` field is supported only for logical backups", None)
             return None
-        held = await ctx.leases.acquire(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj),
-                                        ctx.settings.lock_duration, ctx.holder_finished)
+        held = await ctx.leases.acquire(
+            meta["namespace"],
+            lock_name(cluster["metadata"]["name"]),
+            holder_of(obj),
+            ctx.settings.lock_duration,
+            ctx.holder_finished,
+        )
         if isinstance(held, Held):
             if state != "waiting":
                 await self._set(obj, "waiting", "RestoreWaiting", f"the cluster is busy ({held.holder})")
@@ -166,9 +196,15 @@ class RestoreReconciler(StateMachine):
             if state != "waiting":
                 await self._set(obj, "waiting", "RestoreWaiting", f"PBM is not ready for the restore: {e.message}")
             return ctx.settings.poll_interval
-        obj = await self._set(obj, "requested", "RestoreRequested", f"restoring PBM backup {source.pbm_name}"
-                              + (f" to {target:%Y-%m-%d %H:%M:%S} UTC" if target else ""), error=None, pbmName=None,
-                              pitrTarget=target.strftime("%Y-%m-%dT%H:%M:%S") if target else None)
+        obj = await self._set(
+            obj,
+            "requested",
+            "RestoreRequested",
+            f"restoring PBM backup {source.pbm_name}" + (f" to {target:%Y-%m-%d %H:%M:%S} UTC" if target else ""),
+            error=None,
+            pbmName=None,
+            pitrTarget=target.strftime("%Y-%m-%dT%H:%M:%S") if target else None,
+        )
         return await self._start(obj, cluster, source)
 
     async def _pitr_time(self, obj: dict[str, Any], cluster: dict[str, Any]) -> datetime | None:
@@ -176,11 +212,12 @@ class RestoreReconciler(StateMachine):
         if not pitr:
             return None
         if pitr.get("type") == "date":
-            return datetime.strptime(pitr["date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+            return datetime.strptime(pitr["date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
         latest = await self.ctx.driver.pitr_latest(cluster_ref(cluster))
         if latest is None:
-            raise pbmconfig.ConfigError("no point-in-time range to restore to: PITR must be enabled and have "
-                                        "oplog after a base backup")
+            raise pbmconfig.ConfigError(
+                "no point-in-time range to restore to: PITR must be enabled and have oplog after a base backup"
+            )
         return latest
 
     async def _start(self, obj: dict[str, Any], cluster: dict[str, Any], source: Source | None = None) -> float | None:
@@ -190,8 +227,14 @@ class RestoreReconciler(StateMachine):
         try:
             name = await ctx.driver.find_restore_since(ref, since)
             if name:
-                self._log(obj, logging.WARNING, "adopting PBM restore %s started for %s/%s before a restart", name,
-                     meta["namespace"], meta["name"])
+                self._log(
+                    obj,
+                    logging.WARNING,
+                    "adopting PBM restore %s started for %s/%s before a restart",
+                    name,
+                    meta["namespace"],
+                    meta["name"],
+                )
             else:
                 if source is None:
                     source = await self._source(obj, cluster)
@@ -201,10 +244,15 @@ class RestoreReconciler(StateMachine):
                 target = status.get("pitrTarget") or None
                 sel = spec.get("selective") or {}
                 name = await ctx.driver.start_restore(
-                    ref, source.pbm_name, time=target, namespaces=sel.get("namespaces") or (),
-                    ns_from=sel.get("nsFrom"), ns_to=sel.get("nsTo"),
+                    ref,
+                    source.pbm_name,
+                    time=target,
+                    namespaces=sel.get("namespaces") or (),
+                    ns_from=sel.get("nsFrom"),
+                    ns_to=sel.get("nsTo"),
                     replset_remapping=spec.get("replsetRemapping") or None,
-                    with_users_and_roles=bool(sel.get("withUsersAndRoles")))
+                    with_users_and_roles=bool(sel.get("withUsersAndRoles")),
+                )
             ctx.metrics.pbm_commands.labels("restore", "ok").inc()
         except (PBMBusy, PBMTransportError, PBMTimeout) as e:
             ctx.metrics.pbm_commands.labels("restore", "retry").inc()
@@ -217,8 +265,7 @@ class RestoreReconciler(StateMachine):
             ctx.metrics.pbm_commands.labels("restore", "error").inc()
             await self._fail(obj, e.message, cluster)
             return None
-        await self._set(obj, "requested", "RestoreStarted", f"PBM restore {name} started", always=True,
-                        pbmName=name)
+        await self._set(obj, "requested", "RestoreStarted", f"PBM restore {name} started", always=True, pbmName=name)
         return ctx.settings.poll_interval
 
     # ------------------------------------------------------------------ requested / running
@@ -226,11 +273,19 @@ class RestoreReconciler(StateMachine):
     async def _active(self, obj: dict[str, Any], cluster: dict[str, Any] | None) -> float | None:
         ctx, status, meta = self.ctx, obj.get("status") or {}, obj["metadata"]
         if cluster is None:
-            await self._fail(obj, f'perconaservermongodbs.psmdb.percona.com '
-                             f'"{(obj.get("spec") or {}).get("clusterName")}" not found', None)
+            await self._fail(
+                obj,
+                f'perconaservermongodbs.psmdb.percona.com "{(obj.get("spec") or {}).get("clusterName")}" not found',
+                None,
+            )
             return None
-        await ctx.leases.acquire(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj),
-                                 ctx.settings.lock_duration, ctx.holder_finished)
+        await ctx.leases.acquire(
+            meta["namespace"],
+            lock_name(cluster["metadata"]["name"]),
+            holder_of(obj),
+            ctx.settings.lock_duration,
+            ctx.holder_finished,
+        )
         if not status.get("pbmName"):
             return await self._start(obj, cluster)
         try:
@@ -248,8 +303,14 @@ class RestoreReconciler(StateMachine):
         if info.status == "done":
             if info.type in ("physical", "incremental"):
                 await self._annotate_resync(cluster)
-            await self._finish(obj, cluster, "ready", "RestoreReady", f"PBM restore {info.name} is done",
-                               completed=rfc3339(info.finish_time or info.last_transition_time or ctx.clock()))
+            await self._finish(
+                obj,
+                cluster,
+                "ready",
+                "RestoreReady",
+                f"PBM restore {info.name} is done",
+                completed=rfc3339(info.finish_time or info.last_transition_time or ctx.clock()),
+            )
             return None
         if status.get("state") != "running" and info.status != "starting":
             await self._set(obj, "running", "RestoreRunning", f"PBM restore {info.name} is {info.status}")
@@ -257,8 +318,10 @@ class RestoreReconciler(StateMachine):
 
     async def _annotate_resync(self, cluster: Mapping[str, Any]) -> None:
         meta = cluster["metadata"]
-        await self.ctx.kube.patch(psmdb_path("PerconaServerMongoDB", meta["namespace"], meta["name"]),
-                                  {"metadata": {"annotations": {clusters.RESYNC_ANNOTATION: "true"}}})
+        await self.ctx.kube.patch(
+            psmdb_path("PerconaServerMongoDB", meta["namespace"], meta["name"]),
+            {"metadata": {"annotations": {clusters.RESYNC_ANNOTATION: "true"}}},
+        )
 
     async def _finalize(self, obj: dict[str, Any]) -> float | None:
         meta = obj["metadata"]
@@ -267,12 +330,17 @@ class RestoreReconciler(StateMachine):
             return None
         cluster = self.ctx.cluster_of(obj)
         if cluster is not None:
-            await self.ctx.leases.release(meta["namespace"], lock_name(cluster["metadata"]["name"]),
-                                          holder_of(obj))
+            await self.ctx.leases.release(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj))
         try:
-            await self.ctx.kube.patch(psmdb_path(KIND, meta["namespace"], meta["name"]), {"metadata": {
-                "finalizers": [f for f in finalizers if f != FINALIZER_LOCK] or None,
-                "resourceVersion": meta["resourceVersion"]}})
+            await self.ctx.kube.patch(
+                psmdb_path(KIND, meta["namespace"], meta["name"]),
+                {
+                    "metadata": {
+                        "finalizers": [f for f in finalizers if f != FINALIZER_LOCK] or None,
+                        "resourceVersion": meta["resourceVersion"],
+                    }
+                },
+            )
         except KubeError as e:
             if e.conflict:
                 return 1.0

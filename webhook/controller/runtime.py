@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -30,7 +31,7 @@ TERMINAL = ("ready", "error")  # Backup and Restore states that end an object's 
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def rfc3339(t: datetime) -> str:
@@ -94,8 +95,12 @@ class Ctx:
         meta = obj.get("metadata") or {}
         lookup = StoreLookup(lambda kind: self.store_for(kind) if kind in kinds.KINDS else None, self.lookup)
         checked = await evaluate(obj, None, lookup)  # type: ignore[arg-type]
-        decision = decide(checked, what=f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}",
-                          mode=Enforcement.ENFORCE, on_lookup_failure=LookupFailure.WARN)
+        decision = decide(
+            checked,
+            what=f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}",
+            mode=Enforcement.ENFORCE,
+            on_lookup_failure=LookupFailure.WARN,
+        )
         return None if decision.allowed else decision.message
 
     async def secret(self, namespace: str, name: str) -> dict[str, str] | None:
@@ -113,13 +118,17 @@ class Ctx:
 
     async def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
-        updated = await self.kube.patch(psmdb_path(obj["kind"], meta["namespace"], meta["name"], "status"),
-                                        {"status": dict(status)})
+        updated = await self.kube.patch(
+            psmdb_path(obj["kind"], meta["namespace"], meta["name"], "status"), {"status": dict(status)}
+        )
         return self.remember(updated, obj["kind"])
 
     def store_for(self, kind: str) -> Store:
-        return {"PerconaServerMongoDBBackup": self.backups, "PerconaServerMongoDBRestore": self.restores,
-                "PerconaServerMongoDB": self.clusters}[kind]
+        return {
+            "PerconaServerMongoDBBackup": self.backups,
+            "PerconaServerMongoDBRestore": self.restores,
+            "PerconaServerMongoDB": self.clusters,
+        }[kind]
 
     def remember(self, obj: dict[str, Any], kind: str) -> dict[str, Any]:
         """Keep what the API server answered in the cache at once (the watch event follows)."""
@@ -132,8 +141,10 @@ class Ctx:
         have = list(meta.get("finalizers") or [])
         if finalizer in have:
             return obj
-        updated = await self.kube.patch(psmdb_path(obj["kind"], meta["namespace"], meta["name"]), {"metadata": {
-            "finalizers": have + [finalizer], "resourceVersion": meta["resourceVersion"]}})
+        updated = await self.kube.patch(
+            psmdb_path(obj["kind"], meta["namespace"], meta["name"]),
+            {"metadata": {"finalizers": have + [finalizer], "resourceVersion": meta["resourceVersion"]}},
+        )
         return self.remember(updated, obj["kind"])
 
     def holder_finished(self, holder: str) -> bool:
@@ -169,15 +180,18 @@ def credential_secrets(storage: Mapping[str, Any]) -> list[str]:
 
 def cluster_secrets(cluster: Mapping[str, Any]) -> list[str]:
     spec = cluster.get("spec") or {}
-    names = [n for st in ((spec.get("backup") or {}).get("storages") or {}).values() if isinstance(st, Mapping)
-             for n in credential_secrets(st)]
+    names = [
+        n
+        for st in ((spec.get("backup") or {}).get("storages") or {}).values()
+        if isinstance(st, Mapping)
+        for n in credential_secrets(st)
+    ]
     sse = (spec.get("secrets") or {}).get("sse")
     return names + ([sse] if sse else [])
 
 
 def is_kind(obj: Mapping[str, Any], kind: str) -> bool:
     return obj.get("kind") == kind and str(obj.get("apiVersion", kinds.GROUP)).startswith(kinds.GROUP)
-
 
 
 class StateMachine:
@@ -195,11 +209,29 @@ class StateMachine:
 
     def _log(self, obj: Mapping[str, Any], level: int, msg: str, *args: Any, **fields: Any) -> None:
         meta = obj["metadata"]
-        self.logger.log(level, msg, *args, extra={"namespace": meta["namespace"], self.noun: meta["name"],
-                                                  "cluster": (obj.get("spec") or {}).get("clusterName"), **fields})
+        self.logger.log(
+            level,
+            msg,
+            *args,
+            extra={
+                "namespace": meta["namespace"],
+                self.noun: meta["name"],
+                "cluster": (obj.get("spec") or {}).get("clusterName"),
+                **fields,
+            },
+        )
 
-    async def _set(self, obj: dict[str, Any], state: str, event: str, message: str, *, warning: bool = False,
-                   always: bool = False, **status: Any) -> dict[str, Any]:
+    async def _set(
+        self,
+        obj: dict[str, Any],
+        state: str,
+        event: str,
+        message: str,
+        *,
+        warning: bool = False,
+        always: bool = False,
+        **status: Any,
+    ) -> dict[str, Any]:
         """Write `state` (with `status` fields); a changed state, or `always`, is also logged and evented."""
         ctx, meta = self.ctx, obj["metadata"]
         old_state = (obj.get("status") or {}).get("state", "")
@@ -207,8 +239,18 @@ class StateMachine:
         if state != old_state:
             self.transitions().labels(meta["namespace"], obj["spec"].get("clusterName", ""), state).inc()
         if state != old_state or always:
-            self._log(obj, logging.WARNING if warning else logging.INFO, "%s %s/%s: %s -> %s: %s", self.noun,
-                      meta["namespace"], meta["name"], old_state or "new", state, message, state=state)
+            self._log(
+                obj,
+                logging.WARNING if warning else logging.INFO,
+                "%s %s/%s: %s -> %s: %s",
+                self.noun,
+                meta["namespace"],
+                meta["name"],
+                old_state or "new",
+                state,
+                message,
+                state=state,
+            )
             await ctx.events.emit(obj, event, message, warning=warning)
         return updated
 

@@ -9,9 +9,10 @@ refuses the duplicate (409 AlreadyExists).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .. import cron
 
@@ -21,7 +22,7 @@ MAX_CATCH_UP_STEPS = 5_000  # about 3.5 days of a minutely schedule; beyond that
 def slot_backup_name(namespace: str, cluster: str, task: str, slot: datetime) -> str:
     """`cron-<cluster[:16]>-<YYYYMMDDhhmmss>-<hash>`: the operator's generateName shape, with a deterministic suffix
     instead of a random one (the hash also separates two tasks that fire in the same second)."""
-    stamp = slot.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S")
+    stamp = slot.astimezone(UTC).strftime("%Y%m%d%H%M%S")
     digest = hashlib.sha256(f"{namespace}/{cluster}/{task}/{stamp}".encode()).hexdigest()[:6]
     return f"cron-{cluster[:16].rstrip('-.')}-{stamp}-{digest}"
 

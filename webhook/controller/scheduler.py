@@ -16,16 +16,16 @@ import asyncio
 import heapq
 import itertools
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from .. import cron
 from ..policy.versions import Version
 from . import clusters
-from .backups import FINALIZER_DELETE
+from .backups import FINALIZER_DELETE, parse_time
 from .backups import KIND as BACKUP_KIND
-from .backups import parse_time
 from .kubeapi import API_VERSION, KubeError, psmdb_path
 from .runtime import Ctx, rfc3339
 from .schedule import due, retention_victims, slot_backup_name
@@ -62,18 +62,26 @@ def backup_labels(cluster: Mapping[str, Any], task: str) -> dict[str, str]:
     name = cluster["metadata"]["name"]
     if clusters.cr_version(cluster) < Version(1, 17):
         return {"ancestor": task, "cluster": name, "type": "cron"}
-    return {"app.kubernetes.io/name": "percona-server-mongodb",
-            "app.kubernetes.io/managed-by": "percona-server-mongodb-operator",
-            "app.kubernetes.io/part-of": "percona-server-mongodb", "app.kubernetes.io/instance": name,
-            "percona.com/backup-ancestor": task, "percona.com/cluster": name, "percona.com/backup-type": "cron"}
+    return {
+        "app.kubernetes.io/name": "percona-server-mongodb",
+        "app.kubernetes.io/managed-by": "percona-server-mongodb-operator",
+        "app.kubernetes.io/part-of": "percona-server-mongodb",
+        "app.kubernetes.io/instance": name,
+        "percona.com/backup-ancestor": task,
+        "percona.com/cluster": name,
+        "percona.com/backup-type": "cron",
+    }
 
 
 def task_backups(ctx: Ctx, namespace: str, cluster: str, task: str) -> list[dict[str, Any]]:
     out = []
     for (ns, _), b in ctx.backups.items():
         labels = b["metadata"].get("labels") or {}
-        if ns == namespace and labels.get("percona.com/cluster", labels.get("cluster")) == cluster and \
-                labels.get("percona.com/backup-ancestor", labels.get("ancestor")) == task:
+        if (
+            ns == namespace
+            and labels.get("percona.com/cluster", labels.get("cluster")) == cluster
+            and labels.get("percona.com/backup-ancestor", labels.get("ancestor")) == task
+        ):
             out.append(b)
     return out
 
@@ -123,8 +131,15 @@ class Scheduler:
                 continue
             # a changed schedule counts from now; a task seen for the first time from its newest slot Backup
             since = (None if current else self._newest_slot(key)) or self.ctx.clock()
-            task = Task(key, spec, schedule, text, since, generation=next(self._generations),
-                        changed=self.ctx.clock() if current else None)
+            task = Task(
+                key,
+                spec,
+                schedule,
+                text,
+                since,
+                generation=next(self._generations),
+                changed=self.ctx.clock() if current else None,
+            )
             self.tasks[key] = task
             self._push(task)
         return warnings
@@ -144,8 +159,10 @@ class Scheduler:
                 self._push(task)
 
     def _newest_slot(self, key: TaskKey) -> datetime | None:
-        slots = [parse_time((b["metadata"].get("annotations") or {}).get(SLOT_ANNOTATION))
-                 for b in task_backups(self.ctx, *key)]
+        slots = [
+            parse_time((b["metadata"].get("annotations") or {}).get(SLOT_ANNOTATION))
+            for b in task_backups(self.ctx, *key)
+        ]
         slots = [s for s in slots if s is not None]
         return max(slots) if slots else None
 
@@ -188,7 +205,7 @@ class Scheduler:
             delay = (self._heap[0][0] - now).total_seconds() if self._heap else 3600.0
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(delay, 3600.0)))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _fire(self, task: Task, now: datetime) -> None:
@@ -196,21 +213,39 @@ class Scheduler:
         cluster = self.ctx.clusters.get((ns, cluster_name))
         deadline = timedelta(seconds=clusters.starting_deadline(cluster, self.ctx.settings.default_starting_deadline))
         d = due(task.schedule, since=task.since, now=now, starting_deadline=deadline)
-        for slot in d.missed:
-            self.ctx.metrics.missed_slots.labels(*task.key).inc()
+        if d.missed:
+            self.ctx.metrics.missed_slots.labels(*task.key).inc(len(d.missed))
         if d.missed and cluster is not None:
             shown = ", ".join(rfc3339(s) for s in d.missed[-3:])
-            log.warning("task %s of %s/%s missed %d slot(s) (latest: %s): not run", task_name, ns, cluster_name,
-                        len(d.missed), shown, extra={"namespace": ns, "cluster": cluster_name, "task": task_name})
-            await self.ctx.events.emit(cluster, "BackupSlotMissed", f"task {task_name}: {len(d.missed)} slot(s) "
-                                       f"missed and not run (latest {shown}); only a slot within "
-                                       f"{int(deadline.total_seconds())}s of its time is run", warning=True)
+            log.warning(
+                "task %s of %s/%s missed %d slot(s) (latest: %s): not run",
+                task_name,
+                ns,
+                cluster_name,
+                len(d.missed),
+                shown,
+                extra={"namespace": ns, "cluster": cluster_name, "task": task_name},
+            )
+            await self.ctx.events.emit(
+                cluster,
+                "BackupSlotMissed",
+                f"task {task_name}: {len(d.missed)} slot(s) "
+                f"missed and not run (latest {shown}); only a slot within "
+                f"{int(deadline.total_seconds())}s of its time is run",
+                warning=True,
+            )
         if d.run is not None and cluster is not None:
             try:
                 await self._create(cluster, task, d.run)
-            except (KubeError, asyncio.TimeoutError, OSError) as e:
-                log.error("task %s of %s/%s: could not create the backup for slot %s: %s", task_name, ns,
-                          cluster_name, rfc3339(d.run), e)
+            except (TimeoutError, KubeError, OSError) as e:
+                log.error(
+                    "task %s of %s/%s: could not create the backup for slot %s: %s",
+                    task_name,
+                    ns,
+                    cluster_name,
+                    rfc3339(d.run),
+                    e,
+                )
                 self.ctx.metrics.reconcile_errors.labels("schedule").inc()
                 task.next = now + timedelta(seconds=2)  # retry this slot shortly (while it is still in deadline)
                 heapq.heappush(self._heap, (task.next, task.generation, task.key))
@@ -226,13 +261,24 @@ class Scheduler:
         _, delete_from_storage = retention_count(cluster, spec)
         name = slot_backup_name(ns, cluster_name, task_name, slot)
         body: dict[str, Any] = {
-            "apiVersion": API_VERSION, "kind": BACKUP_KIND,
-            "metadata": {"name": name, "namespace": ns, "labels": backup_labels(cluster, task_name),
-                         "annotations": {SLOT_ANNOTATION: rfc3339(slot)},
-                         **({"finalizers": [FINALIZER_DELETE]} if delete_from_storage else {})},
-            "spec": {"clusterName": cluster_name, "type": spec.get("type") or "logical",
-                     **{k: spec[k] for k in ("storageName", "compressionType", "compressionLevel",
-                                             "volumeSnapshotClass") if spec.get(k) not in (None, "")}},
+            "apiVersion": API_VERSION,
+            "kind": BACKUP_KIND,
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": backup_labels(cluster, task_name),
+                "annotations": {SLOT_ANNOTATION: rfc3339(slot)},
+                **({"finalizers": [FINALIZER_DELETE]} if delete_from_storage else {}),
+            },
+            "spec": {
+                "clusterName": cluster_name,
+                "type": spec.get("type") or "logical",
+                **{
+                    k: spec[k]
+                    for k in ("storageName", "compressionType", "compressionLevel", "volumeSnapshotClass")
+                    if spec.get(k) not in (None, "")
+                },
+            },
         }
         try:
             created = await self.ctx.kube.create(psmdb_path(BACKUP_KIND, ns), body)
@@ -245,9 +291,16 @@ class Scheduler:
         lag = (self.ctx.clock() - slot).total_seconds()
         self.ctx.metrics.slot_lag.observe(max(0.0, lag))
         self.ctx.metrics.scheduled.labels(*task.key).inc()
-        log.info("task %s of %s/%s: created backup %s for slot %s (%.3fs after the slot)", task_name, ns,
-                 cluster_name, name, rfc3339(slot), lag, extra={"namespace": ns, "cluster": cluster_name,
-                                                                "task": task_name, "backup": name, "lag_s": lag})
+        log.info(
+            "task %s of %s/%s: created backup %s for slot %s (%.3fs after the slot)",
+            task_name,
+            ns,
+            cluster_name,
+            name,
+            rfc3339(slot),
+            lag,
+            extra={"namespace": ns, "cluster": cluster_name, "task": task_name, "backup": name, "lag_s": lag},
+        )
 
     # ------------------------------------------------------------------ retention
 
@@ -261,15 +314,15 @@ class Scheduler:
             if not (isinstance(t, Mapping) and t.get("enabled") is True and t.get("name")):
                 continue
             keep, _ = retention_count(cluster, t)
-            victims = retention_victims(task_backups(self.ctx, ns, name, t["name"]), keep=keep,
-                                        task_type=str(t.get("type") or "logical"))
+            victims = retention_victims(
+                task_backups(self.ctx, ns, name, t["name"]), keep=keep, task_type=str(t.get("type") or "logical")
+            )
             for b in victims:
                 meta = b["metadata"]
                 try:
                     await self.ctx.kube.delete(psmdb_path(BACKUP_KIND, ns, meta["name"]))
                 except KubeError as e:
-                    log.error("retention of task %s: could not delete backup %s/%s: %s", t["name"], ns,
-                              meta["name"], e)
+                    log.error("retention of task %s: could not delete backup %s/%s: %s", t["name"], ns, meta["name"], e)
                     break
                 self.ctx.metrics.retention_deletions.labels(ns, name, t["name"]).inc()
                 message = f"retention of task {t['name']} (keep {keep}): deleted backup {meta['name']}"
@@ -281,6 +334,7 @@ class Scheduler:
         task = labels.get("percona.com/backup-ancestor", labels.get("ancestor"))
         completed = parse_time((backup.get("status") or {}).get("completed"))
         if task and completed and (backup.get("status") or {}).get("state") == "ready":
-            g = self.ctx.metrics.last_success.labels(backup["metadata"]["namespace"],
-                                                     (backup.get("spec") or {}).get("clusterName", ""), task)
-            g.set(max(g._value.get(), completed.timestamp()))  # noqa: SLF001 - prometheus_client has no max-set
+            g = self.ctx.metrics.last_success.labels(
+                backup["metadata"]["namespace"], (backup.get("spec") or {}).get("clusterName", ""), task
+            )
+            g.set(max(g._value.get(), completed.timestamp()))

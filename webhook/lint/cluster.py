@@ -9,8 +9,13 @@ from ..policy import kinds
 from .report import LintReport, LocatedFinding
 
 
-async def lint_cluster(kubeconfig: str | None, context: str | None, namespace: str | None,
-                       disabled: frozenset[str] = frozenset(), timeout: float = 10.0) -> LintReport:
+async def lint_cluster(
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    disabled: frozenset[str] = frozenset(),
+    timeout: float = 10.0,
+) -> LintReport:
     api = await load_api_client(kubeconfig, context)
     if api is None:
         raise ValueError("no cluster credentials: pass --kubeconfig, set KUBECONFIG, or run inside a cluster")

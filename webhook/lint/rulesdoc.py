@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..policy.registry import Rule
 
@@ -37,12 +37,17 @@ def _fence(text: str) -> str:
 def render(rules: Mapping[str, Rule]) -> str:
     out = [HEADER]
     for r in rules.values():
-        out.append(f"| [{r.code}](#{r.code.lower()}) | {r.severity.label} | {r.title} | "
-                   f"{', '.join(r.kinds) or 'files'} |\n")
+        out.append(
+            f"| [{r.code}](#{r.code.lower()}) | {r.severity.label} | {r.title} | {', '.join(r.kinds) or 'files'} |\n"
+        )
     for r in rules.values():
         out.append(f'\n<a id="{r.code.lower()}"></a>\n\n## {r.code}: {r.title}\n\n')
         out.append(f"{r.description or r.title}\n\n")
-        out.append(f"- severity: **{r.severity.label}**" + (" (*needs backup.enabled*)" if r.needs_backup_enabled else "") + "\n")
+        out.append(
+            f"- severity: **{r.severity.label}**"
+            + (" (*needs backup.enabled*)" if r.needs_backup_enabled else "")
+            + "\n"
+        )
         out.append(f"- applies to: {', '.join(r.kinds) or 'files'}; crVersion {r.versions}\n")
         out.append(f"- source: {r.source}\n- fix: {r.hint}\n")
         for label, examples in (("Bad", r.bad), ("Good", r.good)):

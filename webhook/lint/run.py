@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..findings import Finding, Severity
 from ..policy import DocumentsLookup, check
@@ -21,8 +22,13 @@ def object_ref(obj: Mapping[str, Any]) -> str:
 
 
 def _error_finding(err: LoadError) -> LocatedFinding:
-    finding = Finding(SYNTAX_CODE, Severity.ERROR, (), err.message,
-                      "fix the file so it is valid YAML or JSON (kubectl would refuse it too)")
+    finding = Finding(
+        SYNTAX_CODE,
+        Severity.ERROR,
+        (),
+        err.message,
+        "fix the file so it is valid YAML or JSON (kubectl would refuse it too)",
+    )
     return LocatedFinding(finding, err.file, err.line, err.column)
 
 
@@ -85,6 +91,8 @@ class LintRun:
                 continue
             self.report.checked += 1
             ref = object_ref(doc.data)
-            placed = [LocatedFinding(f, doc.file, *position(doc.node, f.path), ref)
-                      for f in check(doc.data, lookup=lookup, disabled=self.disabled)]
+            placed = [
+                LocatedFinding(f, doc.file, *position(doc.node, f.path), ref)
+                for f in check(doc.data, lookup=lookup, disabled=self.disabled)
+            ]
             self.report.findings.extend(sorted(placed, key=lambda f: (f.line, f.column, f.code)))

@@ -5,5 +5,15 @@ from .engine import check
 from .lookup import DocumentsLookup, EmptyLookup, Found, Lookup, Missing, RecordingLookup, Unknown
 from .registry import RULES, Rule
 
-__all__ = ["check", "RULES", "Rule", "Lookup", "DocumentsLookup", "EmptyLookup", "RecordingLookup", "Found",
-           "Missing", "Unknown"]
+__all__ = [
+    "check",
+    "RULES",
+    "Rule",
+    "Lookup",
+    "DocumentsLookup",
+    "EmptyLookup",
+    "RecordingLookup",
+    "Found",
+    "Missing",
+    "Unknown",
+]

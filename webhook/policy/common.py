@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from .versions import Version
 
@@ -43,8 +44,11 @@ def tasks(spec: Mapping[str, Any]) -> Iterator[tuple[int, Mapping[str, Any]]]:
 
 def replset_names(spec: Mapping[str, Any]) -> list[str]:
     items = spec.get("replsets")
-    return [rs["name"] for rs in (items if isinstance(items, list) else ()) if isinstance(rs, dict)
-            and isinstance(rs.get("name"), str)]
+    return [
+        rs["name"]
+        for rs in (items if isinstance(items, list) else ())
+        if isinstance(rs, dict) and isinstance(rs.get("name"), str)
+    ]
 
 
 def is_sharded(spec: Mapping[str, Any]) -> bool:

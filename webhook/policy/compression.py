@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..findings import Path, Severity
 from . import kinds
@@ -17,26 +18,44 @@ _LEVELS = {"gzip": (-2, 9), "pgzip": (-2, 9)}
 def _check(path: Path, settings: Mapping[str, Any], type_key: str, consequence: str) -> Iterable[Violation]:
     kind, level = settings.get(type_key), settings.get("compressionLevel")
     if isinstance(kind, str) and kind not in COMPRESSION_TYPES:
-        yield Violation(path + (type_key,), f'compression "{kind}" is not one PBM knows ({", ".join(COMPRESSION_TYPES)}): '
-                        + consequence)
+        yield Violation(
+            path + (type_key,),
+            f'compression "{kind}" is not one PBM knows ({", ".join(COMPRESSION_TYPES)}): ' + consequence,
+        )
     lo_hi = _LEVELS.get(kind if isinstance(kind, str) else "")
     if lo_hi and isinstance(level, int) and not isinstance(level, bool) and not lo_hi[0] <= level <= lo_hi[1]:
-        yield Violation(path + ("compressionLevel",), f"compressionLevel {level} is outside {lo_hi[0]}..{lo_hi[1]} "
-                        f"for {kind}: PBM fails when it starts compressing")
+        yield Violation(
+            path + ("compressionLevel",),
+            f"compressionLevel {level} is outside {lo_hi[0]}..{lo_hi[1]} "
+            f"for {kind}: PBM fails when it starts compressing",
+        )
 
 
-@rule("PSB210", title="Unknown compression type or level", severity=Severity.ERROR,
-      kind=(kinds.CLUSTER, kinds.BACKUP), needs_backup_enabled=True,
-      source="PBM:pbm/compress/compress.go:143-147 (unknown type writes uncompressed); PBM:pbm/config/config.go:591-594 "
-             "(pitr: unsupported compression type)",
-      hint="use one of: none, gzip, pgzip, snappy, lz4, s2, zstd (gzip/pgzip levels -2..9)",
-      bad=[with_backup("storages: {s3: {type: s3, s3: {bucket: b}}}, tasks: [{name: daily, enabled: true, "
-                       "schedule: '0 0 * * *', storageName: s3, compressionType: gz}]"),
-           with_backup("storages: {s3: {type: s3, s3: {bucket: b}}}, pitr: {enabled: true, compressionType: zip}"),
-           "spec: {clusterName: my-cluster, storageName: s3-main, compressionType: gzip, compressionLevel: 11}"],
-      good=[with_backup("storages: {s3: {type: s3, s3: {bucket: b}}}, tasks: [{name: daily, enabled: true, "
-                        "schedule: '0 0 * * *', storageName: s3, compressionType: zstd}]"),
-            "spec: {clusterName: my-cluster, storageName: s3-main, compressionType: gzip, compressionLevel: 6}"])
+@rule(
+    "PSB210",
+    title="Unknown compression type or level",
+    severity=Severity.ERROR,
+    kind=(kinds.CLUSTER, kinds.BACKUP),
+    needs_backup_enabled=True,
+    source="PBM:pbm/compress/compress.go:143-147 (unknown type writes uncompressed); PBM:pbm/config/config.go:591-594 "
+    "(pitr: unsupported compression type)",
+    hint="use one of: none, gzip, pgzip, snappy, lz4, s2, zstd (gzip/pgzip levels -2..9)",
+    bad=[
+        with_backup(
+            "storages: {s3: {type: s3, s3: {bucket: b}}}, tasks: [{name: daily, enabled: true, "
+            "schedule: '0 0 * * *', storageName: s3, compressionType: gz}]"
+        ),
+        with_backup("storages: {s3: {type: s3, s3: {bucket: b}}}, pitr: {enabled: true, compressionType: zip}"),
+        "spec: {clusterName: my-cluster, storageName: s3-main, compressionType: gzip, compressionLevel: 11}",
+    ],
+    good=[
+        with_backup(
+            "storages: {s3: {type: s3, s3: {bucket: b}}}, tasks: [{name: daily, enabled: true, "
+            "schedule: '0 0 * * *', storageName: s3, compressionType: zstd}]"
+        ),
+        "spec: {clusterName: my-cluster, storageName: s3-main, compressionType: gzip, compressionLevel: 6}",
+    ],
+)
 def compression(ctx: Context) -> Iterable[Violation]:
     """A backup with an unknown type is silently written uncompressed; an unknown PITR type puts the cluster in error
     (even with PITR disabled, because the operator always writes the PITR section)."""
@@ -44,8 +63,13 @@ def compression(ctx: Context) -> Iterable[Violation]:
         yield from _check(("spec",), ctx.spec, "compressionType", "the backup is written uncompressed")
         return
     for i, task in tasks(ctx.spec):
-        yield from _check(("spec", "backup", "tasks", i), task, "compressionType",
-                          "backups of this task are written uncompressed")
+        yield from _check(
+            ("spec", "backup", "tasks", i), task, "compressionType", "backups of this task are written uncompressed"
+        )
     pitr = mapping(backup_spec(ctx.spec).get("pitr"))
-    yield from _check(("spec", "backup", "pitr"), pitr, "compressionType",
-                      'the cluster goes to error with "unsupported compression type"')
+    yield from _check(
+        ("spec", "backup", "pitr"),
+        pitr,
+        "compressionType",
+        'the cluster goes to error with "unsupported compression type"',
+    )

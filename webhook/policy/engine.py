@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..findings import Finding, Severity
 from . import kinds
@@ -50,8 +51,13 @@ def structure_findings(obj: Mapping[str, Any], disabled: Iterable[str] = ()) -> 
     return [f for f in schema_findings(obj) if f.code not in off]
 
 
-def rule_findings(obj: Mapping[str, Any], *, lookup: Lookup = _EMPTY, old: Mapping[str, Any] | None = None,
-                  disabled: Iterable[str] = ()) -> list[Finding]:
+def rule_findings(
+    obj: Mapping[str, Any],
+    *,
+    lookup: Lookup = _EMPTY,
+    old: Mapping[str, Any] | None = None,
+    disabled: Iterable[str] = (),
+) -> list[Finding]:
     """The rules part of `check()`."""
     return rule_pass(obj, lookup=lookup, old=old, disabled=disabled).findings
 
@@ -63,8 +69,14 @@ class RulePass:
     used_lookup: frozenset[str]  # codes of the rules that consulted the lookup
 
 
-def rule_pass(obj: Mapping[str, Any], *, lookup: Lookup = _EMPTY, old: Mapping[str, Any] | None = None,
-              disabled: Iterable[str] = (), previous: RulePass | None = None) -> RulePass:
+def rule_pass(
+    obj: Mapping[str, Any],
+    *,
+    lookup: Lookup = _EMPTY,
+    old: Mapping[str, Any] | None = None,
+    disabled: Iterable[str] = (),
+    previous: RulePass | None = None,
+) -> RulePass:
     """Run the rules; given the `previous` pass with a lookup that now knows more, re-run only the rules that
     consulted the lookup (the others cannot change) unless the crVersion, and so the set of rules, changed."""
     if not kinds.is_psmdb_object(obj):
@@ -88,24 +100,34 @@ def _rules_for(kind: str, version: Version, off: frozenset[str]) -> tuple[Rule, 
 
 # The schema codes live in the registry too, so --list-rules, --explain and docs/rules.md cover them.
 @rule(
-    SCHEMA_CODE, title="Object does not match the CRD schema", severity=Severity.ERROR, kind=kinds.CLUSTER,
+    SCHEMA_CODE,
+    title="Object does not match the CRD schema",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
     source="OP:config/crd/bases/psmdb.percona.com_perconaservermongodbs.yaml (and the backup and restore CRDs)",
     hint="fix the field to match the CRD schema",
     description="Types, enums, required fields, minimums and integer ranges from schemas/. The API server rejects "
-                "these objects (or, for a few fields, the operator fails on them at run time).",
-    bad=["spec: {backup: {enabled: true, image: percona/pbm:2.15.0, tasks: [{name: daily, enabled: true, type: daily}]}}"],
-    good=["spec: {backup: {enabled: true, image: percona/pbm:2.15.0, tasks: [{name: daily, enabled: false, type: logical}]}}"],
+    "these objects (or, for a few fields, the operator fails on them at run time).",
+    bad=[
+        "spec: {backup: {enabled: true, image: percona/pbm:2.15.0, tasks: [{name: daily, enabled: true, type: daily}]}}"
+    ],
+    good=[
+        "spec: {backup: {enabled: true, image: percona/pbm:2.15.0, tasks: [{name: daily, enabled: false, type: logical}]}}"
+    ],
 )
 def _schema_placeholder(ctx: Context) -> Iterable[Violation]:
     return ()  # reported by schema_findings()
 
 
 @rule(
-    UNKNOWN_FIELD_CODE, title="Unknown field in a modelled part of the spec", severity=Severity.WARNING, kind=kinds.CLUSTER,
+    UNKNOWN_FIELD_CODE,
+    title="Unknown field in a modelled part of the spec",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
     source="OP:config/crd/bases (structural schemas prune unknown fields)",
     hint="check the spelling against the CRD",
     description="The API server silently prunes fields the CRD does not know, so a typo such as `storagename` means "
-                "the setting is lost.",
+    "the setting is lost.",
     bad=["spec: {backup: {enabled: true, image: percona/pbm:2.15.0, startingDeadlineSecond: 300}}"],
     good=["spec: {backup: {enabled: true, image: percona/pbm:2.15.0, startingDeadlineSeconds: 300}}"],
 )

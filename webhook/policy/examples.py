@@ -12,12 +12,21 @@ if TYPE_CHECKING:
     from .lookup import RecordingLookup
 
 HEADERS: dict[str, dict[str, Any]] = {
-    kinds.CLUSTER: {"apiVersion": "psmdb.percona.com/v1", "kind": kinds.CLUSTER,
-                    "metadata": {"name": "my-cluster", "namespace": "default"}},
-    kinds.BACKUP: {"apiVersion": "psmdb.percona.com/v1", "kind": kinds.BACKUP,
-                   "metadata": {"name": "backup1", "namespace": "default"}},
-    kinds.RESTORE: {"apiVersion": "psmdb.percona.com/v1", "kind": kinds.RESTORE,
-                    "metadata": {"name": "restore1", "namespace": "default"}},
+    kinds.CLUSTER: {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": kinds.CLUSTER,
+        "metadata": {"name": "my-cluster", "namespace": "default"},
+    },
+    kinds.BACKUP: {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": kinds.BACKUP,
+        "metadata": {"name": "backup1", "namespace": "default"},
+    },
+    kinds.RESTORE: {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": kinds.RESTORE,
+        "metadata": {"name": "restore1", "namespace": "default"},
+    },
 }
 
 
@@ -50,8 +59,9 @@ spec:
 status: {state: ready}
 """
 
-SHARDED_CLUSTER = CLUSTER.replace("  replsets: [{name: rs0, size: 3}]",
-                                  "  replsets: [{name: rs0, size: 3}]\n  sharding: {enabled: true}")
+SHARDED_CLUSTER = CLUSTER.replace(
+    "  replsets: [{name: rs0, size: 3}]", "  replsets: [{name: rs0, size: 3}]\n  sharding: {enabled: true}"
+)
 
 READY_BACKUP = """\
 apiVersion: psmdb.percona.com/v1
@@ -65,17 +75,21 @@ status:
   lastWriteAt: "2026-11-01T10:05:00Z"
 """
 
-PHYSICAL_BACKUP = READY_BACKUP.replace("type: logical}", "type: physical}").replace("  type: logical", "  type: physical")
+PHYSICAL_BACKUP = READY_BACKUP.replace("type: logical}", "type: physical}").replace(
+    "  type: logical", "  type: physical"
+)
 
 
 def with_backup(body: str, *, cr_version: str = "1.23.0", enabled: bool = True, spec: str = "") -> str:
     """A cluster example fragment: `body` is the inside of spec.backup after enabled and image (flow YAML)."""
-    inner = f"enabled: {str(enabled).lower()}, image: percona/percona-backup-mongodb:2.15.0" + (f", {body}" if body else "")
+    inner = f"enabled: {str(enabled).lower()}, image: percona/percona-backup-mongodb:2.15.0" + (
+        f", {body}" if body else ""
+    )
     extra = f", {spec}" if spec else ""
     return f"spec: {{crVersion: {cr_version}, replsets: [{{name: rs0, size: 3}}]{extra}, backup: {{{inner}}}}}"
 
 
-def lookup_for(others: tuple[str, ...]) -> "RecordingLookup":
+def lookup_for(others: tuple[str, ...]) -> RecordingLookup:
     """The Lookup an example runs with: each entry is a YAML object (found), or `MISSING <Kind> <name>` for an
     object the live API would report as absent (namespace default)."""
     from .lookup import MISSING, Found, RecordingLookup

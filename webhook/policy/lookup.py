@@ -6,8 +6,9 @@ by itself; only a front-end that knows the lookup was authoritative turns `Missi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Protocol
+from typing import Protocol
 
 Ref = tuple[str, str, str]  # (kind, namespace, name)
 

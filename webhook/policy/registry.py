@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from ..findings import Finding, Path, Severity
 from . import kinds
@@ -136,10 +137,19 @@ def rule(
         if code in RULES:
             raise ValueError(f"rule code {code} registered twice")
         RULES[code] = Rule(
-            code=code, title=title, severity=severity,
-            kinds=(kind,) if isinstance(kind, str) else tuple(kind), source=source, hint=hint,
-            bad=as_examples(bad), good=as_examples(good), check=fn, since=since, until=until,
-            needs_backup_enabled=needs_backup_enabled, description=description or (fn.__doc__ or "").strip(),
+            code=code,
+            title=title,
+            severity=severity,
+            kinds=(kind,) if isinstance(kind, str) else tuple(kind),
+            source=source,
+            hint=hint,
+            bad=as_examples(bad),
+            good=as_examples(good),
+            check=fn,
+            since=since,
+            until=until,
+            needs_backup_enabled=needs_backup_enabled,
+            description=description or (fn.__doc__ or "").strip(),
         )
         return fn
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from functools import lru_cache
+from collections.abc import Callable, Iterator, Mapping
+from functools import cache
 from importlib import resources
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import ValidationError
@@ -36,7 +37,7 @@ def load_schema(kind: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(kind: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft202012Validator(load_schema(kind), format_checker=_formats)
 
@@ -63,8 +64,11 @@ def _is_number(v: Any) -> bool:
 
 
 def compile_schema(schema: dict[str, Any]) -> Predicate:
-    unknown = set(schema) - _ANNOTATIONS - {"type", "properties", "required", "additionalProperties", "enum",
-                                             "minimum", "items", "format", "pattern"}
+    unknown = (
+        set(schema)
+        - _ANNOTATIONS
+        - {"type", "properties", "required", "additionalProperties", "enum", "minimum", "items", "format", "pattern"}
+    )
     if unknown:
         raise ValueError(f"fast schema check does not know keyword(s) {sorted(unknown)}: teach compile_schema")
     checks: list[Predicate] = []
@@ -89,6 +93,7 @@ def compile_schema(schema: dict[str, Any]) -> Predicate:
     extra = schema.get("additionalProperties", True)
     extra_check = None if extra is True else (lambda v: False) if extra is False else compile_schema(extra)
     if props or extra_check:
+
         def check_props(v: Any) -> bool:
             if not isinstance(v, dict):
                 return True
@@ -100,6 +105,7 @@ def compile_schema(schema: dict[str, Any]) -> Predicate:
                 elif extra_check is not None and not extra_check(value):
                     return False
             return True
+
         checks.append(check_props)
     if "items" in schema:
         item = compile_schema(schema["items"])
@@ -110,6 +116,7 @@ def compile_schema(schema: dict[str, Any]) -> Predicate:
                     if not item(x):
                         return False
             return True
+
         checks.append(check_items)
     return _all_of(checks)
 
@@ -129,16 +136,24 @@ def _all_of(checks: list[Predicate]) -> Predicate:
             if not c(v):
                 return False
         return True
+
     return every
 
 
-@lru_cache(maxsize=None)
+@cache
 def _is_valid(kind: str) -> Predicate:
     return compile_schema(load_schema(kind))
 
 
-_JSON_TYPE_NAMES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-                    float: "a number", type(None): "null"}
+_JSON_TYPE_NAMES = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
 
 
 def _describe(value: Any, hide: bool = False) -> str:
@@ -147,8 +162,11 @@ def _describe(value: Any, hide: bool = False) -> str:
     shown = json.dumps(value, default=str)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return f"{_JSON_TYPE_NAMES.get(type(value), type(value).__name__)} {shown}" if not isinstance(value, (dict, list)) \
+    return (
+        f"{_JSON_TYPE_NAMES.get(type(value), type(value).__name__)} {shown}"
+        if not isinstance(value, (dict, list))
         else _JSON_TYPE_NAMES[type(value)]
+    )
 
 
 _SENSITIVE = re.compile(r"(?i)(key|secret|password|token|credential)")
@@ -163,8 +181,13 @@ def _finding(err: ValidationError) -> Iterator[Finding]:
         for extra in sorted(set(err.instance) - set(allowed), key=str):
             near = difflib.get_close_matches(str(extra), allowed, n=1)
             hint = f'did you mean "{near[0]}"?' if near else f"known fields here: {', '.join(allowed)}"
-            yield Finding(UNKNOWN_FIELD_CODE, Severity.WARNING, path + (str(extra),),
-                          f'unknown field "{extra}": the API server drops it and the operator never sees it', hint)
+            yield Finding(
+                UNKNOWN_FIELD_CODE,
+                Severity.WARNING,
+                path + (str(extra),),
+                f'unknown field "{extra}": the API server drops it and the operator never sees it',
+                hint,
+            )
         return
     if v == "required":
         missing = err.message.split("'")[1] if "'" in err.message else str(err.validator_value)
@@ -183,7 +206,9 @@ def _finding(err: ValidationError) -> Iterator[Finding]:
         msg = f"{err.instance} does not fit in {err.validator_value}" + (f" ({lo} to {hi})" if lo is not None else "")
         hint = "use a smaller number"
     elif v == "pattern":
-        msg = ("" if hide else f"{json.dumps(err.instance)}: ") + err.schema.get("x-message", f"does not match {err.validator_value}")
+        msg = ("" if hide else f"{json.dumps(err.instance)}: ") + err.schema.get(
+            "x-message", f"does not match {err.validator_value}"
+        )
         hint = "fix the format of the value"
     else:
         msg, hint = err.message, "fix the field to match the CRD schema"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..findings import Severity
 from . import kinds
@@ -29,28 +29,41 @@ def _by_type(ctx: Context, storage_type: str) -> Iterable[tuple[str, dict]]:
 S3 = "s3-main: {type: s3, s3: {bucket: backups, credentialsSecret: s3-creds"
 
 
-@rule("PSB101", title="Unsupported storage type", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True,
-      source="OP:pkg/psmdb/backup/pbm.go:763-765 (unsupported backup storage type); OCI: facts §2.7",
-      hint="use one of: s3, minio, gcs, azure, oss, filesystem",
-      bad=[with_backup("storages: {oci-main: {type: oci, oci: {bucket: b}}}")],
-      good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")])
+@rule(
+    "PSB101",
+    title="Unsupported storage type",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/psmdb/backup/pbm.go:763-765 (unsupported backup storage type); OCI: facts §2.7",
+    hint="use one of: s3, minio, gcs, azure, oss, filesystem",
+    bad=[with_backup("storages: {oci-main: {type: oci, oci: {bucket: b}}}")],
+    good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")],
+)
 def unsupported_storage_type(ctx: Context) -> Iterable[Violation]:
     """Any other type passes the CRD, then PBM configuration fails and the cluster goes to `error`."""
     for name, st in ctx.storages.items():
         kind = st.get("type")
         if isinstance(kind, str) and kind not in STORAGE_TYPES:
             extra = " (OCI is documented but not in operator 1.23's code)" if kind == "oci" else ""
-            yield Violation(ROOT + (name, "type"), f'storage type "{kind}" is not supported by the operator{extra}: '
-                            'the cluster goes to error with "unsupported backup storage type"')
+            yield Violation(
+                ROOT + (name, "type"),
+                f'storage type "{kind}" is not supported by the operator{extra}: '
+                'the cluster goes to error with "unsupported backup storage type"',
+            )
 
 
-@rule("PSB102", title="Storage has no block for its type", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True,
-      source="OP:pkg/psmdb/backup/pbm.go:729-765 (only the block matching `type` is read)",
-      hint='add the block named after the type, e.g. "s3: {bucket: ...}" for "type: s3"',
-      bad=[with_backup("storages: {s3-main: {type: s3}}")],
-      good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: backups}}}")])
+@rule(
+    "PSB102",
+    title="Storage has no block for its type",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/psmdb/backup/pbm.go:729-765 (only the block matching `type` is read)",
+    hint='add the block named after the type, e.g. "s3: {bucket: ...}" for "type: s3"',
+    bad=[with_backup("storages: {s3-main: {type: s3}}")],
+    good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: backups}}}")],
+)
 def missing_type_block(ctx: Context) -> Iterable[Violation]:
     """Without its block a storage has no bucket, path or credentials, so PBM cannot use it."""
     for name, st in ctx.storages.items():
@@ -61,11 +74,16 @@ def missing_type_block(ctx: Context) -> Iterable[Violation]:
             yield Violation(ROOT + (name,), f'type is "{kind}" but there is no "{kind}" block{also}')
 
 
-@rule("PSB103", title="Block of another storage type is ignored", severity=Severity.WARNING, kind=kinds.CLUSTER,
-      source="OP:pkg/psmdb/backup/pbm.go:729-765 (sub-objects of other types are ignored)",
-      hint="remove the block, or change the type if it is the one you meant",
-      bad=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}, azure: {container: c, credentialsSecret: a}}}")],
-      good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")])
+@rule(
+    "PSB103",
+    title="Block of another storage type is ignored",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    source="OP:pkg/psmdb/backup/pbm.go:729-765 (sub-objects of other types are ignored)",
+    hint="remove the block, or change the type if it is the one you meant",
+    bad=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}, azure: {container: c, credentialsSecret: a}}}")],
+    good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")],
+)
 def ignored_type_block(ctx: Context) -> Iterable[Violation]:
     for name, st in ctx.storages.items():
         kind = st.get("type")
@@ -74,34 +92,54 @@ def ignored_type_block(ctx: Context) -> Iterable[Violation]:
                 yield Violation(ROOT + (name, other), f'the "{other}" block is ignored because type is "{kind}"')
 
 
-@rule("PSB104", title="No main storage among several", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      since=V1_20, needs_backup_enabled=True,
-      source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:623-638 (main backup storage is not specified)",
-      hint="mark exactly one storage with main: true",
-      bad=[with_backup(f"storages: {{{S3}}}}}, gcs: {{type: gcs, gcs: {{bucket: b}}}}}}")],
-      good=[with_backup(f"storages: {{{S3}}}, main: true}}, gcs: {{type: gcs, gcs: {{bucket: b}}}}}}"),
-            with_backup(f"storages: {{{S3}}}}}}}")])
+@rule(
+    "PSB104",
+    title="No main storage among several",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    since=V1_20,
+    needs_backup_enabled=True,
+    source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:623-638 (main backup storage is not specified)",
+    hint="mark exactly one storage with main: true",
+    bad=[with_backup(f"storages: {{{S3}}}}}, gcs: {{type: gcs, gcs: {{bucket: b}}}}}}")],
+    good=[
+        with_backup(f"storages: {{{S3}}}, main: true}}, gcs: {{type: gcs, gcs: {{bucket: b}}}}}}"),
+        with_backup(f"storages: {{{S3}}}}}}}"),
+    ],
+)
 def no_main_storage(ctx: Context) -> Iterable[Violation]:
     """With more than one storage the operator needs to know which one is PBM's main storage."""
     all_st = ctx.storages
     if len(all_st) > 1 and not any(st.get("main") is True for st in all_st.values()):
-        yield Violation(ROOT, f"{len(all_st)} storages ({quoted(all_st)}) but none has main: true: the cluster goes "
-                        'to error with "main backup storage is not specified"')
+        yield Violation(
+            ROOT,
+            f"{len(all_st)} storages ({quoted(all_st)}) but none has main: true: the cluster goes "
+            'to error with "main backup storage is not specified"',
+        )
 
 
-@rule("PSB105", title="Several main storages", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      since=V1_20, needs_backup_enabled=True,
-      source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:623-638 (multiple main backup storages are specified)",
-      hint="keep main: true on one storage only",
-      bad=[with_backup(f"storages: {{{S3}}}, main: true}}, gcs: {{type: gcs, main: true, gcs: {{bucket: b}}}}}}")],
-      good=[with_backup(f"storages: {{{S3}}}, main: true}}, gcs: {{type: gcs, gcs: {{bucket: b}}}}}}")])
+@rule(
+    "PSB105",
+    title="Several main storages",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    since=V1_20,
+    needs_backup_enabled=True,
+    source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:623-638 (multiple main backup storages are specified)",
+    hint="keep main: true on one storage only",
+    bad=[with_backup(f"storages: {{{S3}}}, main: true}}, gcs: {{type: gcs, main: true, gcs: {{bucket: b}}}}}}")],
+    good=[with_backup(f"storages: {{{S3}}}, main: true}}, gcs: {{type: gcs, gcs: {{bucket: b}}}}}}")],
+)
 def several_main_storages(ctx: Context) -> Iterable[Violation]:
     all_st = ctx.storages
     mains = [n for n, st in all_st.items() if st.get("main") is True]
     if len(all_st) > 1 and len(mains) > 1:
         for name in mains[1:]:
-            yield Violation(ROOT + (name, "main"), f"storages {quoted(mains)} all have main: true: the cluster goes to "
-                            'error with "multiple main backup storages are specified"')
+            yield Violation(
+                ROOT + (name, "main"),
+                f"storages {quoted(mains)} all have main: true: the cluster goes to "
+                'error with "multiple main backup storages are specified"',
+            )
 
 
 def _required_fields(ctx: Context, storage_type: str, fields: dict[str, str]) -> Iterable[Violation]:
@@ -111,12 +149,17 @@ def _required_fields(ctx: Context, storage_type: str, fields: dict[str, str]) ->
                 yield Violation(ROOT + (name, storage_type, field), f"{field} is empty: {consequence}")
 
 
-@rule("PSB106", title="S3 storage without a bucket", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True,
-      source="facts §0 row 7; PBM:pbm/storage/s3/s3.go:208-235 (fails at run time)",
-      hint="set s3.bucket to the bucket name (without s3://)",
-      bad=[with_backup('storages: {s3-main: {type: s3, s3: {bucket: ""}}}')],
-      good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: backups}}}")])
+@rule(
+    "PSB106",
+    title="S3 storage without a bucket",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="facts §0 row 7; PBM:pbm/storage/s3/s3.go:208-235 (fails at run time)",
+    hint="set s3.bucket to the bucket name (without s3://)",
+    bad=[with_backup('storages: {s3-main: {type: s3, s3: {bucket: ""}}}')],
+    good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: backups}}}")],
+)
 def s3_bucket(ctx: Context) -> Iterable[Violation]:
     """The CRD only requires the key; an empty bucket passes and every backup then fails."""
     yield from _required_fields(ctx, "s3", {"bucket": "every backup to this storage fails"})
@@ -126,27 +169,48 @@ def _sse(block: dict) -> dict:
     return mapping(block.get("serverSideEncryption"))
 
 
-@rule("PSB107", title="S3 storage with two encryption methods", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True, source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:645-648",
-      hint="set either (sseAlgorithm and kmsKeyID) or (sseCustomerAlgorithm and sseCustomerKey)",
-      bad=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: 'aws:kms', kmsKeyID: k, "
-                       "sseCustomerAlgorithm: AES256, sseCustomerKey: a}}}}")],
-      good=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: 'aws:kms', kmsKeyID: k}}}}}}}}")])
+@rule(
+    "PSB107",
+    title="S3 storage with two encryption methods",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:645-648",
+    hint="set either (sseAlgorithm and kmsKeyID) or (sseCustomerAlgorithm and sseCustomerKey)",
+    bad=[
+        with_backup(
+            f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: 'aws:kms', kmsKeyID: k, "
+            "sseCustomerAlgorithm: AES256, sseCustomerKey: a}}}}"
+        )
+    ],
+    good=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: 'aws:kms', kmsKeyID: k}}}}}}}}")],
+)
 def s3_two_sse_methods(ctx: Context) -> Iterable[Violation]:
     for name, block in _by_type(ctx, "s3"):
         sse = _sse(block)
         if text(sse.get("sseAlgorithm")) and text(sse.get("sseCustomerAlgorithm")):
-            yield Violation(ROOT + (name, "s3", "serverSideEncryption"),
-                            "For S3 storage only one encryption method can be used: both sseAlgorithm and "
-                            "sseCustomerAlgorithm are set")
+            yield Violation(
+                ROOT + (name, "s3", "serverSideEncryption"),
+                "For S3 storage only one encryption method can be used: both sseAlgorithm and "
+                "sseCustomerAlgorithm are set",
+            )
 
 
-@rule("PSB108", title="S3 encryption without a key", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True, source="OP:pkg/psmdb/backup/pbm.go:421-476 (no KmsKeyID / no SseCustomerKey specified)",
-      hint="set the key in the storage, or name a Secret in spec.secrets.sse with KMS_KEY_ID / SSE_CUSTOMER_KEY",
-      bad=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: 'aws:kms'}}}}}}}}")],
-      good=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: 'aws:kms'}}}}}}}}",
-                        spec="secrets: {sse: my-sse}")])
+@rule(
+    "PSB108",
+    title="S3 encryption without a key",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/psmdb/backup/pbm.go:421-476 (no KmsKeyID / no SseCustomerKey specified)",
+    hint="set the key in the storage, or name a Secret in spec.secrets.sse with KMS_KEY_ID / SSE_CUSTOMER_KEY",
+    bad=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: 'aws:kms'}}}}}}}}")],
+    good=[
+        with_backup(
+            f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: 'aws:kms'}}}}}}}}", spec="secrets: {sse: my-sse}"
+        )
+    ],
+)
 def s3_sse_without_key(ctx: Context) -> Iterable[Violation]:
     """The key can come from the field or from the spec.secrets.sse Secret; with neither, PBM config fails."""
     if text(mapping(ctx.spec.get("secrets")).get("sse")):
@@ -156,32 +220,60 @@ def s3_sse_without_key(ctx: Context) -> Iterable[Violation]:
         if not text(block.get("credentialsSecret")):
             continue  # PSB109: SSE is dropped altogether without a credentials Secret
         if text(sse.get("sseAlgorithm")) and not text(sse.get("kmsKeyID")):
-            yield Violation(path + ("kmsKeyID",), 'sseAlgorithm is set but there is no kmsKeyID and no '
-                            'spec.secrets.sse: the cluster goes to error with "no KmsKeyID specified"')
+            yield Violation(
+                path + ("kmsKeyID",),
+                "sseAlgorithm is set but there is no kmsKeyID and no "
+                'spec.secrets.sse: the cluster goes to error with "no KmsKeyID specified"',
+            )
         if text(sse.get("sseCustomerAlgorithm")) and not text(sse.get("sseCustomerKey")):
-            yield Violation(path + ("sseCustomerKey",), 'sseCustomerAlgorithm is set but there is no sseCustomerKey '
-                            'and no spec.secrets.sse: the cluster goes to error with "no SseCustomerKey specified"')
+            yield Violation(
+                path + ("sseCustomerKey",),
+                "sseCustomerAlgorithm is set but there is no sseCustomerKey "
+                'and no spec.secrets.sse: the cluster goes to error with "no SseCustomerKey specified"',
+            )
 
 
-@rule("PSB109", title="S3 encryption is dropped without a credentials Secret", severity=Severity.WARNING,
-      kind=kinds.CLUSTER, source="OP:pkg/psmdb/backup/pbm.go:421-476 (SSE sits inside the credentialsSecret branch)",
-      hint="set s3.credentialsSecret, or use bucket default encryption with IRSA / instance profiles",
-      bad=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b, serverSideEncryption: {sseAlgorithm: AES256}}}}")],
-      good=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: AES256, kmsKeyID: k}}}}}}}}")])
+@rule(
+    "PSB109",
+    title="S3 encryption is dropped without a credentials Secret",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    source="OP:pkg/psmdb/backup/pbm.go:421-476 (SSE sits inside the credentialsSecret branch)",
+    hint="set s3.credentialsSecret, or use bucket default encryption with IRSA / instance profiles",
+    bad=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b, serverSideEncryption: {sseAlgorithm: AES256}}}}")],
+    good=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: AES256, kmsKeyID: k}}}}}}}}")],
+)
 def s3_sse_dropped(ctx: Context) -> Iterable[Violation]:
     for name, block in _by_type(ctx, "s3"):
         sse = _sse(block)
         if any(text(v) for v in sse.values()) and not text(block.get("credentialsSecret")):
-            yield Violation(ROOT + (name, "s3", "serverSideEncryption"), "server-side encryption settings are "
-                            "silently ignored because s3.credentialsSecret is not set: backups are not encrypted this way")
+            yield Violation(
+                ROOT + (name, "s3", "serverSideEncryption"),
+                "server-side encryption settings are "
+                "silently ignored because s3.credentialsSecret is not set: backups are not encrypted this way",
+            )
 
 
-@rule("PSB110", title="Invalid S3 customer encryption key", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True, source="PBM:pbm/storage/s3/s3.go:418 (SseCustomerAlgorithm specified with invalid SseCustomerKey)",
-      hint="sseCustomerKey must be the base64 encoding of a 32-byte key (openssl rand -base64 32)",
-      bad=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseCustomerAlgorithm: AES256, sseCustomerKey: not-base64}}}}}}}}")],
-      good=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseCustomerAlgorithm: AES256, "
-                        "sseCustomerKey: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}}}}")])
+@rule(
+    "PSB110",
+    title="Invalid S3 customer encryption key",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="PBM:pbm/storage/s3/s3.go:418 (SseCustomerAlgorithm specified with invalid SseCustomerKey)",
+    hint="sseCustomerKey must be the base64 encoding of a 32-byte key (openssl rand -base64 32)",
+    bad=[
+        with_backup(
+            f"storages: {{{S3}, serverSideEncryption: {{sseCustomerAlgorithm: AES256, sseCustomerKey: not-base64}}}}}}}}"
+        )
+    ],
+    good=[
+        with_backup(
+            f"storages: {{{S3}, serverSideEncryption: {{sseCustomerAlgorithm: AES256, "
+            "sseCustomerKey: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}}}}"
+        )
+    ],
+)
 def s3_customer_key(ctx: Context) -> Iterable[Violation]:
     for name, block in _by_type(ctx, "s3"):
         key = text(_sse(block).get("sseCustomerKey"))
@@ -191,149 +283,282 @@ def s3_customer_key(ctx: Context) -> Iterable[Violation]:
         try:
             raw = base64.b64decode(key, validate=True)
         except (binascii.Error, ValueError):
-            yield Violation(path, "sseCustomerKey is not valid base64: every upload fails with "
-                            '"SseCustomerAlgorithm specified with invalid SseCustomerKey"')
+            yield Violation(
+                path,
+                "sseCustomerKey is not valid base64: every upload fails with "
+                '"SseCustomerAlgorithm specified with invalid SseCustomerKey"',
+            )
             continue
         if len(raw) != 32:
-            yield Violation(path, f"sseCustomerKey decodes to {len(raw)} bytes; AES256 needs 32: uploads are refused",
-                            severity=Severity.WARNING)
+            yield Violation(
+                path,
+                f"sseCustomerKey decodes to {len(raw)} bytes; AES256 needs 32: uploads are refused",
+                severity=Severity.WARNING,
+            )
 
 
-@rule("PSB111", title="Setting that has no effect on S3 storages", severity=Severity.WARNING, kind=kinds.CLUSTER,
-      source="facts §2.1 (debugLogLevels is not propagated to PBM)",
-      hint="remove s3.debugLogLevels; set PBM log levels in PBM itself",
-      bad=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b, debugLogLevels: Signing}}}")],
-      good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")])
+@rule(
+    "PSB111",
+    title="Setting that has no effect on S3 storages",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    source="facts §2.1 (debugLogLevels is not propagated to PBM)",
+    hint="remove s3.debugLogLevels; set PBM log levels in PBM itself",
+    bad=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b, debugLogLevels: Signing}}}")],
+    good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")],
+)
 def s3_debug_log_levels(ctx: Context) -> Iterable[Violation]:
     for name, block in _by_type(ctx, "s3"):
         if text(block.get("debugLogLevels")):
-            yield Violation(ROOT + (name, "s3", "debugLogLevels"),
-                            "debugLogLevels is not passed to PBM by the operator: it has no effect")
+            yield Violation(
+                ROOT + (name, "s3", "debugLogLevels"),
+                "debugLogLevels is not passed to PBM by the operator: it has no effect",
+            )
 
 
-@rule("PSB112", title="S3-compatible Alibaba OSS endpoint without credentials", severity=Severity.WARNING,
-      kind=kinds.CLUSTER, needs_backup_enabled=True,
-      source="OP:pkg/psmdb/backup/pbm.go:714-741 (aliyuncs.com endpoints become native OSS with PBM >= 2.12)",
-      hint="set s3.credentialsSecret (Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or use type: oss",
-      bad=[with_backup("storages: {oss-s3: {type: s3, s3: {bucket: b, endpointUrl: 'https://oss-eu-central-1.aliyuncs.com'}}}")],
-      good=[with_backup("storages: {oss-s3: {type: s3, s3: {bucket: b, credentialsSecret: oss, "
-                        "endpointUrl: 'https://oss-eu-central-1.aliyuncs.com'}}}")])
+@rule(
+    "PSB112",
+    title="S3-compatible Alibaba OSS endpoint without credentials",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/psmdb/backup/pbm.go:714-741 (aliyuncs.com endpoints become native OSS with PBM >= 2.12)",
+    hint="set s3.credentialsSecret (Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or use type: oss",
+    bad=[
+        with_backup(
+            "storages: {oss-s3: {type: s3, s3: {bucket: b, endpointUrl: 'https://oss-eu-central-1.aliyuncs.com'}}}"
+        )
+    ],
+    good=[
+        with_backup(
+            "storages: {oss-s3: {type: s3, s3: {bucket: b, credentialsSecret: oss, "
+            "endpointUrl: 'https://oss-eu-central-1.aliyuncs.com'}}}"
+        )
+    ],
+)
 def s3_aliyun_without_secret(ctx: Context) -> Iterable[Violation]:
     pbm = pbm_version_from_image(mapping(ctx.spec.get("backup")).get("image"))
     for name, block in _by_type(ctx, "s3"):
         if "aliyuncs.com" in text(block.get("endpointUrl")) and not text(block.get("credentialsSecret")):
             sure = pbm is not None and pbm >= PBM_OSS
-            yield Violation(ROOT + (name, "s3", "credentialsSecret"),
-                            "endpointUrl is an Alibaba OSS endpoint, which PBM >= 2.12 turns into a native OSS storage "
-                            'that needs credentials: the cluster goes to error with "no credentials specified for the '
-                            f'secret name"{"" if sure else " (if the backup image runs PBM >= 2.12)"}',
-                            severity=Severity.ERROR if sure else None)
+            yield Violation(
+                ROOT + (name, "s3", "credentialsSecret"),
+                "endpointUrl is an Alibaba OSS endpoint, which PBM >= 2.12 turns into a native OSS storage "
+                'that needs credentials: the cluster goes to error with "no credentials specified for the '
+                f'secret name"{"" if sure else " (if the backup image runs PBM >= 2.12)"}',
+                severity=Severity.ERROR if sure else None,
+            )
 
 
-@rule("PSB113", title="MinIO storage without endpoint, bucket or credentials", severity=Severity.ERROR,
-      kind=kinds.CLUSTER, needs_backup_enabled=True,
-      source="OP:pkg/psmdb/backup/pbm.go:346-398 (invalid minio storage config: ... is required)",
-      hint="set minio.endpointUrl (host:port), minio.bucket and minio.credentialsSecret",
-      bad=[with_backup("storages: {minio: {type: minio, minio: {bucket: b}}}")],
-      good=[with_backup("storages: {minio: {type: minio, minio: {bucket: b, endpointUrl: 'minio:9000', credentialsSecret: m}}}")])
+@rule(
+    "PSB113",
+    title="MinIO storage without endpoint, bucket or credentials",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/psmdb/backup/pbm.go:346-398 (invalid minio storage config: ... is required)",
+    hint="set minio.endpointUrl (host:port), minio.bucket and minio.credentialsSecret",
+    bad=[with_backup("storages: {minio: {type: minio, minio: {bucket: b}}}")],
+    good=[
+        with_backup(
+            "storages: {minio: {type: minio, minio: {bucket: b, endpointUrl: 'minio:9000', credentialsSecret: m}}}"
+        )
+    ],
+)
 def minio_required(ctx: Context) -> Iterable[Violation]:
-    yield from _required_fields(ctx, "minio", {
-        "endpointUrl": 'the cluster goes to error with "invalid minio storage config: endpointURL is required"',
-        "bucket": 'the cluster goes to error with "invalid minio storage config: bucket is required"',
-        "credentialsSecret": 'the cluster goes to error with "invalid minio storage config: credentialsSecret is required"',
-    })
+    yield from _required_fields(
+        ctx,
+        "minio",
+        {
+            "endpointUrl": 'the cluster goes to error with "invalid minio storage config: endpointURL is required"',
+            "bucket": 'the cluster goes to error with "invalid minio storage config: bucket is required"',
+            "credentialsSecret": 'the cluster goes to error with "invalid minio storage config: credentialsSecret is required"',
+        },
+    )
 
 
-@rule("PSB114", title="Storage type newer than the cluster's crVersion", severity=Severity.WARNING,
-      kind=kinds.CLUSTER, source="facts §12 (minio added in 1.22.0, oss in 1.23.0)",
-      hint="raise spec.crVersion (and the operator) or use an s3 storage",
-      bad=[with_backup("storages: {minio: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: m}}}",
-                       cr_version="1.21.0")],
-      good=[with_backup("storages: {minio: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: m}}}",
-                        cr_version="1.22.0")])
+@rule(
+    "PSB114",
+    title="Storage type newer than the cluster's crVersion",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    source="facts §12 (minio added in 1.22.0, oss in 1.23.0)",
+    hint="raise spec.crVersion (and the operator) or use an s3 storage",
+    bad=[
+        with_backup(
+            "storages: {minio: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: m}}}",
+            cr_version="1.21.0",
+        )
+    ],
+    good=[
+        with_backup(
+            "storages: {minio: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: m}}}",
+            cr_version="1.22.0",
+        )
+    ],
+)
 def storage_type_too_new(ctx: Context) -> Iterable[Violation]:
     first = {"minio": V1_22, "oss": V1_23}
     for name, st in ctx.storages.items():
         since = first.get(st.get("type"))
         if since and ctx.cr_version < since:
-            yield Violation(ROOT + (name, "type"), f'type "{st["type"]}" needs operator {since} or newer; crVersion '
-                            f"is {ctx.cr_version}, so an operator of that version rejects it as unsupported")
+            yield Violation(
+                ROOT + (name, "type"),
+                f'type "{st["type"]}" needs operator {since} or newer; crVersion '
+                f"is {ctx.cr_version}, so an operator of that version rejects it as unsupported",
+            )
 
 
-@rule("PSB115", title="MinIO CA bundle ignored before crVersion 1.22", severity=Severity.WARNING, kind=kinds.CLUSTER,
-      until=V1_22, source="OP:pkg/psmdb/statefulset.go:832-929 (crVersion gate 1.22.0)",
-      hint="raise spec.crVersion to 1.22.0 or newer",
-      bad=[with_backup("storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: m, "
-                       "caBundle: {name: ca, key: ca.crt}}}}", cr_version="1.21.0")],
-      good=[with_backup("storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: m, "
-                        "caBundle: {name: ca, key: ca.crt}}}}", cr_version="1.22.0")])
+@rule(
+    "PSB115",
+    title="MinIO CA bundle ignored before crVersion 1.22",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    until=V1_22,
+    source="OP:pkg/psmdb/statefulset.go:832-929 (crVersion gate 1.22.0)",
+    hint="raise spec.crVersion to 1.22.0 or newer",
+    bad=[
+        with_backup(
+            "storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: m, "
+            "caBundle: {name: ca, key: ca.crt}}}}",
+            cr_version="1.21.0",
+        )
+    ],
+    good=[
+        with_backup(
+            "storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: m, "
+            "caBundle: {name: ca, key: ca.crt}}}}",
+            cr_version="1.22.0",
+        )
+    ],
+)
 def minio_ca_bundle_ignored(ctx: Context) -> Iterable[Violation]:
     for name, block in _by_type(ctx, "minio"):
         if isinstance(block.get("caBundle"), dict):
-            yield Violation(ROOT + (name, "minio", "caBundle"),
-                            f"caBundle is ignored with crVersion {ctx.cr_version}: the sidecar does not trust that CA")
+            yield Violation(
+                ROOT + (name, "minio", "caBundle"),
+                f"caBundle is ignored with crVersion {ctx.cr_version}: the sidecar does not trust that CA",
+            )
 
 
-@rule("PSB116", title="GCS retryer backoff in nanoseconds", severity=Severity.WARNING, kind=kinds.CLUSTER,
-      source="facts §2.3 and §14.6 item 2 (Go time.Duration: the integer is nanoseconds)",
-      hint="write durations in nanoseconds: 1 second is 1000000000",
-      bad=[with_backup("storages: {g: {type: gcs, gcs: {bucket: b, retryer: {backoffInitial: 1, backoffMax: 30, backoffMultiplier: 2}}}}")],
-      good=[with_backup("storages: {g: {type: gcs, gcs: {bucket: b, retryer: {backoffInitial: 1000000000, "
-                        "backoffMax: 30000000000, backoffMultiplier: 2}}}}")])
+@rule(
+    "PSB116",
+    title="GCS retryer backoff in nanoseconds",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    source="facts §2.3 and §14.6 item 2 (Go time.Duration: the integer is nanoseconds)",
+    hint="write durations in nanoseconds: 1 second is 1000000000",
+    bad=[
+        with_backup(
+            "storages: {g: {type: gcs, gcs: {bucket: b, retryer: {backoffInitial: 1, backoffMax: 30, backoffMultiplier: 2}}}}"
+        )
+    ],
+    good=[
+        with_backup(
+            "storages: {g: {type: gcs, gcs: {bucket: b, retryer: {backoffInitial: 1000000000, "
+            "backoffMax: 30000000000, backoffMultiplier: 2}}}}"
+        )
+    ],
+)
 def gcs_backoff_units(ctx: Context) -> Iterable[Violation]:
     for name, block in _by_type(ctx, "gcs"):
         retryer = mapping(block.get("retryer"))
         for field in ("backoffInitial", "backoffMax"):
             value = retryer.get(field)
             if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1_000_000:
-                yield Violation(ROOT + (name, "gcs", "retryer", field),
-                                f"{field} is {value} nanoseconds (less than a millisecond): did you mean {value} seconds "
-                                f"= {value * 1_000_000_000}?")
+                yield Violation(
+                    ROOT + (name, "gcs", "retryer", field),
+                    f"{field} is {value} nanoseconds (less than a millisecond): did you mean {value} seconds "
+                    f"= {value * 1_000_000_000}?",
+                )
 
 
-@rule("PSB117", title="Azure storage without credentials", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True, source="OP:pkg/psmdb/backup/pbm.go:603-632 (no credentials specified for the secret name)",
-      hint="set azure.credentialsSecret to a Secret with AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY",
-      bad=[with_backup('storages: {az: {type: azure, azure: {container: c, credentialsSecret: ""}}}')],
-      good=[with_backup("storages: {az: {type: azure, azure: {container: c, credentialsSecret: azure-creds}}}")])
+@rule(
+    "PSB117",
+    title="Azure storage without credentials",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/psmdb/backup/pbm.go:603-632 (no credentials specified for the secret name)",
+    hint="set azure.credentialsSecret to a Secret with AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY",
+    bad=[with_backup('storages: {az: {type: azure, azure: {container: c, credentialsSecret: ""}}}')],
+    good=[with_backup("storages: {az: {type: azure, azure: {container: c, credentialsSecret: azure-creds}}}")],
+)
 def azure_credentials(ctx: Context) -> Iterable[Violation]:
-    yield from _required_fields(ctx, "azure", {
-        "credentialsSecret": 'the cluster goes to error with "no credentials specified for the secret name"'})
+    yield from _required_fields(
+        ctx,
+        "azure",
+        {"credentialsSecret": 'the cluster goes to error with "no credentials specified for the secret name"'},
+    )
 
 
-@rule("PSB118", title="OSS storage incomplete", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True, source="OP:pkg/psmdb/backup/pbm.go:47-52,634-712",
-      hint="set oss.bucket, oss.endpointUrl and oss.credentialsSecret; with SSE also encryptionKeyId or secretName",
-      bad=[with_backup("storages: {oss: {type: oss, oss: {bucket: b, credentialsSecret: o}}}")],
-      good=[with_backup("storages: {oss: {type: oss, oss: {bucket: b, credentialsSecret: o, "
-                        "endpointUrl: 'https://oss-eu-central-1.aliyuncs.com'}}}")])
+@rule(
+    "PSB118",
+    title="OSS storage incomplete",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/psmdb/backup/pbm.go:47-52,634-712",
+    hint="set oss.bucket, oss.endpointUrl and oss.credentialsSecret; with SSE also encryptionKeyId or secretName",
+    bad=[with_backup("storages: {oss: {type: oss, oss: {bucket: b, credentialsSecret: o}}}")],
+    good=[
+        with_backup(
+            "storages: {oss: {type: oss, oss: {bucket: b, credentialsSecret: o, "
+            "endpointUrl: 'https://oss-eu-central-1.aliyuncs.com'}}}"
+        )
+    ],
+)
 def oss_required(ctx: Context) -> Iterable[Violation]:
-    yield from _required_fields(ctx, "oss", {
-        "bucket": 'the cluster goes to error with "bucket is required"',
-        "endpointUrl": 'the cluster goes to error with "endpointURL is required"',
-        "credentialsSecret": 'the cluster goes to error with "no credentials specified for the secret name"',
-    })
+    yield from _required_fields(
+        ctx,
+        "oss",
+        {
+            "bucket": 'the cluster goes to error with "bucket is required"',
+            "endpointUrl": 'the cluster goes to error with "endpointURL is required"',
+            "credentialsSecret": 'the cluster goes to error with "no credentials specified for the secret name"',
+        },
+    )
     pbm = pbm_version_from_image(mapping(ctx.spec.get("backup")).get("image"))
     for name, block in _by_type(ctx, "oss"):
         sse = mapping(block.get("serverSideEncryption"))
-        if text(sse.get("encryptionAlgorithm")) and not (text(sse.get("encryptionKeyId")) or text(sse.get("secretName"))):
-            yield Violation(ROOT + (name, "oss", "serverSideEncryption"), "encryptionAlgorithm is set without "
-                            'encryptionKeyId or secretName: the cluster goes to error with "no encryptionKeyId or SSE '
-                            'secret specified"')
+        if text(sse.get("encryptionAlgorithm")) and not (
+            text(sse.get("encryptionKeyId")) or text(sse.get("secretName"))
+        ):
+            yield Violation(
+                ROOT + (name, "oss", "serverSideEncryption"),
+                "encryptionAlgorithm is set without "
+                'encryptionKeyId or secretName: the cluster goes to error with "no encryptionKeyId or SSE '
+                'secret specified"',
+            )
         if pbm is not None and pbm < PBM_OSS:
-            yield Violation(ROOT + (name, "type"), f"the backup image runs PBM {pbm}: the cluster goes to error with "
-                            '"oss storage requires PBM 2.12.0 or newer"')
+            yield Violation(
+                ROOT + (name, "type"),
+                f"the backup image runs PBM {pbm}: the cluster goes to error with "
+                '"oss storage requires PBM 2.12.0 or newer"',
+            )
 
 
-@rule("PSB119", title="Filesystem storage without a path", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True, source="PBM:pbm/storage/fs/fs.go (path can't be empty)",
-      hint="set filesystem.path to a directory mounted into the backup-agent container",
-      bad=[with_backup('storages: {fs: {type: filesystem, filesystem: {path: ""}}}')],
-      good=[with_backup("storages: {fs: {type: filesystem, filesystem: {path: /mnt/backup}}}, "
-                        "volumeMounts: [{name: backup-nfs, mountPath: /mnt/backup}]",
-                        spec="replsets: [{name: rs0, size: 3, sidecarVolumes: [{name: backup-nfs, nfs: {server: n, path: /}}]}]")])
+@rule(
+    "PSB119",
+    title="Filesystem storage without a path",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="PBM:pbm/storage/fs/fs.go (path can't be empty)",
+    hint="set filesystem.path to a directory mounted into the backup-agent container",
+    bad=[with_backup('storages: {fs: {type: filesystem, filesystem: {path: ""}}}')],
+    good=[
+        with_backup(
+            "storages: {fs: {type: filesystem, filesystem: {path: /mnt/backup}}}, "
+            "volumeMounts: [{name: backup-nfs, mountPath: /mnt/backup}]",
+            spec="replsets: [{name: rs0, size: 3, sidecarVolumes: [{name: backup-nfs, nfs: {server: n, path: /}}]}]",
+        )
+    ],
+)
 def filesystem_path(ctx: Context) -> Iterable[Violation]:
-    yield from _required_fields(ctx, "filesystem", {"path": 'PBM refuses the configuration with "path can\'t be empty"'})
+    yield from _required_fields(
+        ctx, "filesystem", {"path": 'PBM refuses the configuration with "path can\'t be empty"'}
+    )
 
 
 def _covers(mount_path: str, path: str) -> bool:
@@ -341,22 +566,37 @@ def _covers(mount_path: str, path: str) -> bool:
     return path == mount or path.startswith(mount if mount.endswith("/") else mount + "/")
 
 
-@rule("PSB120", title="Filesystem storage path is not mounted", severity=Severity.WARNING, kind=kinds.CLUSTER,
-      source="DOCS:docs/backups-storage-filesystem.md; OP:pkg/psmdb/statefulset.go:568-570",
-      hint="add a spec.backup.volumeMounts entry whose mountPath contains the path, backed by a replsets[].sidecarVolumes volume",
-      bad=[with_backup("storages: {fs: {type: filesystem, filesystem: {path: /mnt/backup}}}")],
-      good=[with_backup("storages: {fs: {type: filesystem, filesystem: {path: /mnt/backup/psmdb}}}, "
-                        "volumeMounts: [{name: backup-nfs, mountPath: /mnt/backup}]",
-                        spec="replsets: [{name: rs0, size: 3, sidecarVolumes: [{name: backup-nfs, nfs: {server: n, path: /}}]}]")])
+@rule(
+    "PSB120",
+    title="Filesystem storage path is not mounted",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    source="DOCS:docs/backups-storage-filesystem.md; OP:pkg/psmdb/statefulset.go:568-570",
+    hint="add a spec.backup.volumeMounts entry whose mountPath contains the path, backed by a replsets[].sidecarVolumes volume",
+    bad=[with_backup("storages: {fs: {type: filesystem, filesystem: {path: /mnt/backup}}}")],
+    good=[
+        with_backup(
+            "storages: {fs: {type: filesystem, filesystem: {path: /mnt/backup/psmdb}}}, "
+            "volumeMounts: [{name: backup-nfs, mountPath: /mnt/backup}]",
+            spec="replsets: [{name: rs0, size: 3, sidecarVolumes: [{name: backup-nfs, nfs: {server: n, path: /}}]}]",
+        )
+    ],
+)
 def filesystem_not_mounted(ctx: Context) -> Iterable[Violation]:
     """Without a mount the backups land in the container's own filesystem and vanish with the pod."""
-    mounts = [text(m.get("mountPath")) for m in mapping(ctx.spec.get("backup")).get("volumeMounts") or ()
-              if isinstance(m, dict)]
+    mounts = [
+        text(m.get("mountPath"))
+        for m in mapping(ctx.spec.get("backup")).get("volumeMounts") or ()
+        if isinstance(m, dict)
+    ]
     for name, block in _by_type(ctx, "filesystem"):
         path = text(block.get("path"))
         if path and not any(_covers(m, path) for m in mounts if m):
-            yield Violation(ROOT + (name, "filesystem", "path"), f'no spec.backup.volumeMounts entry covers "{path}": '
-                            "backups would be written inside the backup-agent container and lost with the pod")
+            yield Violation(
+                ROOT + (name, "filesystem", "path"),
+                f'no spec.backup.volumeMounts entry covers "{path}": '
+                "backups would be written inside the backup-agent container and lost with the pod",
+            )
 
 
 # Secret keys per storage type (facts §2.8); keys whose absence breaks the storage for sure.
@@ -372,16 +612,38 @@ def _secret_keys(secret: dict) -> set[str]:
     return {str(k) for part in ("data", "stringData") for k in mapping(secret.get(part))}
 
 
-@rule("PSB121", title="Storage credentials Secret missing or incomplete", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      since=V1_20, needs_backup_enabled=True,
-      source="OP:pkg/controller/perconaservermongodb/pbm.go:41-119; OP:pkg/psmdb/backup/pbm.go:47-59,969-978",
-      hint="create the Secret in the cluster's namespace with the keys the storage type needs",
-      bad=[Example(with_backup("storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: minio-creds}}}"),
-                   others=("apiVersion: v1\nkind: Secret\nmetadata: {name: minio-creds, namespace: default}\n"
-                           "stringData: {AWS_ACCESS_KEY_ID: minio}",))],
-      good=[Example(with_backup("storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: minio-creds}}}"),
-                    others=("apiVersion: v1\nkind: Secret\nmetadata: {name: minio-creds, namespace: default}\n"
-                            "stringData: {AWS_ACCESS_KEY_ID: minio, AWS_SECRET_ACCESS_KEY: minio123}",))])
+@rule(
+    "PSB121",
+    title="Storage credentials Secret missing or incomplete",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    since=V1_20,
+    needs_backup_enabled=True,
+    source="OP:pkg/controller/perconaservermongodb/pbm.go:41-119; OP:pkg/psmdb/backup/pbm.go:47-59,969-978",
+    hint="create the Secret in the cluster's namespace with the keys the storage type needs",
+    bad=[
+        Example(
+            with_backup(
+                "storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: minio-creds}}}"
+            ),
+            others=(
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: minio-creds, namespace: default}\n"
+                "stringData: {AWS_ACCESS_KEY_ID: minio}",
+            ),
+        )
+    ],
+    good=[
+        Example(
+            with_backup(
+                "storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: minio-creds}}}"
+            ),
+            others=(
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: minio-creds, namespace: default}\n"
+                "stringData: {AWS_ACCESS_KEY_ID: minio, AWS_SECRET_ACCESS_KEY: minio123}",
+            ),
+        )
+    ],
+)
 def credentials_secret(ctx: Context) -> Iterable[Violation]:
     """Checked only when the Secret can be looked up (live cluster, or a Secret in the same lint run)."""
     for name, st in ctx.storages.items():
@@ -392,12 +654,18 @@ def credentials_secret(ctx: Context) -> Iterable[Violation]:
         found = ctx.get("Secret", secret_name)
         path = ROOT + (name, kind, "credentialsSecret")
         if isinstance(found, Missing):
-            yield Violation(path, f'Secret "{secret_name}" does not exist in namespace {ctx.namespace}: the cluster goes '
-                            f'to error with "get {kind} credentials secret: secrets \\"{secret_name}\\" not found"')
+            yield Violation(
+                path,
+                f'Secret "{secret_name}" does not exist in namespace {ctx.namespace}: the cluster goes '
+                f'to error with "get {kind} credentials secret: secrets \\"{secret_name}\\" not found"',
+            )
         elif isinstance(found, Found) and kind in _SECRET_KEYS:
             missing = [k for k in _SECRET_KEYS[kind] if k not in _secret_keys(found.obj)]
             if missing:
                 # Only MinIO refuses a Secret without the keys; the others silently use empty credentials.
-                yield Violation(path, f'Secret "{secret_name}" has no {" and no ".join(missing)}: '
-                                + ("the cluster goes to error" if kind == "minio" else "PBM authenticates with empty credentials"),
-                                severity=None if kind == "minio" else Severity.WARNING)
+                yield Violation(
+                    path,
+                    f'Secret "{secret_name}" has no {" and no ".join(missing)}: '
+                    + ("the cluster goes to error" if kind == "minio" else "PBM authenticates with empty credentials"),
+                    severity=None if kind == "minio" else Severity.WARNING,
+                )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from functools import lru_cache
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .. import cron
 from ..findings import Severity
@@ -20,7 +21,9 @@ S3 = "storages: {s3-main: {type: s3, s3: {bucket: b}}}"
 
 
 def _task(extra: str, *, storages_yaml: str = S3, **kw: Any) -> str:
-    return with_backup(f"{storages_yaml}, tasks: [{{name: daily, enabled: true, schedule: '0 0 * * *', {extra}}}]", **kw)
+    return with_backup(
+        f"{storages_yaml}, tasks: [{{name: daily, enabled: true, schedule: '0 0 * * *', {extra}}}]", **kw
+    )
 
 
 def _enabled(task: Mapping[str, Any]) -> bool:
@@ -31,25 +34,46 @@ def _type(task: Mapping[str, Any]) -> str:
     return text(task.get("type")) or "logical"
 
 
-@rule("PSB201", title="Task without a name", severity=Severity.ERROR, kind=kinds.CLUSTER, needs_backup_enabled=True,
-      source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:570-575 (backup task <i> should have a name)",
-      hint="give every task a unique, non-empty name",
-      bad=[with_backup(f"{S3}, tasks: [{{name: '', enabled: true, schedule: '0 0 * * *', storageName: s3-main}}]")],
-      good=[_task("storageName: s3-main")])
+@rule(
+    "PSB201",
+    title="Task without a name",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:570-575 (backup task <i> should have a name)",
+    hint="give every task a unique, non-empty name",
+    bad=[with_backup(f"{S3}, tasks: [{{name: '', enabled: true, schedule: '0 0 * * *', storageName: s3-main}}]")],
+    good=[_task("storageName: s3-main")],
+)
 def task_name(ctx: Context) -> Iterable[Violation]:
     for i, task in tasks(ctx.spec):
         if "name" in task and not text(task.get("name")).strip():
-            yield Violation(ROOT + (i, "name"), f'task name is empty: the cluster goes to error with "backup task {i} '
-                            'should have a name"')
+            yield Violation(
+                ROOT + (i, "name"),
+                f'task name is empty: the cluster goes to error with "backup task {i} should have a name"',
+            )
 
 
-@rule("PSB202", title="Duplicate task name", severity=Severity.WARNING, kind=kinds.CLUSTER,
-      source="OP:pkg/controller/perconaservermongodb/backup.go:103-133 (one cron entry per <cluster>-backup-<task>)",
-      hint="rename one of the tasks",
-      bad=[with_backup(f"{S3}, tasks: [{{name: daily, enabled: true, schedule: '0 0 * * *', storageName: s3-main}}, "
-                       "{name: daily, enabled: true, schedule: '0 12 * * *', storageName: s3-main}]")],
-      good=[with_backup(f"{S3}, tasks: [{{name: daily, enabled: true, schedule: '0 0 * * *', storageName: s3-main}}, "
-                        "{name: noon, enabled: true, schedule: '0 12 * * *', storageName: s3-main}]")])
+@rule(
+    "PSB202",
+    title="Duplicate task name",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    source="OP:pkg/controller/perconaservermongodb/backup.go:103-133 (one cron entry per <cluster>-backup-<task>)",
+    hint="rename one of the tasks",
+    bad=[
+        with_backup(
+            f"{S3}, tasks: [{{name: daily, enabled: true, schedule: '0 0 * * *', storageName: s3-main}}, "
+            "{name: daily, enabled: true, schedule: '0 12 * * *', storageName: s3-main}]"
+        )
+    ],
+    good=[
+        with_backup(
+            f"{S3}, tasks: [{{name: daily, enabled: true, schedule: '0 0 * * *', storageName: s3-main}}, "
+            "{name: noon, enabled: true, schedule: '0 12 * * *', storageName: s3-main}]"
+        )
+    ],
+)
 def duplicate_task_names(ctx: Context) -> Iterable[Violation]:
     """Tasks with the same name overwrite each other's schedule and share retention: only one of them runs."""
     counts = Counter(text(t.get("name")) for _, t in tasks(ctx.spec))
@@ -58,16 +82,25 @@ def duplicate_task_names(ctx: Context) -> Iterable[Violation]:
         name = text(task.get("name"))
         if name and counts[name] > 1:
             if name in seen:
-                yield Violation(ROOT + (i, "name"), f'task name "{name}" is used {counts[name]} times: only one of '
-                                "these tasks is scheduled and they share retention")
+                yield Violation(
+                    ROOT + (i, "name"),
+                    f'task name "{name}" is used {counts[name]} times: only one of '
+                    "these tasks is scheduled and they share retention",
+                )
             seen.add(name)
 
 
-@rule("PSB203", title="Task names an undefined storage", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True,
-      source="OP:pkg/controller/perconaservermongodb/backup.go:74-101 (there is no storage <s> in cluster <c> for <t> task)",
-      hint="use one of the storages defined in spec.backup.storages",
-      bad=[_task("storageName: s3-eu")], good=[_task("storageName: s3-main")])
+@rule(
+    "PSB203",
+    title="Task names an undefined storage",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/controller/perconaservermongodb/backup.go:74-101 (there is no storage <s> in cluster <c> for <t> task)",
+    hint="use one of the storages defined in spec.backup.storages",
+    bad=[_task("storageName: s3-eu")],
+    good=[_task("storageName: s3-main")],
+)
 def task_storage(ctx: Context) -> Iterable[Violation]:
     defined = ctx.storages
     for i, task in tasks(ctx.spec):
@@ -75,35 +108,55 @@ def task_storage(ctx: Context) -> Iterable[Violation]:
             name = text(task.get("storageName"))
             if name not in defined:
                 shown = f'storage "{name}"' if name else "storageName is empty:"
-                yield Violation(ROOT + (i, "storageName"), f"{shown} is not defined in spec.backup.storages (defined: "
-                                f"{quoted(defined)}): the cluster goes to error with \"there is no storage {name} in "
-                                f"cluster {_cluster_name(ctx)} for {text(task.get('name'))} task\"")
+                yield Violation(
+                    ROOT + (i, "storageName"),
+                    f"{shown} is not defined in spec.backup.storages (defined: "
+                    f'{quoted(defined)}): the cluster goes to error with "there is no storage {name} in '
+                    f'cluster {_cluster_name(ctx)} for {text(task.get("name"))} task"',
+                )
 
 
 def _cluster_name(ctx: Context) -> str:
     return text(mapping(ctx.obj.get("metadata")).get("name"))
 
 
-@rule("PSB204", title="Snapshot task without a VolumeSnapshotClass", severity=Severity.ERROR, kind=kinds.CLUSTER,
-      needs_backup_enabled=True,
-      source="OP:pkg/controller/perconaservermongodb/backup.go:74-101 (spec volumeSnapshotClass field is empty for <t> task)",
-      hint="set volumeSnapshotClass to a VolumeSnapshotClass of your CSI driver",
-      bad=[_task("type: external")], good=[_task("type: external, volumeSnapshotClass: csi-snapclass")])
+@rule(
+    "PSB204",
+    title="Snapshot task without a VolumeSnapshotClass",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/controller/perconaservermongodb/backup.go:74-101 (spec volumeSnapshotClass field is empty for <t> task)",
+    hint="set volumeSnapshotClass to a VolumeSnapshotClass of your CSI driver",
+    bad=[_task("type: external")],
+    good=[_task("type: external, volumeSnapshotClass: csi-snapclass")],
+)
 def external_task_class(ctx: Context) -> Iterable[Violation]:
     for i, task in tasks(ctx.spec):
         if _enabled(task) and _type(task) == "external" and not text(task.get("volumeSnapshotClass")):
-            yield Violation(ROOT + (i, "volumeSnapshotClass"), "type is external but volumeSnapshotClass is empty: the "
-                            f'cluster goes to error with "spec volumeSnapshotClass field is empty for '
-                            f'{text(task.get("name"))} task"')
+            yield Violation(
+                ROOT + (i, "volumeSnapshotClass"),
+                "type is external but volumeSnapshotClass is empty: the "
+                f'cluster goes to error with "spec volumeSnapshotClass field is empty for '
+                f'{text(task.get("name"))} task"',
+            )
 
 
-@rule("PSB205", title="Snapshot backups need a storage and crVersion 1.23", severity=Severity.ERROR,
-      kind=(kinds.CLUSTER, kinds.BACKUP), needs_backup_enabled=True,
-      source="facts §6.4 (external backups keep PBM metadata on the main storage); §12 (1.23.0 PVC snapshot backups)",
-      hint="define a main storage for PBM's metadata, and use crVersion 1.23.0 or newer",
-      bad=[with_backup("tasks: [{name: snap, enabled: true, schedule: '0 0 * * *', type: external, "
-                       "volumeSnapshotClass: csi}]")],
-      good=[_task("type: external, volumeSnapshotClass: csi")])
+@rule(
+    "PSB205",
+    title="Snapshot backups need a storage and crVersion 1.23",
+    severity=Severity.ERROR,
+    kind=(kinds.CLUSTER, kinds.BACKUP),
+    needs_backup_enabled=True,
+    source="facts §6.4 (external backups keep PBM metadata on the main storage); §12 (1.23.0 PVC snapshot backups)",
+    hint="define a main storage for PBM's metadata, and use crVersion 1.23.0 or newer",
+    bad=[
+        with_backup(
+            "tasks: [{name: snap, enabled: true, schedule: '0 0 * * *', type: external, volumeSnapshotClass: csi}]"
+        )
+    ],
+    good=[_task("type: external, volumeSnapshotClass: csi")],
+)
 def external_needs_storage(ctx: Context) -> Iterable[Violation]:
     if ctx.kind == kinds.BACKUP:
         cluster = ctx.cluster()
@@ -115,11 +168,17 @@ def external_needs_storage(ctx: Context) -> Iterable[Violation]:
         items = [(ROOT + (i, "type"), t) for i, t in tasks(spec) if _enabled(t) and _type(t) == "external"]
     for path, _ in items:
         if not storages(spec):
-            yield Violation(path, "snapshot (external) backups still write PBM metadata to the main storage, and the "
-                            "cluster defines no storage: PBM cannot start the backup")
+            yield Violation(
+                path,
+                "snapshot (external) backups still write PBM metadata to the main storage, and the "
+                "cluster defines no storage: PBM cannot start the backup",
+            )
         if ctx.cr_version < V1_23:
-            yield Violation(path, f"snapshot (external) backups need crVersion 1.23.0 or newer; it is {ctx.cr_version}",
-                            severity=Severity.WARNING)
+            yield Violation(
+                path,
+                f"snapshot (external) backups need crVersion 1.23.0 or newer; it is {ctx.cr_version}",
+                severity=Severity.WARNING,
+            )
 
 
 @lru_cache(maxsize=4096)
@@ -138,16 +197,24 @@ def _never_fires(expr: str) -> bool:
 
 
 # Fixed so the verdict never depends on when the linter runs; robfig searches 5 years ahead.
-_NEVER_CHECK_FROM = datetime(2026, 1, 1, tzinfo=timezone.utc)
+_NEVER_CHECK_FROM = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@rule("PSB206", title="Invalid cron schedule", severity=Severity.ERROR, kind=kinds.CLUSTER, needs_backup_enabled=True,
-      source="OP:pkg/controller/perconaservermongodb/backup.go:118-120 (robfig/cron v3.0.1 standard parser)",
-      hint='use 5 fields "minute hour day-of-month month day-of-week", a descriptor such as @daily or '
-           '"@every 6h", optionally prefixed with "CRON_TZ=Europe/Berlin "',
-      bad=[_task("storageName: s3-main").replace("0 0 * * *", "0 0 * * 7"),
-           _task("storageName: s3-main").replace("0 0 * * *", "CRON_TZ=UTC")],
-      good=[_task("storageName: s3-main").replace("0 0 * * *", "CRON_TZ=Europe/Berlin 30 1 * * SUN")])
+@rule(
+    "PSB206",
+    title="Invalid cron schedule",
+    severity=Severity.ERROR,
+    kind=kinds.CLUSTER,
+    needs_backup_enabled=True,
+    source="OP:pkg/controller/perconaservermongodb/backup.go:118-120 (robfig/cron v3.0.1 standard parser)",
+    hint='use 5 fields "minute hour day-of-month month day-of-week", a descriptor such as @daily or '
+    '"@every 6h", optionally prefixed with "CRON_TZ=Europe/Berlin "',
+    bad=[
+        _task("storageName: s3-main").replace("0 0 * * *", "0 0 * * 7"),
+        _task("storageName: s3-main").replace("0 0 * * *", "CRON_TZ=UTC"),
+    ],
+    good=[_task("storageName: s3-main").replace("0 0 * * *", "CRON_TZ=Europe/Berlin 30 1 * * SUN")],
+)
 def task_schedule(ctx: Context) -> Iterable[Violation]:
     """Only enabled tasks are parsed; a bad schedule on a disabled task is reported as a warning."""
     for i, task in tasks(ctx.spec):
@@ -158,87 +225,144 @@ def task_schedule(ctx: Context) -> Iterable[Violation]:
         if err is not None:
             severity = None if _enabled(task) else Severity.WARNING
             when = "" if _enabled(task) else " (the task is disabled; enabling it puts the cluster in error)"
-            yield Violation(ROOT + (i, "schedule"), f"can't parse cronjob schedule for backup {text(task.get('name'))} "
-                            f'with schedule "{expr or ""}": {err}{when}', severity=severity)
+            yield Violation(
+                ROOT + (i, "schedule"),
+                f"can't parse cronjob schedule for backup {text(task.get('name'))} "
+                f'with schedule "{expr or ""}": {err}{when}',
+                severity=severity,
+            )
 
 
-@rule("PSB207", title="Schedule never fires", severity=Severity.WARNING, kind=kinds.CLUSTER,
-      source="robfig/cron v3.0.1 spec.go Next (zero time when nothing matches within 5 years)",
-      hint="check day-of-month against the month (February has no 30th, April no 31st)",
-      bad=[_task("storageName: s3-main").replace("0 0 * * *", "0 0 30 2 *")],
-      good=[_task("storageName: s3-main").replace("0 0 * * *", "0 0 28 2 *")])
+@rule(
+    "PSB207",
+    title="Schedule never fires",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    source="robfig/cron v3.0.1 spec.go Next (zero time when nothing matches within 5 years)",
+    hint="check day-of-month against the month (February has no 30th, April no 31st)",
+    bad=[_task("storageName: s3-main").replace("0 0 * * *", "0 0 30 2 *")],
+    good=[_task("storageName: s3-main").replace("0 0 * * *", "0 0 28 2 *")],
+)
 def schedule_never_fires(ctx: Context) -> Iterable[Violation]:
     for i, task in tasks(ctx.spec):
         expr = text(task.get("schedule"))
         if _never_fires(expr):
-            yield Violation(ROOT + (i, "schedule"), f'schedule "{expr}" is valid but never fires: this task never '
-                            "makes a backup")
+            yield Violation(
+                ROOT + (i, "schedule"), f'schedule "{expr}" is valid but never fires: this task never makes a backup'
+            )
 
 
-@rule("PSB208", title="Deprecated keep is ignored", severity=Severity.WARNING, kind=kinds.CLUSTER, since=V1_21,
-      source="OP:pkg/apis/psmdb/v1/psmdb_types.go:1242-1251 (GetRetention prefers retention from 1.21.0)",
-      hint="remove keep and set retention.count",
-      bad=[_task("storageName: s3-main, keep: 5, retention: {type: count, count: 0}")],
-      good=[_task("storageName: s3-main, retention: {type: count, count: 5, deleteFromStorage: true}")])
+@rule(
+    "PSB208",
+    title="Deprecated keep is ignored",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    since=V1_21,
+    source="OP:pkg/apis/psmdb/v1/psmdb_types.go:1242-1251 (GetRetention prefers retention from 1.21.0)",
+    hint="remove keep and set retention.count",
+    bad=[_task("storageName: s3-main, keep: 5, retention: {type: count, count: 0}")],
+    good=[_task("storageName: s3-main, retention: {type: count, count: 5, deleteFromStorage: true}")],
+)
 def keep_ignored(ctx: Context) -> Iterable[Violation]:
     for i, task in tasks(ctx.spec):
         keep = task.get("keep")
         if isinstance(keep, int) and keep > 0 and isinstance(task.get("retention"), dict):
-            yield Violation(ROOT + (i, "keep"), f"keep: {keep} is ignored because retention is set (retention.count "
-                            f"{mapping(task['retention']).get('count', 0)} wins)")
+            yield Violation(
+                ROOT + (i, "keep"),
+                f"keep: {keep} is ignored because retention is set (retention.count "
+                f"{mapping(task['retention']).get('count', 0)} wins)",
+            )
 
 
-@rule("PSB209", title="Retention does not apply to incremental tasks", severity=Severity.WARNING, kind=kinds.CLUSTER,
-      source="OP:pkg/controller/perconaservermongodb/backup.go:150-183 (retention skipped for type incremental)",
-      hint="set retention on the incremental-base task; deleting a base deletes its increments in PBM",
-      bad=[_task("storageName: s3-main, type: incremental, retention: {type: count, count: 3}")],
-      good=[_task("storageName: s3-main, type: incremental-base, retention: {type: count, count: 3}")])
+@rule(
+    "PSB209",
+    title="Retention does not apply to incremental tasks",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    source="OP:pkg/controller/perconaservermongodb/backup.go:150-183 (retention skipped for type incremental)",
+    hint="set retention on the incremental-base task; deleting a base deletes its increments in PBM",
+    bad=[_task("storageName: s3-main, type: incremental, retention: {type: count, count: 3}")],
+    good=[_task("storageName: s3-main, type: incremental-base, retention: {type: count, count: 3}")],
+)
 def incremental_retention(ctx: Context) -> Iterable[Violation]:
     for i, task in tasks(ctx.spec):
         count = mapping(task.get("retention")).get("count", task.get("keep"))
         if _type(task) == "incremental" and isinstance(count, int) and count > 0:
-            yield Violation(ROOT + (i, "retention"), "retention is never applied to type: incremental tasks: their "
-                            "backups accumulate until the incremental base is deleted")
+            yield Violation(
+                ROOT + (i, "retention"),
+                "retention is never applied to type: incremental tasks: their "
+                "backups accumulate until the incremental base is deleted",
+            )
 
 
 # What the operator's cron closure captures (facts §0 row 14): edits to these wait for a schedule/storage change.
 _CAPTURED = ("type", "compressionType", "compressionLevel", "volumeSnapshotClass")
 
 
-@rule("PSB211", title="Task change the Percona operator applies late", severity=Severity.WARNING, kind=kinds.CLUSTER,
-      source="OP:pkg/controller/perconaservermongodb/backup.go:103-133,186-207 (cron entry kept while schedule and "
-             "storage are unchanged)",
-      hint="change the schedule or storage too, or restart the operator (psmdb-backup controller applies it at once)",
-      bad=[Example(_task("storageName: s3-main, compressionType: zstd"), old=_task("storageName: s3-main"))],
-      good=[Example(_task("storageName: s3-main, compressionType: zstd").replace("0 0 * * *", "0 1 * * *"),
-                    old=_task("storageName: s3-main"))],
-      description="Only on UPDATE (admission): the old object is needed.")
+@rule(
+    "PSB211",
+    title="Task change the Percona operator applies late",
+    severity=Severity.WARNING,
+    kind=kinds.CLUSTER,
+    source="OP:pkg/controller/perconaservermongodb/backup.go:103-133,186-207 (cron entry kept while schedule and "
+    "storage are unchanged)",
+    hint="change the schedule or storage too, or restart the operator (psmdb-backup controller applies it at once)",
+    bad=[Example(_task("storageName: s3-main, compressionType: zstd"), old=_task("storageName: s3-main"))],
+    good=[
+        Example(
+            _task("storageName: s3-main, compressionType: zstd").replace("0 0 * * *", "0 1 * * *"),
+            old=_task("storageName: s3-main"),
+        )
+    ],
+    description="Only on UPDATE (admission): the old object is needed.",
+)
 def late_task_change(ctx: Context) -> Iterable[Violation]:
     if ctx.old is None:
         return
     before = {text(t.get("name")): t for _, t in tasks(mapping(ctx.old.get("spec")))}
     for i, task in tasks(ctx.spec):
         old = before.get(text(task.get("name")))
-        if old is None or old.get("schedule") != task.get("schedule") or old.get("storageName") != task.get("storageName"):
+        if (
+            old is None
+            or old.get("schedule") != task.get("schedule")
+            or old.get("storageName") != task.get("storageName")
+        ):
             continue
         changed = [f for f in _CAPTURED if old.get(f) != task.get(f)]
-        if mapping(old.get("retention")).get("deleteFromStorage") != mapping(task.get("retention")).get("deleteFromStorage"):
+        if mapping(old.get("retention")).get("deleteFromStorage") != mapping(task.get("retention")).get(
+            "deleteFromStorage"
+        ):
             changed.append("retention.deleteFromStorage")
         if changed:
-            yield Violation(ROOT + (i,), f"{', '.join(changed)} changed but schedule and storageName did not: the Percona "
-                            "operator keeps using the old values until one of them changes or it restarts")
+            yield Violation(
+                ROOT + (i,),
+                f"{', '.join(changed)} changed but schedule and storageName did not: the Percona "
+                "operator keeps using the old values until one of them changes or it restarts",
+            )
 
 
-@rule("PSB212", title="Incremental task without an incremental base", severity=Severity.INFO, kind=kinds.CLUSTER,
-      source="OP:pkg/controller/perconaservermongodbbackup/backup.go (incremental base backup not found)",
-      hint="add an incremental-base task on the same storage, or take one incremental-base backup first",
-      bad=[_task("storageName: s3-main, type: incremental")],
-      good=[with_backup(f"{S3}, tasks: [{{name: base, enabled: true, schedule: '0 0 * * 0', storageName: s3-main, "
-                        "type: incremental-base}, {name: inc, enabled: true, schedule: '0 * * * *', storageName: s3-main, "
-                        "type: incremental}]")])
+@rule(
+    "PSB212",
+    title="Incremental task without an incremental base",
+    severity=Severity.INFO,
+    kind=kinds.CLUSTER,
+    source="OP:pkg/controller/perconaservermongodbbackup/backup.go (incremental base backup not found)",
+    hint="add an incremental-base task on the same storage, or take one incremental-base backup first",
+    bad=[_task("storageName: s3-main, type: incremental")],
+    good=[
+        with_backup(
+            f"{S3}, tasks: [{{name: base, enabled: true, schedule: '0 0 * * 0', storageName: s3-main, "
+            "type: incremental-base}, {name: inc, enabled: true, schedule: '0 * * * *', storageName: s3-main, "
+            "type: incremental}]"
+        )
+    ],
+)
 def incremental_without_base(ctx: Context) -> Iterable[Violation]:
     bases = {text(t.get("storageName")) for _, t in tasks(ctx.spec) if _type(t) == "incremental-base" and _enabled(t)}
     for i, task in tasks(ctx.spec):
         if _enabled(task) and _type(task) == "incremental" and text(task.get("storageName")) not in bases:
-            yield Violation(ROOT + (i, "type"), "no enabled incremental-base task writes to the same storage: these "
-                            'backups fail with "incremental base backup not found" unless a base backup exists there')
+            yield Violation(
+                ROOT + (i, "type"),
+                "no enabled incremental-base task writes to the same storage: these "
+                'backups fail with "incremental base backup not found" unless a base backup exists there',
+            )

@@ -17,7 +17,7 @@ class Version:
     patch: int = 0
 
     @classmethod
-    def parse(cls, text: object) -> "Version | None":
+    def parse(cls, text: object) -> Version | None:
         if not isinstance(text, str):
             return None
         m = _VERSION.match(text.strip())
@@ -25,7 +25,7 @@ class Version:
             return None
         return cls(*(int(g) if g else 0 for g in m.groups()))
 
-    def __lt__(self, other: "Version") -> bool:
+    def __lt__(self, other: Version) -> bool:
         return (self.major, self.minor, self.patch) < (other.major, other.minor, other.patch)
 
     def __str__(self) -> str:

@@ -8,7 +8,7 @@ render. Only the text format uses colour; the caller decides it (TTY, NO_COLOR, 
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from ...policy.registry import Rule
 from ..report import LintReport

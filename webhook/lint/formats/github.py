@@ -11,7 +11,7 @@ left out when unknown (standard input, position 0).
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from ...findings import Severity
 from ...policy.registry import Rule

@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ...findings import Severity
 from ...policy.registry import Rule

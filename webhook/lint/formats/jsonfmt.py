@@ -8,7 +8,8 @@ file-level findings), message, hint, object (`PerconaServerMongoDBBackup default
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ...policy.registry import Rule
 from ..report import LintReport, LocatedFinding

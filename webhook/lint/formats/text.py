@@ -12,7 +12,7 @@ several lines continues on lines indented by four spaces. Colour (ANSI SGR) only
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from ...findings import Severity
 from ...policy.registry import Rule
