@@ -1,6 +1,6 @@
 """webhook.cron against the vectors generated with the operator's real parser (robfig/cron v3.0.1).
 
-The vectors are the arbiter (shared/reference/cron-dialect.md): every verdict, error text and next time must match.
+The vectors are the arbiter (tests/data/cron/README.md says where they come from): every verdict, error text and next time must match.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from webhook import cron
 
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared/reference/cron-vectors.jsonl"
+VECTORS_PATH = Path(__file__).resolve().parents[1] / "data/cron/cron-vectors.jsonl"
 
 
 def _load_vectors() -> list[dict]:
