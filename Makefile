@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CACHE  ?= $(or $(PSMDB_BACKUP_CACHE),$(HOME)/.cache/psmdb-backup-webhook)
 AZURITE_VERSION := 3.37.0
 
-.PHONY: demo test unit e2e control-plane azurite promtool container-tools bench bench-controller docs clean
+.PHONY: demo test unit e2e control-plane yamlscalars azurite promtool container-tools bench bench-controller docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 control-plane:
 	@bash tools/build-control-plane.sh >/dev/null
+
+# kubectl's YAML reading (sigs.k8s.io/yaml), for the loader's scalar test.
+yamlscalars:
+	@bash tools/build-yamlscalars.sh >/dev/null
 
 # Azure Blob emulator for the PBM simulator's storage tests (npm, cached outside the repository).
 azurite:
@@ -37,7 +41,7 @@ demo: $(STAMP)
 	@$(PY) tools/demo.py
 
 # Every test: unit, golden, fuzz and the end-to-end tests against a real kube-apiserver (which must not be skipped).
-test: $(STAMP) control-plane azurite promtool container-tools
+test: $(STAMP) control-plane yamlscalars azurite promtool container-tools
 	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest tests
 
 unit: $(STAMP)

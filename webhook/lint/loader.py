@@ -6,7 +6,10 @@ path can be turned into `line:col` only when there is a finding to place.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,15 +19,65 @@ from typing import Any
 import yaml
 
 from ..findings import Path as JsonPath
+from . import kubeyaml
 
 SYNTAX_CODE = "PSB000"
 EXTENSIONS = (".yaml", ".yml", ".json")
 STDIN = "<stdin>"
 
 try:
-    _Loader = yaml.CSafeLoader
+    _Base = yaml.CSafeLoader
 except AttributeError:  # PyYAML built without libyaml: slower, same results
-    _Loader = yaml.SafeLoader  # type: ignore[misc]
+    _Base = yaml.SafeLoader  # type: ignore[misc]
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """libyaml's parser with go-yaml v2's scalar resolution and JSON's value space (see kubeyaml)."""
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode and implicit[0]:
+            return kubeyaml.MERGE_TAG if value == "<<" else kubeyaml.PLAIN_TAG
+        return super().resolve(kind, value, implicit)
+
+    def construct_plain(self, node: yaml.ScalarNode) -> Any:
+        value = kubeyaml.go_scalar(node.value)
+        return self._number(value, node) if isinstance(value, float) else value
+
+    def construct_plain_key(self, node: yaml.ScalarNode) -> str:
+        # Spelled as a JSON key here, before the dict sees it: `yes:` and `1:` are different keys to Go.
+        return kubeyaml.json_key(kubeyaml.go_scalar(node.value), node)
+
+    def construct_float(self, node: yaml.ScalarNode) -> Any:
+        return self._number(self.construct_yaml_float(node), node)
+
+    def _number(self, value: float, node: yaml.Node) -> float | int:
+        if math.isnan(value) or math.isinf(value):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"kubectl cannot convert {node.value} to JSON (unsupported value)", node.start_mark
+            )
+        return kubeyaml.json_number(value)
+
+    def construct_as_text(self, node: yaml.ScalarNode) -> str:
+        return self.construct_scalar(node)  # !!timestamp stays a string, as go-yaml decodes it into an untyped value
+
+    def construct_binary_text(self, node: yaml.ScalarNode) -> str:
+        return self.construct_yaml_binary(node).decode("utf-8", "replace")  # Go strings; JSON replaces bad bytes
+
+    def construct_mapping(self, node, deep=False):
+        for key, _ in node.value:
+            if key.tag == kubeyaml.PLAIN_TAG:
+                key.tag = kubeyaml.PLAIN_KEY_TAG
+        mapping = super().construct_mapping(node, deep)
+        if all(type(k) is str for k in mapping):
+            return mapping
+        return {kubeyaml.json_key(k, node): v for k, v in mapping.items()}
+
+
+_Loader.add_constructor(kubeyaml.PLAIN_TAG, _Loader.construct_plain)
+_Loader.add_constructor(kubeyaml.PLAIN_KEY_TAG, _Loader.construct_plain_key)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_float)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_as_text)
+_Loader.add_constructor("tag:yaml.org,2002:binary", _Loader.construct_binary_text)
 
 
 @dataclass(frozen=True)
@@ -33,6 +86,7 @@ class Document:
     index: int
     data: Any
     node: yaml.Node
+    line_offset: int = 0  # lines before the text this node was parsed from (documents read after a syntax error)
 
 
 @dataclass(frozen=True)
@@ -77,28 +131,79 @@ def read_text(file: str) -> str | LoadError:
         return LoadError(file, line, 1, f"not UTF-8 text (invalid byte at offset {exc.start})")
 
 
+_SEPARATOR = re.compile(r"^---[ \t]*(#.*)?$", re.M)  # how kubectl's YAML reader splits a stream
+
+
 def parse(file: str, text: str) -> Iterator[Document | LoadError]:
-    """Every document of a (multi-document) YAML or JSON text; a syntax error ends that file."""
-    loader = _Loader(text)
+    """Every document of a (multi-document) YAML or JSON text. A document that cannot be converted is reported and
+    the next one read; after a syntax error the rest is split on `---` lines, as kubectl splits a stream, so only
+    the broken document is lost."""
     index = 0
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            data = loader.construct_document(node)
-            yield Document(file, index, data, node)
+    for item in _parse_stream(file, text, 0, recover=True):
+        if isinstance(item, Document):
+            item = Document(item.file, index, item.data, item.node, item.line_offset)
             index += 1
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        yield LoadError(file, mark.line + 1 if mark else 0, mark.column + 1 if mark else 0, problem)
-    except (yaml.YAMLError, TypeError, ValueError, RecursionError) as exc:
-        # TypeError: an unhashable key such as `? [a, b] : c`; RecursionError: absurdly deep nesting.
-        yield LoadError(file, 0, 0, f"cannot load YAML: {exc}")
+        yield item
+
+
+def _parse_stream(file: str, text: str, line: int, recover: bool) -> Iterator[Document | LoadError]:
+    # `line`: the line of the file where `text` starts (always at a line start).
+    loader = _Loader(text)
+    resume = 0  # where the text after the last complete document starts
+    try:
+        while True:
+            try:
+                if not loader.check_node():
+                    return
+                node = loader.get_node()
+            except (yaml.YAMLError, RecursionError) as exc:
+                yield _load_error(file, exc, line)
+                if recover:
+                    yield from _recover(file, text, resume, line)
+                return
+            resume = node.end_mark.index
+            try:
+                data = loader.construct_document(node)
+            except (yaml.YAMLError, TypeError, ValueError, RecursionError) as exc:
+                # TypeError: an unhashable key such as `? [a, b] : c`; RecursionError: absurdly deep nesting.
+                loader.constructed_objects, loader.recursive_objects = {}, {}
+                loader.state_generators, loader.deep_construct = [], False
+                yield _load_error(file, exc, line)
+                continue
+            yield Document(file, 0, data, node, line)
     finally:
         loader.dispose()
 
 
-def position(node: yaml.Node, path: JsonPath) -> tuple[int, int]:
+def _recover(file: str, text: str, resume: int, line: int) -> Iterator[Document | LoadError]:
+    """The documents after a syntax error: each `---`-separated chunk of the rest parsed on its own, skipping the
+    first chunk with content (the broken document, reported already)."""
+    rest = text[resume:]
+    line += text.count("\n", 0, resume)
+    bounds = [0, *(m.start() for m in _SEPARATOR.finditer(rest) if m.start() > 0), len(rest)]
+    broken_seen = False
+    for begin, end in itertools.pairwise(bounds):
+        chunk = rest[begin:end]
+        if not broken_seen:
+            broken_seen = _has_content(chunk)
+            continue
+        yield from _parse_stream(file, chunk, line + rest.count("\n", 0, begin), recover=False)
+
+
+def _has_content(chunk: str) -> bool:
+    lines = (ln.strip() for ln in chunk.splitlines())
+    return any(ln and not ln.startswith("#") and not _SEPARATOR.match(ln) for ln in lines)
+
+
+def _load_error(file: str, exc: BaseException, line: int) -> LoadError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        return LoadError(file, mark.line + 1 + line if mark else 0, mark.column + 1 if mark else 0, problem)
+    return LoadError(file, 0, 0, f"cannot load YAML: {exc}")
+
+
+def position(node: yaml.Node, path: JsonPath, line_offset: int = 0) -> tuple[int, int]:
     """1-based line and column of the deepest node on `path` (the key of the last field found)."""
     mark = node.start_mark
     for seg in path:
@@ -114,4 +219,4 @@ def position(node: yaml.Node, path: JsonPath) -> tuple[int, int]:
             mark = node.start_mark
         else:
             break
-    return mark.line + 1, mark.column + 1
+    return mark.line + 1 + line_offset, mark.column + 1

@@ -92,7 +92,7 @@ class LintRun:
             self.report.checked += 1
             ref = object_ref(doc.data)
             placed = [
-                LocatedFinding(f, doc.file, *position(doc.node, f.path), ref)
+                LocatedFinding(f, doc.file, *position(doc.node, f.path, doc.line_offset), ref)
                 for f in check(doc.data, lookup=lookup, disabled=self.disabled)
             ]
             self.report.findings.extend(sorted(placed, key=lambda f: (f.line, f.column, f.code)))
