@@ -64,8 +64,13 @@ def explain(rule: Rule) -> str:
         "",
         f"applies to: {kinds}; crVersion {rule.versions}",
         f"source:     {rule.source}",
+        f"checked:    against {rule.checked_against}",
         f"fix:        {rule.hint}",
     ]
+    if rule.retried_by_operator:
+        lines.append(
+            "note:       retried by the operator until the object exists: a warning at admission, not a denial"
+        )
     if rule.needs_backup_enabled:
         lines.append("note:       enforced by the operator only while spec.backup.enabled is true; otherwise a warning")
     for label, examples in (("bad", rule.bad), ("good", rule.good)):

@@ -193,15 +193,16 @@ def test_missing_cluster_is_denied_when_the_api_says_404() -> None:
     assert resp["allowed"] is False and "PSB402" in resp["status"]["message"]
 
 
-def test_credentials_secret_must_exist_for_the_cluster() -> None:
+def test_missing_credentials_secret_is_a_warning_the_operator_retries_it() -> None:
+    """GitOps tools apply the Secret and the cluster in one batch; the operator retries until the Secret exists."""
     reader = world(
         secret(
             "my-cluster-backup-azure", {"AZURE_STORAGE_ACCOUNT_NAME": "a", "AZURE_STORAGE_ACCOUNT_KEY": SECRET_VALUE}
         )
     )
     resp = run(post(reader, "/validate", review(CLUSTER)))[1]["response"]
-    assert resp["allowed"] is False
-    assert 'Secret "my-cluster-backup-s3" does not exist' in resp["status"]["message"]
+    assert resp["allowed"] is True
+    assert any("PSB121" in w and 'Secret "my-cluster-backup-s3" does not exist' in w for w in resp["warnings"])
 
 
 def test_secrets_never_appear_in_responses_or_logs(caplog) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..findings import Finding, Severity
 from ..kube import LiveLookup
-from ..policy import RecordingLookup, check
+from ..policy import RULES, RecordingLookup, check
 from ..policy.engine import rule_pass, structure_findings
 from ..policy.lookup import LookupResult, Ref
 
@@ -65,6 +65,11 @@ def _line(f: Finding) -> str:
     return f"{f.code} {f.headline()}"
 
 
+def _retried(f: Finding) -> bool:
+    rule = RULES.get(f.code)
+    return rule is not None and rule.retried_by_operator
+
+
 def decide(checked: Checked, *, what: str, mode: Enforcement, on_lookup_failure: LookupFailure) -> Decision:
     """Pure: findings + policy -> allowed or denied, message, warnings."""
     preexisting = {(f.code, f.path) for f in checked.old_findings if f.severity == Severity.ERROR}
@@ -72,6 +77,8 @@ def decide(checked: Checked, *, what: str, mode: Enforcement, on_lookup_failure:
     for f in checked.findings:
         if f.severity == Severity.ERROR and (f.code, f.path) in preexisting:
             warnings.append(f"{_line(f)} (already present before this update, so not blocking it)")
+        elif f.severity == Severity.ERROR and _retried(f):
+            warnings.append(_line(f))  # the operator retries until the object exists (a GitOps batch applies it next)
         elif f.severity == Severity.ERROR:
             errors.append(f)
         elif f.severity == Severity.WARNING:

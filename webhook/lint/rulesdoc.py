@@ -19,6 +19,10 @@ paths at the commits listed in the facts reference).
 - **warning**: accepted, but the result is surely not what was meant.
 - **info**: worth knowing; never fails a run unless `--fail-on info`.
 
+Rules marked *retried by the operator* are about an object the operator keeps looking up until it exists (a
+credentials Secret applied after the cluster, as GitOps tools do): the admission webhook reports their errors as
+warnings instead of denying. Each rule says which operator source it was checked against.
+
 Rules marked *needs backup.enabled* are enforced by the operator only while `spec.backup.enabled` is true; with
 backups disabled their errors are reported as warnings.
 
@@ -46,10 +50,11 @@ def render(rules: Mapping[str, Rule]) -> str:
         out.append(
             f"- severity: **{r.severity.label}**"
             + (" (*needs backup.enabled*)" if r.needs_backup_enabled else "")
+            + (" (*retried by the operator*: a warning at admission)" if r.retried_by_operator else "")
             + "\n"
         )
         out.append(f"- applies to: {', '.join(r.kinds) or 'files'}; crVersion {r.versions}\n")
-        out.append(f"- source: {r.source}\n- fix: {r.hint}\n")
+        out.append(f"- source: {r.source}\n- checked against: {r.checked_against}\n- fix: {r.hint}\n")
         for label, examples in (("Bad", r.bad), ("Good", r.good)):
             for ex in examples:
                 out.append(f"\n{label}:\n\n{_fence(ex.yaml)}\n")

@@ -8,7 +8,7 @@ from typing import Any
 
 from .versions import Version
 
-STORAGE_TYPES = ("s3", "minio", "gcs", "azure", "oss", "filesystem")
+STORAGE_TYPES = ("s3", "minio", "gcs", "azure", "oss", "filesystem", "oci")  # oci: operator 1.23.0, K8SPSMDB-1644
 COMPRESSION_TYPES = ("none", "gzip", "pgzip", "snappy", "lz4", "s2", "zstd")  # PBM:pbm/compress/compress.go
 
 
@@ -55,12 +55,20 @@ def is_sharded(spec: Mapping[str, Any]) -> bool:
     return mapping(spec.get("sharding")).get("enabled") is True
 
 
-_IMAGE_TAG_VERSION = re.compile(r":v?(\d+\.\d+(?:\.\d+)?)(?:[-@]|$)")
+PBM_REPOSITORY = "percona-backup-mongodb"
+_PBM_TAG_VERSION = re.compile(r"^v?(\d+\.\d+(?:\.\d+)?)(?:-[0-9A-Za-z.-]*)?$")
 
 
 def pbm_version_from_image(image: Any) -> Version | None:
-    """`percona/percona-backup-mongodb:2.15.0` -> 2.15.0; None when the tag is not a plain version (digests, latest)."""
-    m = _IMAGE_TAG_VERSION.search(text(image))
+    """The PBM version an image tag names, or None (unknown). Only an image whose repository's last path component is
+    percona-backup-mongodb (any registry or mirror) names one: `perconalab/percona-server-mongodb-operator:1.1.0-backup`
+    is an operator image whose tag says nothing about PBM. Digest-only references and `latest` are unknown too."""
+    ref = text(image).strip().split("@", 1)[0]  # a digest does not say the version
+    last = ref.rsplit("/", 1)[-1]
+    repo, _, tag = last.partition(":")  # a registry port sits before the last "/", never in `last`
+    if repo != PBM_REPOSITORY or not tag:
+        return None
+    m = _PBM_TAG_VERSION.match(tag)
     return Version.parse(m.group(1)) if m else None
 
 

@@ -15,6 +15,9 @@ from .versions import Version
 
 log = logging.getLogger(__name__)
 
+OPERATOR_MAIN = "operator main b15af500 (2026-07-02, before 1.23.0)"
+RELEASE_1_23 = "operator 1.23.0 release (docs, RN1.23.0), PBM 2.15.0"
+
 DISABLE_ANNOTATION = "psmdb-backup-webhook.io/disable-rules"
 """Comma-separated rule codes that are not checked on the annotated object."""
 
@@ -98,6 +101,8 @@ class Rule:
     until: Version | None = None  # exclusive
     needs_backup_enabled: bool = False
     description: str = ""
+    retried_by_operator: bool = False
+    checked_against: str = OPERATOR_MAIN
 
     def applies_to(self, version: Version) -> bool:
         return (self.since is None or version >= self.since) and (self.until is None or version < self.until)
@@ -126,9 +131,13 @@ def rule(
     until: Version | None = None,
     needs_backup_enabled: bool = False,
     description: str = "",
+    retried_by_operator: bool = False,
+    checked_against: str = OPERATOR_MAIN,
 ) -> Callable[[CheckFn], CheckFn]:
     """Register a rule. `needs_backup_enabled`: the operator only enforces it while spec.backup.enabled is true,
-    so with backups disabled an error becomes a warning (facts §0, row 6)."""
+    so with backups disabled an error becomes a warning (facts §0, row 6). `retried_by_operator`: the rule is about
+    a referenced object the operator keeps retrying until it appears (a Secret applied after the cluster, as GitOps
+    tools do), so admission warns instead of denying. `checked_against`: the operator source the rule was traced to."""
 
     def as_examples(items: Iterable[Example | str]) -> tuple[Example, ...]:
         return tuple(i if isinstance(i, Example) else Example(i) for i in items)
@@ -150,6 +159,8 @@ def rule(
             until=until,
             needs_backup_enabled=needs_backup_enabled,
             description=description or (fn.__doc__ or "").strip(),
+            retried_by_operator=retried_by_operator,
+            checked_against=checked_against,
         )
         return fn
 

@@ -18,7 +18,7 @@ SPEC = ("spec",)
 SOURCE = SPEC + ("backupSource",)
 PITR_LAYOUT = "%Y-%m-%d %H:%M:%S"  # Go layout 2006-01-02 15:04:05, UTC
 # The order in which the operator picks a storage block when several are given (facts §7.1).
-SOURCE_BLOCK_ORDER = ("azure", "s3", "minio", "gcs", "filesystem", "oss")
+SOURCE_BLOCK_ORDER = ("azure", "s3", "minio", "gcs", "filesystem", "oss", "oci")  # oci: 1.23.0, order unverified
 RESTORE_TYPES = ("logical", "physical", "incremental", "incremental-base", "external")
 
 FROM_NAME = "spec: {clusterName: my-cluster, backupName: backup1"
@@ -228,7 +228,7 @@ def backup_source_fields(ctx: Context) -> Iterable[Violation]:
     if kind != "external" and not blocks and not text(ctx.spec.get("storageName")):
         yield Violation(
             SOURCE,
-            "backupSource has no storage block (s3, minio, gcs, azure, oss, filesystem) and "
+            f"backupSource has no storage block ({', '.join(STORAGE_TYPES)}) and "
             "spec.storageName is empty: the restore fails",
         )
     if len(blocks) > 1:

@@ -7,12 +7,12 @@ import binascii
 from collections.abc import Iterable
 
 from ..findings import Severity
-from . import kinds
+from . import kinds, oci
 from .common import STORAGE_TYPES, mapping, pbm_version_from_image, quoted, storage_block, text
 from .examples import with_backup
 from .lookup import Found, Missing
-from .registry import Context, Example, Violation, rule
-from .versions import V1_20, V1_22, V1_23, Version
+from .registry import RELEASE_1_23, Context, Example, Violation, rule
+from .versions import LATEST, V1_20, V1_22, V1_23, Version
 
 ROOT = ("spec", "backup", "storages")
 PBM_OSS = Version(2, 12)
@@ -33,22 +33,32 @@ S3 = "s3-main: {type: s3, s3: {bucket: backups, credentialsSecret: s3-creds"
     "PSB101",
     title="Unsupported storage type",
     severity=Severity.ERROR,
+    checked_against=RELEASE_1_23,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/psmdb/backup/pbm.go:763-765 (unsupported backup storage type); OCI: facts §2.7",
-    hint="use one of: s3, minio, gcs, azure, oss, filesystem",
-    bad=[with_backup("storages: {oci-main: {type: oci, oci: {bucket: b}}}")],
+    source="OP:pkg/psmdb/backup/pbm.go:763-765 (unsupported backup storage type); oci since 1.23.0 (K8SPSMDB-1644)",
+    hint="use one of: " + ", ".join(STORAGE_TYPES),
+    bad=[with_backup("storages: {blob: {type: blob, blob: {bucket: b}}}")],
     good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")],
 )
 def unsupported_storage_type(ctx: Context) -> Iterable[Violation]:
-    """Any other type passes the CRD, then PBM configuration fails and the cluster goes to `error`."""
+    """Any other type passes the CRD, then PBM configuration fails and the cluster goes to `error`. On a crVersion
+    newer than the operator this project models, a new type may well exist: a warning, never an error."""
+    newer = ctx.cr_version > LATEST
     for name, st in ctx.storages.items():
         kind = st.get("type")
         if isinstance(kind, str) and kind not in STORAGE_TYPES:
-            extra = " (OCI is documented but not in operator 1.23's code)" if kind == "oci" else ""
+            if newer:
+                yield Violation(
+                    ROOT + (name, "type"),
+                    f'storage type "{kind}" is unknown to operator {LATEST}, the newest this linter models; '
+                    f"crVersion {ctx.cr_version} may support it: not checked",
+                    severity=Severity.WARNING,
+                )
+                continue
             yield Violation(
                 ROOT + (name, "type"),
-                f'storage type "{kind}" is not supported by the operator{extra}: '
+                f'storage type "{kind}" is not supported by the operator: '
                 'the cluster goes to error with "unsupported backup storage type"',
             )
 
@@ -381,8 +391,9 @@ def minio_required(ctx: Context) -> Iterable[Violation]:
     "PSB114",
     title="Storage type newer than the cluster's crVersion",
     severity=Severity.WARNING,
+    checked_against=RELEASE_1_23,
     kind=kinds.CLUSTER,
-    source="facts §12 (minio added in 1.22.0, oss in 1.23.0)",
+    source="facts §12 (minio added in 1.22.0, oss in 1.23.0); RN1.23.0 K8SPSMDB-1644 (oci in 1.23.0)",
     hint="raise spec.crVersion (and the operator) or use an s3 storage",
     bad=[
         with_backup(
@@ -398,7 +409,7 @@ def minio_required(ctx: Context) -> Iterable[Violation]:
     ],
 )
 def storage_type_too_new(ctx: Context) -> Iterable[Violation]:
-    first = {"minio": V1_22, "oss": V1_23}
+    first = {"minio": V1_22, "oss": V1_23, "oci": V1_23}
     for name, st in ctx.storages.items():
         since = first.get(st.get("type"))
         if since and ctx.cr_version < since:
@@ -605,7 +616,10 @@ _SECRET_KEYS = {
     "minio": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
     "azure": ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"),
     "oss": ("ALIBABA_ACCESS_KEY_ID", "ALIBABA_ACCESS_KEY_SECRET"),
+    "oci": oci.SECRET_KEYS,
 }
+# Types whose Secret without its keys fails for sure, and how.
+_KEYS_REQUIRED = {"minio": "the cluster goes to error", "oci": "PBM has no API signing key, so every backup fails"}
 
 
 def _secret_keys(secret: dict) -> set[str]:
@@ -616,6 +630,8 @@ def _secret_keys(secret: dict) -> set[str]:
     "PSB121",
     title="Storage credentials Secret missing or incomplete",
     severity=Severity.ERROR,
+    checked_against=RELEASE_1_23,
+    retried_by_operator=True,
     kind=kinds.CLUSTER,
     since=V1_20,
     needs_backup_enabled=True,
@@ -624,13 +640,23 @@ def _secret_keys(secret: dict) -> set[str]:
     bad=[
         Example(
             with_backup(
+                "storages: {o: {type: oci, oci: {bucket: b, namespace: n, region: r, "
+                "credentials: {type: userPrincipal, secretName: oci-creds}}}}"
+            ),
+            others=(
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: oci-creds, namespace: default}\n"
+                "stringData: {OCI_TENANCY: t, OCI_USER: u, OCI_FINGERPRINT: f}",
+            ),
+        ),
+        Example(
+            with_backup(
                 "storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'm:9000', credentialsSecret: minio-creds}}}"
             ),
             others=(
                 "apiVersion: v1\nkind: Secret\nmetadata: {name: minio-creds, namespace: default}\n"
                 "stringData: {AWS_ACCESS_KEY_ID: minio}",
             ),
-        )
+        ),
     ],
     good=[
         Example(
@@ -650,9 +676,11 @@ def credentials_secret(ctx: Context) -> Iterable[Violation]:
         kind, block = st.get("type"), storage_block(st)
         if block is None:
             continue
-        secret_name = text(block.get("credentialsSecret"))
+        if kind == "oci":
+            secret_name, path = oci.secret_name(block), ROOT + (name, kind, "credentials", "secretName")
+        else:
+            secret_name, path = text(block.get("credentialsSecret")), ROOT + (name, kind, "credentialsSecret")
         found = ctx.get("Secret", secret_name)
-        path = ROOT + (name, kind, "credentialsSecret")
         if isinstance(found, Missing):
             yield Violation(
                 path,
@@ -662,10 +690,11 @@ def credentials_secret(ctx: Context) -> Iterable[Violation]:
         elif isinstance(found, Found) and kind in _SECRET_KEYS:
             missing = [k for k in _SECRET_KEYS[kind] if k not in _secret_keys(found.obj)]
             if missing:
-                # Only MinIO refuses a Secret without the keys; the others silently use empty credentials.
+                # The other types silently use empty credentials.
+                sure = kind in _KEYS_REQUIRED
                 yield Violation(
                     path,
                     f'Secret "{secret_name}" has no {" and no ".join(missing)}: '
-                    + ("the cluster goes to error" if kind == "minio" else "PBM authenticates with empty credentials"),
-                    severity=None if kind == "minio" else Severity.WARNING,
+                    + _KEYS_REQUIRED.get(kind, "PBM authenticates with empty credentials"),
+                    severity=None if sure else Severity.WARNING,
                 )
