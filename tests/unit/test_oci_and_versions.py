@@ -104,3 +104,19 @@ def test_references_the_operator_retries_warn_and_the_others_deny() -> None:
     allowed, warnings = _decision("PSB121")
     assert allowed and any("the message" in w for w in warnings)
     assert _decision("PSB402")[0] is False
+
+
+@pytest.mark.parametrize(
+    "endpoint,path",
+    [  # what Go's url.Parse("https://" + endpoint).Path is, as minio-go v7.1.0 getEndpointURL computes it
+        ("minio.ns.svc:9000", ""),
+        ("minio:9000/", "/"),
+        ("minio.ns.svc:9000/minio/", "/minio/"),
+        ("http://minio:9000", "//minio:9000"),
+        ("minio:9000?region=x/y", ""),
+    ],
+)
+def test_minio_endpoint_path_as_minio_go_parses_it(endpoint, path) -> None:
+    from webhook.policy.storages import minio_endpoint_path
+
+    assert minio_endpoint_path(endpoint) == path

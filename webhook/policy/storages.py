@@ -698,3 +698,62 @@ def credentials_secret(ctx: Context) -> Iterable[Violation]:
                     + _KEYS_REQUIRED.get(kind, "PBM authenticates with empty credentials"),
                     severity=None if sure else Severity.WARNING,
                 )
+
+
+def minio_endpoint_path(endpoint: str) -> str:
+    """The URL path minio-go sees in an endpointUrl: it parses "https://" + endpoint (minio-go v7.1.0 utils.go:109-128),
+    so whatever follows the first "/" is a path, and a scheme ("http://m:9000") turns the host into "http:" and the
+    rest into the path "//m:9000". Query and fragment are not part of it."""
+    rest = endpoint.strip().split("#", 1)[0].split("?", 1)[0]
+    _, slash, path = rest.partition("/")
+    return slash + path
+
+
+@rule(
+    "PSB123",
+    title="MinIO endpointUrl with a scheme or a path",
+    severity=Severity.ERROR,
+    kind=(kinds.CLUSTER, kinds.RESTORE),
+    needs_backup_enabled=True,
+    checked_against=RELEASE_1_23,
+    source="OP:pkg/psmdb/backup/pbm.go:346-361 (endpointUrl passed verbatim); PBM v2.15.0 "
+    "(9641a911) pbm/storage/mio/minio.go:130 minio.New(cfg.resolveEndpointURL(n)); minio-go v7.1.0 (f29e5687) "
+    "api.go:241, utils.go:109-128,159-164 (Endpoint url cannot have fully qualified paths.)",
+    hint='write host:port only, e.g. "minio.ns.svc:9000"; choose http or https with minio.secure',
+    bad=[
+        with_backup(
+            "storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'minio.ns.svc:9000/minio/', "
+            "credentialsSecret: m}}}"
+        ),
+        with_backup(
+            "storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'http://minio:9000', credentialsSecret: m}}}"
+        ),
+        "spec: {clusterName: my-cluster, backupSource: {destination: 's3://b/2026-11-01T10:00:00Z', "
+        "minio: {bucket: b, endpointUrl: 'https://minio:9000', credentialsSecret: m}}}",
+    ],
+    good=[
+        with_backup(
+            "storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'minio.ns.svc:9000', credentialsSecret: m}}}"
+        ),
+        with_backup(
+            "storages: {m: {type: minio, minio: {bucket: b, endpointUrl: 'minio:9000/', credentialsSecret: m}}}"
+        ),
+    ],
+)
+def minio_endpoint_url(ctx: Context) -> Iterable[Violation]:
+    """The operator hands minio.endpointUrl to PBM as it is, and minio-go refuses an endpoint with a path (a scheme
+    counts as one): PBM cannot create the storage client, so every backup and restore on the storage fails."""
+    blocks = [(ROOT + (name, "minio"), block) for name, block in _by_type(ctx, "minio")]
+    source = mapping(ctx.spec.get("backupSource")).get("minio")
+    if ctx.kind == kinds.RESTORE and isinstance(source, dict):
+        blocks.append((("spec", "backupSource", "minio"), source))
+    for path, block in blocks:
+        endpoint = text(block.get("endpointUrl"))
+        bad = minio_endpoint_path(endpoint)
+        if bad not in ("", "/"):
+            what = "a scheme" if "://" in endpoint else f'the path "{bad}"'
+            yield Violation(
+                path + ("endpointUrl",),
+                f'endpointUrl "{endpoint}" has {what}: the MinIO client refuses it ("Endpoint url cannot have fully '
+                'qualified paths."), so every backup and restore on this storage fails',
+            )
