@@ -120,3 +120,12 @@ def test_minio_endpoint_path_as_minio_go_parses_it(endpoint, path) -> None:
     from webhook.policy.storages import minio_endpoint_path
 
     assert minio_endpoint_path(endpoint) == path
+
+
+def test_missing_oci_secret_is_reported_at_its_path() -> None:
+    obj = with_backup(
+        "storages: {oci: {type: oci, oci: {bucket: b, namespace: n, region: r, credentials: {secretName: oci}}}}"
+    )
+    found = [f for f in _codes(obj, ("MISSING Secret oci",)) if f.code == "PSB121"]
+    assert len(found) == 1 and 'Secret "oci" does not exist' in found[0].message
+    assert found[0].path[-2:] == ("credentials", "secretName")
