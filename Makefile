@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CACHE  ?= $(or $(PSMDB_BACKUP_CACHE),$(HOME)/.cache/psmdb-backup-webhook)
 AZURITE_VERSION := 3.37.0
 
-.PHONY: demo test unit e2e control-plane yamlscalars azurite promtool container-tools bench bench-controller docs clean
+.PHONY: demo test unit e2e control-plane yamlscalars azurite promtool container-tools kubeconform bench bench-controller docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ azurite:
 promtool:
 	@bash tools/get-promtool.sh >/dev/null
 
+# kubeconform, built from its Go module (cached), runs over the examples with `schemas export`'s schemas.
+kubeconform:
+	@bash tools/build-kubeconform.sh >/dev/null
+
 # podman & co. (Debian) for the image end-to-end test.
 container-tools:
 	@bash tools/install-container-tools.sh
@@ -41,7 +45,7 @@ demo: $(STAMP)
 	@$(PY) tools/demo.py
 
 # Every test: unit, golden, fuzz and the end-to-end tests against a real kube-apiserver (which must not be skipped).
-test: $(STAMP) control-plane yamlscalars azurite promtool container-tools
+test: $(STAMP) control-plane yamlscalars azurite promtool container-tools kubeconform
 	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest tests
 
 unit: $(STAMP)

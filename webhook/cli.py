@@ -215,6 +215,24 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .schemas_export import LOCATIONS, ExportError, export
+
+    try:
+        written = export(Path(args.dir), args.format, args.cr_version)
+    except (ExportError, OSError) as exc:
+        print(f"psmdb-backup schemas export: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for path in written:
+        print(path)
+    print(
+        f"kubeconform -schema-location '{args.dir}/{LOCATIONS[args.format]}' -schema-location default", file=sys.stderr
+    )
+    return 0
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     from .completion import SHELLS
     from .lint.formats import DEFAULT_FORMAT, FORMATS
@@ -380,6 +398,25 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     from .controller.cli import add_controller_parser
 
     add_controller_parser(sub)
+
+    from .schemas_export import FORMATS as SCHEMA_FORMATS
+
+    schemas = sub.add_parser(
+        "schemas", help="export JSON Schemas of the Percona kinds", description="Export JSON Schemas."
+    ).add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
+    export = schemas.add_parser(
+        "export",
+        help="write standalone JSON Schemas (CEL rules included where JSON Schema can say them) for kubeconform",
+        description="Write one standalone JSON Schema per Percona kind into DIR, named as kubeconform's "
+        "-schema-location template {{.ResourceKind}}{{.KindSuffix}}.json reads them (--format plain: "
+        "openapi2jsonschema's {{.ResourceKind}}_{{.ResourceAPIVersion}}.json).",
+    )
+    export.add_argument("dir", metavar="DIR", help="output directory (created if missing)")
+    export.add_argument("--format", choices=list(SCHEMA_FORMATS), default="kubeconform", help="file layout")
+    export.add_argument(
+        "--cr-version", metavar="X", help="pin the cluster's spec.crVersion to this minor version (1.20 to 1.23)"
+    )
+    export.set_defaults(func=cmd_schemas)
 
     completion = sub.add_parser(
         "completion",
