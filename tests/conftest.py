@@ -1,4 +1,5 @@
-"""Session-wide guards: a run that skipped the end-to-end tests must not pass silently."""
+"""Session-wide guards: a run that skipped the end-to-end tests must not pass silently; a rule that raises fails the
+test that ran it (strict rule mode, also inherited by the servers the end-to-end tests start)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 
 import pytest
 
+os.environ["PSMDB_STRICT_RULES"] = "1"
 _e2e_passed = 0
 
 

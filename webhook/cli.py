@@ -28,6 +28,7 @@ def prog_name(argv0: str) -> str:
 def all_rules() -> dict[str, Rule]:
     """The registry plus the linter's own file-level code, for listings, docs and output formats."""
     from .lint.loader import SYNTAX_CODE
+    from .policy.failures import RULE_ERROR, RULE_ERROR_CODE
 
     syntax = Rule(
         code=SYNTAX_CODE,
@@ -42,7 +43,7 @@ def all_rules() -> dict[str, Rule]:
         description="Reported by `lint` for a file or document it cannot read or parse; the "
         "run goes on with the other files.",
     )
-    return {SYNTAX_CODE: syntax, **dict(sorted(RULES.items()))}
+    return {SYNTAX_CODE: syntax, RULE_ERROR_CODE: RULE_ERROR, **dict(sorted(RULES.items()))}
 
 
 def _codes(values: Sequence[str]) -> frozenset[str]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from webhook.admission.server import AdmissionApp, Settings
 from webhook.kube import LiveLookup
+from webhook.policy.failures import STRICT_ENV
 
 from ..unit.test_admission import CLUSTER, POD, DictReader, namespace
 from ..unit.test_robustness import VALUES
@@ -110,3 +111,8 @@ def test_every_answer_is_an_admission_review_or_a_clean_4xx(client, body: bytes,
         assert isinstance(answer["response"]["allowed"], bool)
     else:
         assert 400 <= status < 500 and isinstance(answer.get("error"), str)
+
+
+def test_the_fuzz_run_is_strict() -> None:
+    """A rule that raises on a generated object must fail the run above, not turn into an info finding."""
+    assert os.environ.get(STRICT_ENV) == "1"

@@ -62,7 +62,7 @@ RUNBOOK_BASE = "https://github.com/psmdb-backup-webhook/psmdb-backup-webhook/blo
 SEVERITIES = {"critical", "warning", "info"}
 # Prometheus' duration syntax (model.ParseDuration): units in decreasing order, each at most once.
 DURATION = re.compile(r"^(?!$)(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$")
-PROJECT_METRIC = re.compile(r"psmdb_backup_(?:webhook|controller)_[A-Za-z0-9_]+")
+PROJECT_METRIC = re.compile(r"psmdb_backup_(?:(?:webhook|controller)_[A-Za-z0-9_]+|rule_errors_total)")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Labels Prometheus and the ServiceMonitors attach to every scraped series. `namespace` is deliberately not here: on
 # the controller's series it is the PerconaServerMongoDB's namespace (honorLabels), so a metric may only be selected
@@ -91,7 +91,7 @@ class Spec:
     type: str
     labels: tuple[str, ...]
     help: str
-    component: str
+    component: str  # webhook, controller, or both (psmdb_backup_rule_errors_total)
 
 
 def metric_specs() -> dict[str, Spec]:
@@ -101,7 +101,10 @@ def metric_specs() -> dict[str, Spec]:
         for value in vars(module.Metrics()).values():
             if isinstance(value, MetricWrapperBase):
                 name = value._name + ("_total" if value._type == "counter" else "")
-                specs[name] = Spec(name, value._type, tuple(value._labelnames), value._documentation, component)
+                shared = name in specs and specs[name].component != component
+                specs[name] = Spec(
+                    name, value._type, tuple(value._labelnames), value._documentation, "both" if shared else component
+                )
     return specs
 
 
@@ -431,7 +434,7 @@ def test_registries_and_scrape_agree_with_the_metric_classes(admission_scrape: S
     # Labelled metrics with no children still print HELP and TYPE: both components' names are all there before any
     # traffic (the controller's registry above is untouched).
     untouched = type_lines(generate_latest(admission_metrics.Metrics().registry).decode())
-    assert untouched == {n: s.type for n, s in specs.items() if s.component == "webhook"}
+    assert untouched == {n: s.type for n, s in specs.items() if s.component in ("webhook", "both")}
     # The samples the running server produced carry exactly the declared labels (plus le on buckets).
     for family in text_string_to_metric_families(admission_scrape.text):
         for sample in family.samples:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..policy.failures import RULE_ERRORS_HELP, RULE_ERRORS_METRIC
+
 PREFIX = "psmdb_backup_webhook"
 
 
@@ -31,6 +33,7 @@ class Metrics:
         self.findings = Counter(
             f"{PREFIX}_findings_total", "Findings reported by rule code and severity", ["rule", "severity"], registry=r
         )
+        self.rule_errors = Counter(RULE_ERRORS_METRIC, RULE_ERRORS_HELP, ["rule"], registry=r)
         self.lookup_failures = Counter(
             f"{PREFIX}_lookup_failures_total",
             "Cross-object lookups that failed (API server unreachable, timeout, forbidden)",

@@ -155,6 +155,8 @@ class AdmissionApp:
         mode = namespace_mode(getattr(ns_found, "obj", None), self.settings.enforcement)
         checked = await evaluate(req.obj, req.old if req.operation == "UPDATE" else None, self.lookup)
         decision = decide(checked, what=what, mode=mode, on_lookup_failure=self.settings.on_lookup_failure)
+        for e in checked.rule_errors:
+            self.metrics.rule_errors.labels(e.rule).inc()
         for f in decision.findings:
             self.metrics.findings.labels(f.code, f.severity.label).inc()
         if decision.lookup_errors:

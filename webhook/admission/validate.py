@@ -12,6 +12,7 @@ from ..findings import Finding, Severity
 from ..kube import LiveLookup
 from ..policy import RULES, RecordingLookup, check
 from ..policy.engine import rule_pass, structure_findings
+from ..policy.failures import RuleError
 from ..policy.lookup import LookupResult, Ref
 
 ENFORCEMENT_LABEL = "psmdb-backup-webhook.io/enforcement"
@@ -43,6 +44,7 @@ class Checked:
     findings: list[Finding]
     old_findings: list[Finding]
     lookup_errors: list[str]
+    rule_errors: tuple[RuleError, ...] = ()  # rules that raised on the object (front-ends count them)
 
 
 async def evaluate(obj: Mapping[str, Any], old: Mapping[str, Any] | None, lookup: LiveLookup) -> Checked:
@@ -58,7 +60,7 @@ async def evaluate(obj: Mapping[str, Any], old: Mapping[str, Any] | None, lookup
         rec = RecordingLookup(known=dict(known))
         rules = rule_pass(obj, lookup=rec, old=old, previous=rules)
     old_findings = check(old, lookup=RecordingLookup(known=dict(known))) if old else []
-    return Checked(structure_findings(obj) + rules.findings, old_findings, rec.failures())
+    return Checked(structure_findings(obj) + rules.findings, old_findings, rec.failures(), rules.errors)
 
 
 def _line(f: Finding) -> str:

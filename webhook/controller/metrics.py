@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..policy.failures import RULE_ERRORS_HELP, RULE_ERRORS_METRIC
+
 PREFIX = "psmdb_backup_controller"
 
 BACKUP_STATES = ("", "waiting", "requested", "running", "ready", "error")
@@ -22,6 +24,7 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        self.rule_errors = Counter(RULE_ERRORS_METRIC, RULE_ERRORS_HELP, ["rule"], registry=r)
         self.backups = Gauge(
             f"{PREFIX}_backups",
             'Backup objects of managed clusters by state (new backups have state="new")',

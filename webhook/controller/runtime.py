@@ -95,6 +95,8 @@ class Ctx:
         meta = obj.get("metadata") or {}
         lookup = StoreLookup(lambda kind: self.store_for(kind) if kind in kinds.KINDS else None, self.lookup)
         checked = await evaluate(obj, None, lookup)  # type: ignore[arg-type]
+        for e in checked.rule_errors:
+            self.metrics.rule_errors.labels(e.rule).inc()
         decision = decide(
             checked,
             what=f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}",

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..findings import Finding, Severity
 from . import kinds
+from .failures import RULE_ERROR_CODE, RuleError, report
 from .lookup import EmptyLookup, Lookup
 from .registry import RULES, Context, Rule, Violation, disabled_by_annotation, rule, run_rules
 from .schema import SCHEMA_CODE, UNKNOWN_FIELD_CODE, schema_findings
@@ -67,6 +68,7 @@ class RulePass:
     findings: list[Finding]
     version: Version  # the crVersion the rules ran for
     used_lookup: frozenset[str]  # codes of the rules that consulted the lookup
+    errors: tuple[RuleError, ...] = ()  # rules that raised (their info findings are in `findings`)
 
 
 def rule_pass(
@@ -82,14 +84,22 @@ def rule_pass(
     if not kinds.is_psmdb_object(obj):
         return RulePass([], LATEST, frozenset())
     version = cr_version_of(obj, lookup)
-    rules = _rules_for(obj["kind"], version, _off(obj, disabled))
+    off = _off(obj, disabled)
+    rules = _rules_for(obj["kind"], version, off)
     kept: list[Finding] = []
+    errors: list[RuleError] = []
     if previous is not None and previous.version == version:
-        kept = [f for f in previous.findings if f.code not in previous.used_lookup]
+        kept = [f for f in previous.findings if f.code not in previous.used_lookup and f.code != RULE_ERROR_CODE]
+        errors = [e for e in previous.errors if e.rule not in previous.used_lookup]
         rules = tuple(r for r in rules if r.code in previous.used_lookup)
     used: set[str] = set()
-    fresh = list(run_rules(Context(obj, lookup, version, old), rules, used))
-    return RulePass(kept + fresh, version, frozenset(used))
+    raised: list[tuple[Rule, Exception]] = []
+    fresh = list(run_rules(Context(obj, lookup, version, old), rules, used, raised))
+    if raised:
+        rejected = any(f.code == SCHEMA_CODE and f.severity == Severity.ERROR for f in schema_findings(obj))
+        errors += [e for r, exc in raised if (e := report(r, exc, obj, rejected)) is not None]
+    notes = [] if RULE_ERROR_CODE in off else [e.finding() for e in errors]
+    return RulePass(kept + fresh + notes, version, frozenset(used), tuple(errors))
 
 
 @lru_cache(maxsize=256)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,8 +11,6 @@ from ..findings import Finding, Path, Severity
 from . import kinds
 from .lookup import Found, Lookup, LookupResult
 from .versions import Version
-
-log = logging.getLogger(__name__)
 
 OPERATOR_MAIN = "operator main b15af500 (2026-07-02, before 1.23.0)"
 RELEASE_1_23 = "operator 1.23.0 release (docs, RN1.23.0), PBM 2.15.0"
@@ -182,17 +179,24 @@ def backup_enabled(obj: Mapping[str, Any]) -> bool:
     return isinstance(backup, dict) and backup.get("enabled") is True
 
 
-def run_rules(ctx: Context, rules: Iterable[Rule], used_lookup: set[str] | None = None) -> Iterator[Finding]:
+def run_rules(
+    ctx: Context,
+    rules: Iterable[Rule],
+    used_lookup: set[str] | None = None,
+    errors: list[tuple[Rule, Exception]] | None = None,
+) -> Iterator[Finding]:
     """Findings of `rules` on ctx. With `used_lookup`, the codes of rules that consulted ctx.lookup are added to it
-    (the lookup must count its calls, as RecordingLookup does)."""
+    (the lookup must count its calls, as RecordingLookup does). A rule that raises is skipped and, with `errors`,
+    reported there (the engine decides what to make of it); without `errors` the exception propagates."""
     gate_open = ctx.kind != kinds.CLUSTER or backup_enabled(ctx.obj)
     for r in rules:
         before = getattr(ctx.lookup, "calls", 0)
         try:
             violations = list(r.check(ctx))
-        except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
-            # A field of the wrong type: the schema finding already names it; this rule has nothing to add.
-            log.debug("rule %s skipped on malformed input: %s", r.code, exc)
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append((r, exc))
             continue
         finally:
             if used_lookup is not None and getattr(ctx.lookup, "calls", 0) != before:
