@@ -46,7 +46,7 @@ import re
 import ssl
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,7 @@ def _key_matches(cert: x509.Certificate, key: Any) -> bool:
     return _public_der(cert.public_key()) == _public_der(key.public_key())
 
 
-def _sign_hash(key: Any) -> hashes.HashAlgorithm | None:
+def _sign_hash(key: Any) -> hashes.SHA256 | None:
     return None if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
 
 
@@ -698,13 +698,13 @@ async def store_secret(
         except ApiException as e:
             if e.status != 404:
                 raise CertsError(f"could not read Secret {namespace}/{name}: {_api_error(e)}") from None
-            body = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": SECRET_TYPE,
-                "data": data,
-                "metadata": {"name": name, "namespace": namespace, **({"labels": labels} if labels else {})},
-            }
+            body = client.V1Secret(
+                api_version="v1",
+                kind="Secret",
+                type=SECRET_TYPE,
+                data=data,
+                metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels or None),
+            )
             try:
                 await core.create_namespaced_secret(namespace, body, _request_timeout=REQUEST_TIMEOUT)
             except ApiException as e2:
@@ -724,7 +724,11 @@ async def store_secret(
         patch = {"metadata": {"resourceVersion": existing.metadata.resource_version}, "data": data}
         try:
             await core.patch_namespaced_secret(
-                name, namespace, patch, _content_type="application/merge-patch+json", _request_timeout=REQUEST_TIMEOUT
+                name,
+                namespace,
+                patch,
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]  # accepted; not in the annotations
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as e:
             if e.status == 409:  # changed since we read it
@@ -747,7 +751,8 @@ async def patch_ca_bundle(
 
     api = client.AdmissionregistrationV1Api(api_client)
     bundle = _b64(ca_pem)
-    targets = [
+    # (kind, name, read, patch): the client's read/patch methods differ only in the object type they return.
+    targets: list[tuple[str, str, Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]]] = [
         (
             "MutatingWebhookConfiguration",
             n,

@@ -53,7 +53,7 @@ def _codes(values: Sequence[str]) -> frozenset[str]:
 def _use_color(choice: str, stream: object) -> bool:
     if choice != "auto":
         return choice == "always"
-    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()  # type: ignore[attr-defined]
+    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
 
 
 def explain(rule: Rule) -> str:

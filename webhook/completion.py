@@ -31,7 +31,7 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
     for p in _parsers(parser):
         for action in p._actions:
             if action.metavar in FILE_METAVARS:
-                action.complete = shtab.FILE  # type: ignore[attr-defined]
+                action.complete = shtab.FILE
             elif action.metavar in DIR_METAVARS:
-                action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+                action.complete = shtab.DIRECTORY
     return shtab.complete(parser, shell=shell)

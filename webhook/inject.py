@@ -14,6 +14,7 @@ import yaml
 
 from . import sidecar
 from .policy import kinds
+from .policy.common import mapping
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Injected:
 
 
 def _clusters(docs: Iterable[Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
-    out = {}
+    out: dict[tuple[str, str], Mapping[str, Any]] = {}
     for d in docs:
         if isinstance(d, dict) and d.get("kind") == kinds.CLUSTER and isinstance(d.get("metadata"), dict):
             out[(d["metadata"].get("namespace") or "default", d["metadata"].get("name", ""))] = d
@@ -46,14 +47,14 @@ def inject(
     kind = obj.get("kind") if isinstance(obj, dict) else None
     if kind not in ("Pod", "StatefulSet"):
         return Injected(obj, f"{kind or 'document'}: not a Pod or StatefulSet")
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta = mapping(obj.get("metadata"))
     namespace = meta.get("namespace") or "default"
     if kind == "Pod":
         pod = obj
         known: tuple[str, ...] = ()
     else:
-        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-        template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
+        spec = mapping(obj.get("spec"))
+        template = mapping(spec.get("template"))
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",

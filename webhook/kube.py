@@ -94,7 +94,7 @@ class KubeReader:
             except ApiException as exc:
                 if exc.status != 429 or attempt == attempts - 1:
                     raise
-                retry_after = (exc.headers or {}).get("Retry-After", "1")
+                retry_after = exc.headers.get("Retry-After", "1") if exc.headers else "1"
                 await asyncio.sleep(min(float(retry_after) if str(retry_after).isdigit() else 1.0, 5.0))
         raise AssertionError("unreachable")
 

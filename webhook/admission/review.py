@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..policy.common import mapping
+
 API_VERSION = "admission.k8s.io/v1"
 MAX_WARNINGS = 20
 MAX_WARNING_LENGTH = 256  # the API server truncates longer warnings anyway
@@ -55,7 +57,7 @@ def parse(body: bytes) -> Request:
     uid = req.get("uid")
     if not isinstance(uid, str) or not uid:
         raise BadReview("request.uid is missing")
-    kind = req.get("kind") if isinstance(req.get("kind"), dict) else {}
+    kind = mapping(req.get("kind"))
     obj, old = req.get("object"), req.get("oldObject")
     return Request(
         uid=uid,

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from ..policy.common import storage_block, text
 from . import clusters, pbmconfig
 from .kubeapi import KubeError, psmdb_path
 from .leases import Held, holder_of, lock_name
@@ -140,8 +141,8 @@ class BackupReconciler(StateMachine):
         except PBMError as e:
             await self._wait(obj, state, f"PBM configuration not applied yet: {e.message}")
             return ctx.settings.poll_interval
-        kind = storage.get("type")
-        body = storage.get(kind) if isinstance(kind, str) else None
+        body = storage_block(storage)
+        block: dict[str, Any] = {text(storage.get("type")): body} if body is not None else {}
         obj = await self._set(
             obj,
             "requested",
@@ -153,7 +154,7 @@ class BackupReconciler(StateMachine):
             error=None,
             pbmName=None,
             replsetNames=clusters.replset_names(cluster),
-            **({kind: body} if isinstance(body, Mapping) else {}),
+            **block,
         )
         return await self._start(obj, cluster, storage)
 
@@ -266,7 +267,7 @@ class BackupReconciler(StateMachine):
     async def _apply_info(self, obj: dict[str, Any], cluster: dict[str, Any], info: BackupInfo) -> float | None:
         ctx, spec, status = self.ctx, obj["spec"], obj.get("status") or {}
         pods = {r.name: r.node for r in info.replsets if r.node}
-        extra = {"pbmPods": pods} if pods else {}
+        extra: dict[str, Any] = {"pbmPods": pods} if pods else {}
         if info.status == "error":
             message = info.error or "PBM reported the backup as failed"
             if spec.get("type") == "incremental" and "define source backup: not found" in message:

@@ -137,7 +137,7 @@ class Kube:
 
     async def delete(self, path: str, *, resource_version: str | None = None) -> bool:
         """False when it was already gone."""
-        body = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
         if resource_version:
             body["preconditions"] = {"resourceVersion": resource_version}
         try:

@@ -89,7 +89,7 @@ def parse_exec_status(raw: bytes | str) -> tuple[bool, int | None, str | None]:
     for cause in (st.get("details") or {}).get("causes") or []:
         if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
             try:
-                code = int(cause.get("message"))
+                code = int(str(cause.get("message")))
             except (TypeError, ValueError):
                 pass
     if code is None:
@@ -129,10 +129,12 @@ class KubeExec:
         out, err = bytearray(), bytearray()
         status: bytes | None = None
         try:
-            ctx = await api.connect_get_namespaced_pod_exec(
+            # The generated client annotates `command` as str and the result as str; it takes a list and, without
+            # preloading, returns the websocket context.
+            ctx: Any = await api.connect_get_namespaced_pod_exec(
                 pod.name,
                 pod.namespace,
-                command=list(argv),
+                command=list(argv),  # type: ignore[arg-type]
                 container=container,
                 stdin=stdin is not None,
                 stdout=True,

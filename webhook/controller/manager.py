@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -124,7 +125,8 @@ class Controller:
         self.queue = WorkQueue(self._handle, lambda key: ctx.metrics.reconcile_errors.labels(key[0]).inc())
         self.informers: list[Informer] = []
         self.acting = False
-        for ns in opts.namespaces or [None]:
+        namespaces: list[str | None] = [*opts.namespaces] or [None]
+        for ns in namespaces:
             for kind in kinds.KINDS:
                 selector = opts.cluster_selector if kind == kinds.CLUSTER else ""
                 self.informers.append(
@@ -135,11 +137,14 @@ class Controller:
                         self._changed,
                         label_selector=selector,
                         api_version=API_VERSION,
-                        on_restart=lambda reason, k=kind: ctx.metrics.watch_restarts.labels(k, reason).inc(),
+                        on_restart=functools.partial(self._watch_restarted, kind),
                     )
                 )
 
     # ------------------------------------------------------------------ events from the informers
+
+    def _watch_restarted(self, kind: str, reason: str) -> None:
+        self.ctx.metrics.watch_restarts.labels(kind, reason).inc()
 
     def _changed(self, kind: str, obj: dict[str, Any], deleted: bool) -> None:
         ctx = self.ctx

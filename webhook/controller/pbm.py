@@ -421,7 +421,7 @@ class CliDriver:
         pod = self._resolve(cluster_ref)
         if inspect.isawaitable(pod):
             pod = await pod
-        return pod  # type: ignore[return-value]
+        return pod
 
     async def _run(
         self,
@@ -454,7 +454,7 @@ class CliDriver:
         if res.ok:
             return res
         message, from_pbm = error_message(res)
-        kw = dict(argv=argv, stdout=res.stdout_text, stderr=res.stderr_text, exit_code=res.exit_code)
+        kw: dict[str, Any] = dict(argv=argv, stdout=res.stdout_text, stderr=res.stderr_text, exit_code=res.exit_code)
         if not from_pbm and (res.exit_code is None or "executable file not found" in message):
             raise PBMTransportError(message, **kw)
         if message.startswith("another operation in progress"):
@@ -555,12 +555,12 @@ class CliDriver:
 
     async def pitr_latest(self, cluster_ref: ClusterRef) -> datetime | None:
         out = await self._json(cluster_ref, ["list"])
-        ends = [
+        found = (
             _from_ts((r.get("range") or {}).get("end"))
             for r in ((out or {}).get("pitr") or {}).get("ranges") or []
             if isinstance(r, Mapping) and not r.get("error")
-        ]
-        ends = [e for e in ends if e is not None]
+        )
+        ends = [e for e in found if e is not None]
         return max(ends) if ends else None
 
     async def backup_status(self, cluster_ref: ClusterRef, pbm_name: str) -> BackupInfo | None:

@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..policy.common import storage_block
+
 SecretData = Mapping[str, str]
 SecretGetter = Callable[[str], "SecretData | None"]  # Secret name -> decoded data, None when it does not exist
 
@@ -296,7 +298,7 @@ def config_hash(main: Mapping[str, Any], profiles: Mapping[str, Any]) -> str:
 def destination(storage: Mapping[str, Any], pbm_name: str) -> str:
     """`status.destination` as the operator writes it (facts §2.9)."""
     kind = storage.get("type")
-    c = storage.get(kind) if isinstance(kind, str) and isinstance(storage.get(kind), Mapping) else {}
+    c = storage_block(storage) or {}
     prefix = str(c.get("prefix") or "").strip("/")
     if kind in ("s3", "minio", "gcs", "oss"):
         scheme = {"s3": "s3://", "minio": "s3://", "gcs": "gs://", "oss": "oss://"}[kind]

@@ -237,10 +237,11 @@ class RestoreReconciler(StateMachine):
                 )
             else:
                 if source is None:
-                    source = await self._source(obj, cluster)
-                    if not isinstance(source, Source):
-                        await self._fail(obj, source or "the backup is no longer ready", cluster)
+                    found = await self._source(obj, cluster)
+                    if not isinstance(found, Source):
+                        await self._fail(obj, found or "the backup is no longer ready", cluster)
                         return None
+                    source = found
                 target = status.get("pitrTarget") or None
                 sel = spec.get("selective") or {}
                 name = await ctx.driver.start_restore(

@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from ..admission.validate import Enforcement, LookupFailure, decide, evaluate
 from ..kube import LiveLookup
 from ..policy import kinds
+from ..policy.common import storage_block
 from ..policy.lookup import MISSING, Found, LookupResult, Ref
 from .kubeapi import Events, Kube, psmdb_path, secret_path
 from .leases import Leases
@@ -171,8 +172,7 @@ def cluster_ref(cluster: Mapping[str, Any]) -> ClusterRef:
 
 def credential_secrets(storage: Mapping[str, Any]) -> list[str]:
     """Secret names a storage spec reads (for pbmconfig)."""
-    kind = storage.get("type")
-    body = storage.get(kind) if isinstance(kind, str) and isinstance(storage.get(kind), Mapping) else {}
+    body = storage_block(storage) or {}
     names = [str(body.get("credentialsSecret") or "")]
     sse = body.get("serverSideEncryption") or {}
     if isinstance(sse, Mapping):

@@ -159,11 +159,11 @@ class Scheduler:
                 self._push(task)
 
     def _newest_slot(self, key: TaskKey) -> datetime | None:
-        slots = [
+        found = (
             parse_time((b["metadata"].get("annotations") or {}).get(SLOT_ANNOTATION))
             for b in task_backups(self.ctx, *key)
-        ]
-        slots = [s for s in slots if s is not None]
+        )
+        slots = [s for s in found if s is not None]
         return max(slots) if slots else None
 
     def _drop(self, key: TaskKey) -> None:

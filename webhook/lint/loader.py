@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -25,13 +25,13 @@ SYNTAX_CODE = "PSB000"
 EXTENSIONS = (".yaml", ".yml", ".json")
 STDIN = "<stdin>"
 
-try:
+if TYPE_CHECKING or hasattr(yaml, "CSafeLoader"):
     _Base = yaml.CSafeLoader
-except AttributeError:  # PyYAML built without libyaml: slower, same results
-    _Base = yaml.SafeLoader  # type: ignore[misc]
+else:  # PyYAML built without libyaml: slower, same results
+    _Base = yaml.SafeLoader
 
 
-class _Loader(_Base):  # type: ignore[valid-type,misc]
+class _Loader(_Base):
     """libyaml's parser with go-yaml v2's scalar resolution and JSON's value space (see kubeyaml)."""
 
     def resolve(self, kind, value, implicit):
@@ -156,6 +156,8 @@ def _parse_stream(file: str, text: str, line: int, recover: bool) -> Iterator[Do
                 if not loader.check_node():
                     return
                 node = loader.get_node()
+                if node is None:  # check_node() said one follows
+                    return
             except (yaml.YAMLError, RecursionError) as exc:
                 yield _load_error(file, exc, line)
                 if recover:

@@ -10,13 +10,14 @@ from typing import Any
 
 from ..findings import Finding, Severity
 from ..policy import DocumentsLookup, check
+from ..policy.common import mapping
 from ..policy.kinds import is_psmdb_object
 from .loader import SYNTAX_CODE, Document, LoadError, discover, parse, position, read_text
 from .report import LintReport, LocatedFinding
 
 
 def object_ref(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta = mapping(obj.get("metadata"))
     name = meta.get("name") or meta.get("generateName") or "<unnamed>"
     return f"{obj.get('kind')} {meta.get('namespace') or 'default'}/{name}"
 

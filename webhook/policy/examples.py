@@ -92,9 +92,9 @@ def with_backup(body: str, *, cr_version: str = "1.23.0", enabled: bool = True, 
 def lookup_for(others: tuple[str, ...]) -> RecordingLookup:
     """The Lookup an example runs with: each entry is a YAML object (found), or `MISSING <Kind> <name>` for an
     object the live API would report as absent (namespace default)."""
-    from .lookup import MISSING, Found, RecordingLookup
+    from .lookup import MISSING, Found, LookupResult, RecordingLookup
 
-    known = {}
+    known: dict[tuple[str, str, str], LookupResult] = {}
     for item in others:
         if item.startswith("MISSING "):
             _, kind, name = item.split()

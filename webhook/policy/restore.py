@@ -61,8 +61,8 @@ def pitr_date(ctx: Context) -> Iterable[Violation]:
     pitr = mapping(ctx.spec.get("pitr"))
     if pitr.get("type") != "date":
         return
-    date = pitr.get("date")
-    if not text(date):
+    date = text(pitr.get("date"))
+    if not date:
         yield Violation(
             SPEC + ("pitr",),
             "Time should be in format YYYY-MM-DD HH:MM:SS with valid ranges (MM: 01-12, "

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 from jsonschema.exceptions import ValidationError
@@ -145,7 +145,7 @@ def _is_valid(kind: str) -> Predicate:
     return compile_schema(load_schema(kind))
 
 
-_JSON_TYPE_NAMES = {
+_JSON_TYPE_NAMES: dict[type | None, str] = {
     dict: "a mapping",
     list: "a list",
     str: "a string",
@@ -175,10 +175,12 @@ _SENSITIVE = re.compile(r"(?i)(key|secret|password|token|credential)")
 def _finding(err: ValidationError) -> Iterator[Finding]:
     path: Path = tuple(err.absolute_path)
     hide = bool(path) and bool(_SENSITIVE.search(str(path[-1])))  # never echo what may be a credential
-    v = err.validator
+    # jsonschema types these as unions with its Unset sentinel; on a reported error they are set.
+    v, vv = err.validator, cast(Any, err.validator_value)
+    schema = err.schema if isinstance(err.schema, Mapping) else {}
     if v == "additionalProperties":
-        allowed = list(err.schema.get("properties", {}))
-        for extra in sorted(set(err.instance) - set(allowed), key=str):
+        allowed = list(schema.get("properties", {}))
+        for extra in sorted(set(cast(Any, err.instance)) - set(allowed), key=str):
             near = difflib.get_close_matches(str(extra), allowed, n=1)
             hint = f'did you mean "{near[0]}"?' if near else f"known fields here: {', '.join(allowed)}"
             yield Finding(
@@ -190,25 +192,23 @@ def _finding(err: ValidationError) -> Iterator[Finding]:
             )
         return
     if v == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else str(err.validator_value)
+        missing = err.message.split("'")[1] if "'" in err.message else str(vv)
         msg, hint = f'required field "{missing}" is missing', f'add "{missing}"'
     elif v == "type":
-        msg = f"must be {_JSON_TYPE_NAMES.get({'object': dict, 'array': list, 'string': str, 'boolean': bool, 'integer': int, 'number': float}.get(err.validator_value), err.validator_value)}, got {_describe(err.instance, hide)}"
+        msg = f"must be {_JSON_TYPE_NAMES.get({'object': dict, 'array': list, 'string': str, 'boolean': bool, 'integer': int, 'number': float}.get(vv), vv)}, got {_describe(err.instance, hide)}"
         hint = "fix the value's type (quote strings that look like numbers or booleans)"
     elif v == "enum":
-        msg = f"{'value' if hide else json.dumps(err.instance, default=str)} is not one of: {', '.join(map(str, err.validator_value))}"
-        hint = f"use one of: {', '.join(map(str, err.validator_value))}"
+        msg = f"{'value' if hide else json.dumps(err.instance, default=str)} is not one of: {', '.join(map(str, vv))}"
+        hint = f"use one of: {', '.join(map(str, vv))}"
     elif v in ("minimum", "maximum"):
         op = ">=" if v == "minimum" else "<="
-        msg, hint = f"must be {op} {err.validator_value}, got {err.instance}", f"use a value {op} {err.validator_value}"
+        msg, hint = f"must be {op} {vv}, got {err.instance}", f"use a value {op} {vv}"
     elif v == "format":
-        lo, hi = _INT_RANGES.get(err.validator_value, (None, None))
-        msg = f"{err.instance} does not fit in {err.validator_value}" + (f" ({lo} to {hi})" if lo is not None else "")
+        lo, hi = _INT_RANGES.get(vv, (None, None))
+        msg = f"{err.instance} does not fit in {vv}" + (f" ({lo} to {hi})" if lo is not None else "")
         hint = "use a smaller number"
     elif v == "pattern":
-        msg = ("" if hide else f"{json.dumps(err.instance)}: ") + err.schema.get(
-            "x-message", f"does not match {err.validator_value}"
-        )
+        msg = ("" if hide else f"{json.dumps(err.instance)}: ") + schema.get("x-message", f"does not match {vv}")
         hint = "fix the format of the value"
     else:
         msg, hint = err.message, "fix the field to match the CRD schema"

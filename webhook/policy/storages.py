@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from ..findings import Severity
+from ..findings import Path, Severity
 from . import kinds, oci
 from .common import STORAGE_TYPES, mapping, pbm_version_from_image, quoted, storage_block, text
 from .examples import with_backup
@@ -18,7 +19,7 @@ ROOT = ("spec", "backup", "storages")
 PBM_OSS = Version(2, 12)
 
 
-def _by_type(ctx: Context, storage_type: str) -> Iterable[tuple[str, dict]]:
+def _by_type(ctx: Context, storage_type: str) -> Iterable[tuple[str, Mapping[str, Any]]]:
     """(name, block) of every storage of `storage_type` that has its block."""
     for name, st in ctx.storages.items():
         block = storage_block(st)
@@ -175,7 +176,7 @@ def s3_bucket(ctx: Context) -> Iterable[Violation]:
     yield from _required_fields(ctx, "s3", {"bucket": "every backup to this storage fails"})
 
 
-def _sse(block: dict) -> dict:
+def _sse(block: Mapping[str, Any]) -> Mapping[str, Any]:
     return mapping(block.get("serverSideEncryption"))
 
 
@@ -411,7 +412,7 @@ def minio_required(ctx: Context) -> Iterable[Violation]:
 def storage_type_too_new(ctx: Context) -> Iterable[Violation]:
     first = {"minio": V1_22, "oss": V1_23, "oci": V1_23}
     for name, st in ctx.storages.items():
-        since = first.get(st.get("type"))
+        since = first.get(text(st.get("type")))
         if since and ctx.cr_version < since:
             yield Violation(
                 ROOT + (name, "type"),
@@ -622,7 +623,7 @@ _SECRET_KEYS = {
 _KEYS_REQUIRED = {"minio": "the cluster goes to error", "oci": "PBM has no API signing key, so every backup fails"}
 
 
-def _secret_keys(secret: dict) -> set[str]:
+def _secret_keys(secret: Mapping[str, Any]) -> set[str]:
     return {str(k) for part in ("data", "stringData") for k in mapping(secret.get(part))}
 
 
@@ -673,9 +674,10 @@ def _secret_keys(secret: dict) -> set[str]:
 def credentials_secret(ctx: Context) -> Iterable[Violation]:
     """Checked only when the Secret can be looked up (live cluster, or a Secret in the same lint run)."""
     for name, st in ctx.storages.items():
-        kind, block = st.get("type"), storage_block(st)
+        kind, block = text(st.get("type")), storage_block(st)
         if block is None:
             continue
+        path: Path
         if kind == "oci":
             secret_name, path = oci.secret_name(block), ROOT + (name, kind, "credentials", "secretName")
         else:
@@ -745,7 +747,9 @@ def minio_endpoint_path(endpoint: str) -> str:
 def minio_endpoint_url(ctx: Context) -> Iterable[Violation]:
     """The operator hands minio.endpointUrl to PBM as it is, and minio-go refuses an endpoint with a path (a scheme
     counts as one): PBM cannot create the storage client, so every backup and restore on the storage fails."""
-    blocks = [(ROOT + (name, "minio"), block) for name, block in _by_type(ctx, "minio")]
+    blocks: list[tuple[Path, Mapping[str, Any]]] = [
+        (ROOT + (name, "minio"), block) for name, block in _by_type(ctx, "minio")
+    ]
     source = mapping(ctx.spec.get("backupSource")).get("minio")
     if ctx.kind == kinds.RESTORE and isinstance(source, dict):
         blocks.append((("spec", "backupSource", "minio"), source))

@@ -162,7 +162,8 @@ def external_needs_storage(ctx: Context) -> Iterable[Violation]:
         cluster = ctx.cluster()
         if cluster is None or ctx.spec.get("type") != "external":
             return
-        spec, items = mapping(cluster.get("spec")), [(("spec", "type"), ctx.spec)]
+        items: list[tuple[tuple[str | int, ...], Mapping[str, Any]]] = [(("spec", "type"), ctx.spec)]
+        spec = mapping(cluster.get("spec"))
     else:
         spec = ctx.spec
         items = [(ROOT + (i, "type"), t) for i, t in tasks(spec) if _enabled(t) and _type(t) == "external"]
