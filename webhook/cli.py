@@ -163,6 +163,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         enforcement=Enforcement(args.enforcement),
         on_lookup_failure=LookupFailure(args.on_lookup_failure),
         lookup_timeout=args.lookup_timeout,
+        lookup_budget=args.lookup_budget,
+        keepalive_timeout=args.keepalive_timeout,
+        header_timeout=args.header_timeout,
+        max_connections=args.max_connections,
         default_backup_image=args.default_backup_image,
         cert_check_interval=args.cert_check_interval,
     )
@@ -351,6 +355,33 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         type=float,
         default=_env("LOOKUP_TIMEOUT", "2"),
         help="seconds per API read (default 2) [PSMDB_BACKUP_LOOKUP_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--lookup-budget",
+        type=float,
+        default=_env("LOOKUP_BUDGET", "4"),
+        help="seconds for all API reads of one admission request, below the webhook's timeoutSeconds "
+        "(default 4) [PSMDB_BACKUP_LOOKUP_BUDGET]",
+    )
+    serve.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=_env("KEEPALIVE_TIMEOUT", "30"),
+        help="seconds an idle client connection is kept open (default 30) [PSMDB_BACKUP_KEEPALIVE_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=_env("HEADER_TIMEOUT", "10"),
+        help="seconds for the TLS handshake and for a new connection's request headers (default 10) "
+        "[PSMDB_BACKUP_HEADER_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=_env("MAX_CONNECTIONS", "1000"),
+        help="open client connections at most; more get a 503 and are closed (default 1000) "
+        "[PSMDB_BACKUP_MAX_CONNECTIONS]",
     )
     serve.add_argument(
         "--default-backup-image",

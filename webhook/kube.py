@@ -41,12 +41,19 @@ def resource_path(kind: str, namespace: str, name: str) -> str:
     raise ValueError(f"no lookup for kind {kind}")
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def redact(obj: dict[str, Any]) -> dict[str, Any]:
-    """A Secret with every value blanked; other objects unchanged."""
+    """A Secret reduced to its key names (data, stringData and annotation values blanked; kubectl's
+    last-applied-configuration, a full copy of the data, dropped); other objects unchanged."""
     if obj.get("kind") != "Secret":
         return obj
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
     return {
         **obj,
+        "metadata": {**meta, "annotations": {k: "" for k in annotations if k != LAST_APPLIED}},
         "data": {k: "" for k in obj.get("data") or {}},
         "stringData": {k: "" for k in obj.get("stringData") or {}},
     }
@@ -136,12 +143,15 @@ class LiveLookup:
             return hit.result
         return None
 
-    async def _one(self, ref: Ref) -> LookupResult:
+    async def _one(self, ref: Ref, deadline: float | None) -> LookupResult:
         if self.reader is None:
             return Unknown("no connection to the API server is configured")
         now = time.monotonic()
+        timeout = self.reader.timeout if deadline is None else min(self.reader.timeout, deadline - now)
+        if timeout <= 0:
+            return Unknown(f"could not read {ref[0]} {ref[1]}/{ref[2]}: the request's lookup budget is spent")
         try:
-            obj = await asyncio.wait_for(self.reader.get(*ref), self.reader.timeout)
+            obj = await asyncio.wait_for(self.reader.get(*ref), timeout)
         except (TimeoutError, ApiException, OSError, ValueError) as exc:
             reason = f"HTTP {exc.status} {exc.reason}" if isinstance(exc, ApiException) else type(exc).__name__
             return Unknown(f"could not read {ref[0]} {ref[1]}/{ref[2]}: {reason}")
@@ -151,8 +161,13 @@ class LiveLookup:
             self._cache.popitem(last=False)
         return result
 
-    async def fetch(self, refs: Iterable[Ref]) -> dict[Ref, LookupResult]:
-        """Answers for every ref: cache hits at once, misses read concurrently (one task each)."""
+    def until(self, deadline: float) -> DeadlineLookup:
+        """This lookup with every read of one admission request ending by `deadline` (time.monotonic())."""
+        return DeadlineLookup(self, deadline)
+
+    async def fetch(self, refs: Iterable[Ref], deadline: float | None = None) -> dict[Ref, LookupResult]:
+        """Answers for every ref: cache hits at once, misses read concurrently (one task each), none past
+        `deadline`."""
         now = time.monotonic()
         answers: dict[Ref, LookupResult] = {}
         misses: list[Ref] = []
@@ -163,5 +178,16 @@ class LiveLookup:
             else:
                 answers[ref] = hit
         if misses:
-            answers.update(zip(misses, await asyncio.gather(*(self._one(r) for r in misses))))
+            answers.update(zip(misses, await asyncio.gather(*(self._one(r, deadline) for r in misses))))
         return answers
+
+
+@dataclass(frozen=True)
+class DeadlineLookup:
+    """A `LiveLookup` whose reads share one deadline: the Namespace read and every rule round of a request."""
+
+    live: LiveLookup
+    deadline: float
+
+    async def fetch(self, refs: Iterable[Ref]) -> dict[Ref, LookupResult]:
+        return await self.live.fetch(refs, self.deadline)

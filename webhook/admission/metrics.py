@@ -6,9 +6,30 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..policy import kinds
 from ..policy.failures import RULE_ERRORS_HELP, RULE_ERRORS_METRIC
 
 PREFIX = "psmdb_backup_webhook"
+OTHER = "other"
+# Label values come only from these sets: a request body must never mint a new series (each costs memory forever).
+KNOWN_KINDS = frozenset((*kinds.KINDS, "Pod"))
+KNOWN_OPERATIONS = frozenset(("CREATE", "UPDATE", "DELETE", "CONNECT"))
+
+
+def kind_label(kind: object) -> str:
+    return kind if kind in KNOWN_KINDS else OTHER
+
+
+def operation_label(operation: object) -> str:
+    return operation if operation in KNOWN_OPERATIONS else OTHER
+
+
+def rule_label(code: object) -> str:
+    from ..policy.failures import RULE_ERROR_CODE
+    from ..policy.registry import RULES
+    from ..policy.schema import SCHEMA_CODE, UNKNOWN_FIELD_CODE
+
+    return code if code in RULES or code in (SCHEMA_CODE, UNKNOWN_FIELD_CODE, RULE_ERROR_CODE) else OTHER
 
 
 @dataclass
@@ -42,6 +63,17 @@ class Metrics:
         self.bad_requests = Counter(
             f"{PREFIX}_bad_requests_total", "Requests answered with HTTP 4xx", ["reason"], registry=r
         )
+        self.connections_refused = Counter(
+            f"{PREFIX}_connections_refused_total",
+            "Connections closed at once because --max-connections were already open",
+            registry=r,
+        )
+        self.connections_dropped = Counter(
+            f"{PREFIX}_slow_connections_dropped_total",
+            "Connections closed because a request's headers did not arrive within --header-timeout",
+            registry=r,
+        )
+        self.connections_open = Gauge(f"{PREFIX}_connections_open", "Client connections open now", registry=r)
         self.cert_expiry = Gauge(
             f"{PREFIX}_certificate_expiry_timestamp_seconds",
             "Unix time when the serving certificate expires",

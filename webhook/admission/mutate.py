@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from .. import sidecar
-from ..kube import LiveLookup
+from ..kube import DeadlineLookup, LiveLookup
 from ..policy import kinds
 from ..policy.lookup import Found, Missing
 
@@ -38,7 +38,9 @@ def defaults_cluster(identity: sidecar.PodIdentity, namespace: str, image: str) 
     }
 
 
-async def mutate_pod(pod: Mapping[str, Any], namespace: str, lookup: LiveLookup, *, default_image: str) -> Mutation:
+async def mutate_pod(
+    pod: Mapping[str, Any], namespace: str, lookup: LiveLookup | DeadlineLookup, *, default_image: str
+) -> Mutation:
     identity = sidecar.identify(pod)
     if identity is None or not sidecar.wants_sidecar(identity):
         patch, reason = sidecar.plan(pod, None)

@@ -15,8 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..kube import KubeReader, LiveLookup, load_api_client
 from ..policy import kinds
+from ..redaction import clip, strip_userinfo
 from . import review
-from .metrics import Metrics
+from .connections import GuardedSite
+from .metrics import Metrics, kind_label, operation_label, rule_label
 from .mutate import DEFAULT_BACKUP_IMAGE, mutate_pod
 from .validate import Enforcement, LookupFailure, decide, evaluate, namespace_mode
 
@@ -36,11 +38,15 @@ class Settings:
     enforcement: Enforcement = Enforcement.ENFORCE
     on_lookup_failure: LookupFailure = LookupFailure.DENY
     lookup_timeout: float = 2.0
+    lookup_budget: float = 4.0  # all lookups of one request; the API server's timeoutSeconds is 5
     cache_ttl: float = 5.0
     read_timeout: float = 10.0
     max_body_bytes: int = MAX_BODY_BYTES
     default_backup_image: str = DEFAULT_BACKUP_IMAGE
     cert_check_interval: float = 10.0
+    keepalive_timeout: float = 30.0
+    header_timeout: float = 10.0
+    max_connections: int = 1000
 
 
 def _json_error(status: int, message: str) -> web.Response:
@@ -101,21 +107,22 @@ class AdmissionApp:
         self, webhook: str, req: review.Request, decision: str, started: float, body: dict[str, Any], **fields: Any
     ) -> web.Response:
         elapsed = time.perf_counter() - started
-        self.metrics.requests.labels(webhook, req.kind or "unknown", req.operation or "unknown", decision).inc()
+        self.metrics.requests.labels(webhook, kind_label(req.kind), operation_label(req.operation), decision).inc()
         self.metrics.latency.labels(webhook).observe(elapsed)
+        kind, namespace, name = clip(req.kind), clip(req.namespace), clip(req.display_name)
         log.info(
             "%s %s %s/%s: %s",
             webhook,
-            req.kind,
-            req.namespace,
-            req.display_name,
+            kind,
+            namespace,
+            name,
             decision,
             extra={
-                "uid": req.uid,
-                "kind": req.kind,
-                "operation": req.operation,
-                "namespace": req.namespace,
-                "object": req.display_name,
+                "uid": clip(req.uid),
+                "kind": kind,
+                "operation": clip(req.operation),
+                "namespace": namespace,
+                "object": name,
                 "decision": decision,
                 "dry_run": req.dry_run,
                 "duration_ms": round(elapsed * 1000, 2),
@@ -150,20 +157,26 @@ class AdmissionApp:
                     message="AdmissionReview request.object is missing or not an object",
                 ),
             )
-        what = f"{req.kind} {req.namespace}/{req.display_name}"
-        ns_found = (await self.lookup.fetch([("Namespace", "", req.namespace)]))[("Namespace", "", req.namespace)]
+        what = f"{req.kind} {req.namespace}/{clip(req.display_name)}"
+        lookup = self.lookup.until(time.monotonic() + self.settings.lookup_budget)  # one budget for every read
+        ns_ref = ("Namespace", "", req.namespace)
+        ns_found = (await lookup.fetch([ns_ref]))[ns_ref]
+        ns_error = getattr(ns_found, "error", None)
         mode = namespace_mode(getattr(ns_found, "obj", None), self.settings.enforcement)
-        checked = await evaluate(req.obj, req.old if req.operation == "UPDATE" else None, self.lookup)
+        checked = await evaluate(req.obj, req.old if req.operation == "UPDATE" else None, lookup)
         decision = decide(checked, what=what, mode=mode, on_lookup_failure=self.settings.on_lookup_failure)
         for e in checked.rule_errors:
             self.metrics.rule_errors.labels(e.rule).inc()
         for f in decision.findings:
-            self.metrics.findings.labels(f.code, f.severity.label).inc()
-        if decision.lookup_errors:
-            self.metrics.lookup_failures.inc(len(decision.lookup_errors))
-        body = review.response(
-            req.uid, allowed=decision.allowed, message=decision.message, code=422, warnings=decision.warnings
-        )
+            self.metrics.findings.labels(rule_label(f.code), f.severity.label).inc()
+        failures = decision.lookup_errors + ([ns_error] if ns_error else [])
+        if failures:
+            self.metrics.lookup_failures.inc(len(failures))
+        warnings = list(decision.warnings)
+        if ns_error:  # the namespace's enforcement label is unknown: say so instead of silently using the default
+            log.warning("%s; enforcement mode %s (the default) applies", ns_error, mode.value)
+            warnings.append(f"{ns_error}; its enforcement label could not be read, so mode {mode.value} applies")
+        body = review.response(req.uid, allowed=decision.allowed, message=decision.message, code=422, warnings=warnings)
         return self._answer(
             "validate",
             req,
@@ -171,8 +184,8 @@ class AdmissionApp:
             started,
             body,
             mode=mode.value,
-            findings=[f"{f.code} {f.path_str}" for f in decision.findings],
-            lookup_errors=decision.lookup_errors,
+            findings=[clip(f"{f.code} {f.path_str}") for f in decision.findings],
+            lookup_errors=[clip(strip_userinfo(e)) for e in failures],
         )
 
     async def mutate(self, request: web.Request) -> web.Response:
@@ -182,7 +195,8 @@ class AdmissionApp:
             return self._answer(
                 "mutate", req, "allowed", started, review.response(req.uid, allowed=True), reason="not a pod create"
             )
-        result = await mutate_pod(req.obj, req.namespace, self.lookup, default_image=self.settings.default_backup_image)
+        lookup = self.lookup.until(time.monotonic() + self.settings.lookup_budget)
+        result = await mutate_pod(req.obj, req.namespace, lookup, default_image=self.settings.default_backup_image)
         body = review.response(req.uid, allowed=True, patch=result.patch, warnings=result.warnings)
         return self._answer(
             "mutate", req, "patched" if result.patch else "allowed", started, body, reason=result.reason
@@ -209,10 +223,23 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None, sto
     reloader = CertReloader(settings.tls_dir)
     admission = AdmissionApp(settings, lookup)
     admission.metrics.cert_expiry.set(reloader.expiry.timestamp())
-    runner = web.AppRunner(admission.build(), access_log=None, handle_signals=False, shutdown_timeout=5)
+    runner = web.AppRunner(
+        admission.build(),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=5,
+        keepalive_timeout=settings.keepalive_timeout,
+    )
     await runner.setup()
-    site = web.TCPSite(
-        runner, settings.listen_host, settings.listen_port, ssl_context=reloader.context, reuse_address=True
+    site = GuardedSite(
+        runner,
+        settings.listen_host,
+        settings.listen_port,
+        max_connections=settings.max_connections,
+        header_timeout=settings.header_timeout,
+        metrics=admission.metrics,
+        ssl_context=reloader.context,
+        reuse_address=True,
     )
     await site.start()
     stop = stop or asyncio.Event()

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..findings import Finding, Severity
-from ..kube import LiveLookup
+from ..kube import DeadlineLookup, LiveLookup
 from ..policy import RULES, RecordingLookup, check
 from ..policy.engine import rule_pass, structure_findings
 from ..policy.failures import RuleError
 from ..policy.lookup import LookupResult, Ref
+from ..redaction import strip_userinfo
 
 ENFORCEMENT_LABEL = "psmdb-backup-webhook.io/enforcement"
 MAX_LOOKUP_ROUNDS = 3  # a rule may only learn what else to read after the first answers (e.g. the crVersion)
@@ -47,7 +48,9 @@ class Checked:
     rule_errors: tuple[RuleError, ...] = ()  # rules that raised on the object (front-ends count them)
 
 
-async def evaluate(obj: Mapping[str, Any], old: Mapping[str, Any] | None, lookup: LiveLookup) -> Checked:
+async def evaluate(
+    obj: Mapping[str, Any], old: Mapping[str, Any] | None, lookup: LiveLookup | DeadlineLookup
+) -> Checked:
     """Run the rules, fetching whatever objects they ask for (rounds until they ask for nothing new)."""
     known: dict[Ref, LookupResult] = {}
     rec = RecordingLookup(known=known)
@@ -64,7 +67,7 @@ async def evaluate(obj: Mapping[str, Any], old: Mapping[str, Any] | None, lookup
 
 
 def _line(f: Finding) -> str:
-    return f"{f.code} {f.headline()}"
+    return strip_userinfo(f"{f.code} {f.headline()}")  # a rule may quote a URL; its password stays out
 
 
 def _retried(f: Finding) -> bool:
@@ -94,7 +97,7 @@ def decide(checked: Checked, *, what: str, mode: Enforcement, on_lookup_failure:
     if failures and on_lookup_failure == LookupFailure.WARN:
         warnings += [f"cross-object rules skipped: {e}" for e in failures]
     if errors or (failures and on_lookup_failure == LookupFailure.DENY and mode == Enforcement.ENFORCE):
-        lines = [f"- {_line(f)} (fix: {f.hint})" for f in errors]
+        lines = [f"- {_line(f)} (fix: {strip_userinfo(f.hint)})" for f in errors]
         lines += [
             f"- cannot check references: {e}; retry, or ask the cluster admin (lookup failure policy: deny)"
             for e in (failures if on_lookup_failure == LookupFailure.DENY else [])

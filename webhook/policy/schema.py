@@ -14,6 +14,7 @@ import jsonschema
 from jsonschema.exceptions import ValidationError
 
 from ..findings import Finding, Path, Severity
+from ..redaction import clip, scrub, sensitive_path
 from . import kinds
 
 SCHEMA_CODE = "PSB001"
@@ -159,9 +160,7 @@ _JSON_TYPE_NAMES: dict[type | None, str] = {
 def _describe(value: Any, hide: bool = False) -> str:
     if hide:
         return f"{_JSON_TYPE_NAMES.get(type(value), type(value).__name__)} (value not shown)"
-    shown = json.dumps(value, default=str)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
+    shown = scrub(json.dumps(value, default=str), 60)
     return (
         f"{_JSON_TYPE_NAMES.get(type(value), type(value).__name__)} {shown}"
         if not isinstance(value, (dict, list))
@@ -169,12 +168,9 @@ def _describe(value: Any, hide: bool = False) -> str:
     )
 
 
-_SENSITIVE = re.compile(r"(?i)(key|secret|password|token|credential)")
-
-
 def _finding(err: ValidationError) -> Iterator[Finding]:
     path: Path = tuple(err.absolute_path)
-    hide = bool(path) and bool(_SENSITIVE.search(str(path[-1])))  # never echo what may be a credential
+    hide = sensitive_path(path)  # never echo what may be a credential
     # jsonschema types these as unions with its Unset sentinel; on a reported error they are set.
     v, vv = err.validator, cast(Any, err.validator_value)
     schema = err.schema if isinstance(err.schema, Mapping) else {}
@@ -187,7 +183,7 @@ def _finding(err: ValidationError) -> Iterator[Finding]:
                 UNKNOWN_FIELD_CODE,
                 Severity.WARNING,
                 path + (str(extra),),
-                f'unknown field "{extra}": the API server drops it and the operator never sees it',
+                f'unknown field "{clip(str(extra), 60)}": the API server drops it and the operator never sees it',
                 hint,
             )
         return
@@ -198,7 +194,7 @@ def _finding(err: ValidationError) -> Iterator[Finding]:
         msg = f"must be {_JSON_TYPE_NAMES.get({'object': dict, 'array': list, 'string': str, 'boolean': bool, 'integer': int, 'number': float}.get(vv), vv)}, got {_describe(err.instance, hide)}"
         hint = "fix the value's type (quote strings that look like numbers or booleans)"
     elif v == "enum":
-        msg = f"{'value' if hide else json.dumps(err.instance, default=str)} is not one of: {', '.join(map(str, vv))}"
+        msg = f"{'value' if hide else scrub(json.dumps(err.instance, default=str), 60)} is not one of: {', '.join(map(str, vv))}"
         hint = f"use one of: {', '.join(map(str, vv))}"
     elif v in ("minimum", "maximum"):
         op = ">=" if v == "minimum" else "<="
@@ -208,10 +204,13 @@ def _finding(err: ValidationError) -> Iterator[Finding]:
         msg = f"{err.instance} does not fit in {vv}" + (f" ({lo} to {hi})" if lo is not None else "")
         hint = "use a smaller number"
     elif v == "pattern":
-        msg = ("" if hide else f"{json.dumps(err.instance)}: ") + schema.get("x-message", f"does not match {vv}")
+        msg = ("" if hide else f"{scrub(json.dumps(err.instance), 60)}: ") + schema.get(
+            "x-message", f"does not match {vv}"
+        )
         hint = "fix the format of the value"
-    else:
-        msg, hint = err.message, "fix the field to match the CRD schema"
+    else:  # jsonschema's own message quotes the value
+        msg = f"does not satisfy {v} {vv}" if hide else scrub(err.message)
+        hint = "fix the field to match the CRD schema"
     yield Finding(SCHEMA_CODE, Severity.ERROR, path, msg, hint)
 
 
