@@ -49,8 +49,10 @@ def redact(obj: dict[str, Any]) -> dict[str, Any]:
     last-applied-configuration, a full copy of the data, dropped); other objects unchanged."""
     if obj.get("kind") != "Secret":
         return obj
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    annotations = meta.get("annotations")
+    annotations = annotations if isinstance(annotations, dict) else {}
     return {
         **obj,
         "metadata": {**meta, "annotations": {k: "" for k in annotations if k != LAST_APPLIED}},
