@@ -56,9 +56,12 @@ def test_every_option_of_the_subcommand_is_documented(name: str) -> None:
     assert f"## `psmdb-backup {name}`" in doc, f"docs/configuration.md has no section for {name}"
     section = doc.split(f"## `psmdb-backup {name}`", 1)[1].split("\n## ", 1)[0]
     parser = subparsers()[name]
+    nested = [  # `schemas export`: the options of a sub-subcommand belong to the same section
+        sub for a in parser._actions if isinstance(a, argparse._SubParsersAction) for sub in a.choices.values()
+    ]
     missing = [
         opt
-        for action in parser._actions
+        for action in [a for p in (parser, *nested) for a in p._actions]
         for opt in action.option_strings
         if opt.startswith("--") and opt != "--help" and not re.search(f"`{re.escape(opt)}[ `=]", section)
     ]
