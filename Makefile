@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CACHE  ?= $(or $(PSMDB_BACKUP_CACHE),$(HOME)/.cache/psmdb-backup-webhook)
 AZURITE_VERSION := 3.37.0
 
-.PHONY: demo test unit e2e control-plane yamlscalars azurite promtool container-tools kubeconform bench bench-controller docs clean
+.PHONY: demo test unit e2e control-plane helm yamlscalars azurite promtool container-tools kubeconform bench bench-controller docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ control-plane:
 # kubectl's YAML reading (sigs.k8s.io/yaml), for the loader's scalar test.
 yamlscalars:
 	@bash tools/build-yamlscalars.sh >/dev/null
+
+# helm, built from its Go module (helm.sh/helm/v4) into the cache, for the chart tests.
+helm:
+	@bash tools/build-helm.sh >/dev/null
 
 # Azure Blob emulator for the PBM simulator's storage tests (npm, cached outside the repository).
 azurite:
@@ -45,7 +49,7 @@ demo: $(STAMP)
 	@$(PY) tools/demo.py
 
 # Every test: unit, golden, fuzz and the end-to-end tests against a real kube-apiserver (which must not be skipped).
-test: $(STAMP) control-plane yamlscalars azurite promtool container-tools kubeconform
+test: $(STAMP) control-plane helm yamlscalars azurite promtool container-tools kubeconform
 	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest tests
 
 unit: $(STAMP)
