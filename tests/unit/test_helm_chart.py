@@ -11,6 +11,7 @@ tests/e2e/test_helm_e2e.py.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -68,7 +69,7 @@ def set_args(values: dict[str, Any]) -> list[str]:
     """--set-json for each value: keeps types (numbers, lists, maps) exactly as given."""
     out: list[str] = []
     for key, value in values.items():
-        out += ["--set-json", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"]
+        out += ["--set-json", f"{key}={json.dumps(value)}"]
     return out
 
 
@@ -310,3 +311,33 @@ def test_metrics_labels_and_interval() -> None:
         assert {e["interval"] for e in sm["spec"]["endpoints"]} == {"15s"}
     assert by_kind(docs, "PrometheusRule")["psmdb-backup-webhook"]["metadata"]["labels"]["release"] == "kps"
     assert "ConfigMap" not in {d["kind"] for d in docs}
+
+
+def test_network_policy_admits_the_api_server_and_monitoring_only() -> None:
+    docs = template({"networkPolicy.enabled": True, "networkPolicy.apiServerCIDRs": ["10.0.0.0/24", "fd00::/64"]})
+    policies = by_kind(docs, "NetworkPolicy")
+    [webhook_rule] = policies["psmdb-backup-webhook"]["spec"]["ingress"]
+    assert webhook_rule["ports"] == [{"port": 8443, "protocol": "TCP"}]
+    assert webhook_rule["from"] == [
+        {"ipBlock": {"cidr": "10.0.0.0/24"}},
+        {"ipBlock": {"cidr": "fd00::/64"}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+    ]
+    [controller_rule] = policies["psmdb-backup-controller"]["spec"]["ingress"]
+    assert controller_rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert policies["psmdb-backup-controller"]["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "psmdb-backup-webhook",
+        "app.kubernetes.io/component": "controller",
+    }
+    off = template(
+        {"networkPolicy.enabled": True, "networkPolicy.apiServerCIDRs": ["10.0.0.0/24"], "controller.enabled": False}
+    )
+    assert set(by_kind(off, "NetworkPolicy")) == {"psmdb-backup-webhook"}
+    assert "NetworkPolicy" not in {d["kind"] for d in template()}
+
+
+def test_network_policy_without_api_server_cidrs_is_refused() -> None:
+    proc = run_helm("template", RELEASE, str(CHART), *set_args({"networkPolicy.enabled": True}), check=False)
+    assert proc.returncode != 0 and re.search(r"networkPolicy/apiServerCIDRs.*minItems|minimum 1 items", proc.stderr), (
+        proc.stderr
+    )
