@@ -8,6 +8,6 @@ bin="$cache/helm-$HELM_VERSION"
 if [ ! -x "$bin/helm" ]; then
   echo "building helm $HELM_VERSION (cold: a few minutes on 2 cores)" >&2
   mkdir -p "$bin"
-  CGO_ENABLED=0 GOFLAGS=-mod=mod GOBIN="$bin" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  CGO_ENABLED=0 GOFLAGS=-mod=mod GOBIN="$bin" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
 fi
 echo "$bin/helm"

@@ -252,7 +252,8 @@ def test_selectors_follow_the_release_namespace_and_values() -> None:
             "admission.namespaceSelectorLabels": {"psmdb": "on"},
             "admission.validating.failurePolicy": "Ignore",
             "admission.validating.objectSelector": {"matchLabels": {"gate": "yes"}},
-            "admission.mutating.objectSelector": {"matchLabels": {"inject": "yes"}},
+            # maps merge with the defaults (Helm's rule), lists replace them
+            "admission.mutating.objectSelector": {"matchLabels": {"inject": "yes"}, "matchExpressions": [expr]},
             "admission.mutating.timeoutSeconds": 3,
         },
         namespace="psmdb-tools",
@@ -266,7 +267,10 @@ def test_selectors_follow_the_release_namespace_and_values() -> None:
         assert selector["matchExpressions"][0]["values"] == ["psmdb-tools", "kube-system", "monitoring"]
         assert selector["matchExpressions"][-1] == expr
     assert validating["failurePolicy"] == "Ignore" and validating["objectSelector"] == {"matchLabels": {"gate": "yes"}}
-    assert mutating["timeoutSeconds"] == 3 and mutating["objectSelector"] == {"matchLabels": {"inject": "yes"}}
+    assert mutating["timeoutSeconds"] == 3 and mutating["objectSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "percona-server-mongodb", "inject": "yes"},
+        "matchExpressions": [expr],
+    }
     (job,) = by_kind(docs, "Job").values()
     assert "psmdb-tools/psmdb-backup-webhook-tls" in job["spec"]["template"]["spec"]["containers"][0]["args"]
 
