@@ -115,7 +115,7 @@ def test_list_rules_and_explain(capsys) -> None:
     code, out, _ = run(capsys, "lint", "--list-rules")
     assert code == 0 and "PSB203" in out and "PSB000" in out
     code, out, _ = run(capsys, "lint", "--explain", "psb203")
-    assert code == 0 and "bad example:" in out and "OP:pkg/controller" in out
+    assert code == 0 and "bad example:" in out and "OP v1.23.0@b15af500 pkg/controller/" in out
     assert run(capsys, "lint", "--explain", "PSB999")[0] == 2
 
 

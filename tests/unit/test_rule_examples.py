@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from webhook.findings import Severity
@@ -48,3 +50,28 @@ def test_good_examples_have_no_errors_of_their_own() -> None:
             if errors:
                 offenders.append((rule.code, [f"{f.code} {f.headline()}" for f in errors]))
     assert not offenders, offenders
+
+
+# "OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1751-1778": repository, release, commit, file and line.
+CITATION = re.compile(r"\b(?:OP|PBM) v\d+\.\d+\.\d+@[0-9a-f]{8} [\w./-]+\.\w+:\d+")
+
+
+@pytest.mark.parametrize("rule", list(RULES.values()), ids=list(RULES))
+def test_rule_source_cites_a_file_line_at_a_release(rule: Rule) -> None:
+    """Users can open the source a rule cites: no private reference documents, always a release and a line."""
+    assert CITATION.search(rule.source), f"{rule.code}: source cites no OP/PBM file:line at a release: {rule.source}"
+    assert "facts" not in rule.source.lower(), f"{rule.code}: cites the private facts reference: {rule.source}"
+
+
+@pytest.mark.parametrize(
+    "source,ok",
+    [
+        ("OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:541-547 (x)", True),
+        ("PBM v2.15.0@6f9fc3bf pbm/storage/fs/fs.go:74", True),
+        ("OP:pkg/psmdb/backup/pbm.go:541-547", False),  # no release
+        ("OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go (x)", False),  # no line
+        ("DOCS@db1fbb18 docs/operator.md:12", False),  # neither operator nor PBM code
+    ],
+)
+def test_citation_pattern(source: str, ok: bool) -> None:
+    assert bool(CITATION.search(source)) is ok

@@ -12,8 +12,9 @@ HEADER = """\
 
 Generated from the rule registry by `make docs` (`python -m webhook.lint.rulesdoc > docs/rules.md`); do not edit by
 hand. Every rule has a stable code, a severity, the operator versions (`spec.crVersion`) it applies to and the
-operator or PBM source it is traced to (`OP:` operator, `PBM:` Percona Backup for MongoDB, `DOCS:` documentation,
-paths at the commits listed in the facts reference).
+operator or PBM source file and line it is traced to: `OP v1.23.0@b15af500` is percona/percona-server-mongodb-operator
+at commit b15af500 (its version.txt says 1.23.0), `PBM v2.15.0@6f9fc3bf` is percona/percona-backup-mongodb 2.15.0 at
+commit 6f9fc3bf, `DOCS@db1fbb18` is percona/k8spsmdb-docs at commit db1fbb18.
 
 - **error**: the API server or the operator rejects the object, or the backup or restore fails.
 - **warning**: accepted, but the result is surely not what was meant.

@@ -23,7 +23,7 @@ def _type(ctx: Context) -> str:
     title="Backup without a cluster name",
     severity=Severity.ERROR,
     kind=kinds.BACKUP,
-    source="OP:pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:125-141 (spec clusterName is empty)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:125-141 (spec clusterName is empty)",
     hint="set spec.clusterName to the PerconaServerMongoDB in the same namespace",
     bad=["spec: {storageName: s3-main}"],
     good=["spec: {clusterName: my-cluster, storageName: s3-main}"],
@@ -40,7 +40,7 @@ def backup_cluster_name(ctx: Context) -> Iterable[Violation]:
     title="Backup names a cluster that does not exist",
     severity=Severity.ERROR,
     kind=kinds.BACKUP,
-    source="OP:pkg/controller/perconaservermongodbbackup/psmdb_backup_controller.go (cluster not found)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbbackup/psmdb_backup_controller.go:180-183,260 (cluster not found)",
     hint="use the name of a PerconaServerMongoDB in the backup's namespace",
     bad=[
         Example(
@@ -65,7 +65,7 @@ def backup_cluster_exists(ctx: Context) -> Iterable[Violation]:
     title="Backup without a storage name",
     severity=Severity.ERROR,
     kind=kinds.BACKUP,
-    source="OP:pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:125-141 (spec storageName field is empty)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:125-141 (spec storageName field is empty)",
     hint="set spec.storageName to one of the cluster's spec.backup.storages",
     bad=["spec: {clusterName: my-cluster}"],
     good=["spec: {clusterName: my-cluster, storageName: s3-main}"],
@@ -82,7 +82,7 @@ def backup_storage_name(ctx: Context) -> Iterable[Violation]:
     title="Backup names a storage the cluster does not define",
     severity=Severity.ERROR,
     kind=kinds.BACKUP,
-    source="OP:pkg/controller/perconaservermongodbbackup/backup.go (unable to get storage '<name>')",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbbackup/backup.go:80 (unable to get storage '<name>')",
     hint="use one of the storages in the cluster's spec.backup.storages",
     bad=[Example("spec: {clusterName: my-cluster, storageName: s3-eu}", others=(CLUSTER,))],
     good=[Example("spec: {clusterName: my-cluster, storageName: azure-blob}", others=(CLUSTER,))],
@@ -106,7 +106,7 @@ def backup_storage_defined(ctx: Context) -> Iterable[Violation]:
     title="Snapshot backup without a VolumeSnapshotClass",
     severity=Severity.ERROR,
     kind=kinds.BACKUP,
-    source="OP:pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:125-141 (spec volumeSnapshotClass field is empty)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:125-141 (spec volumeSnapshotClass field is empty)",
     hint="set spec.volumeSnapshotClass",
     bad=["spec: {clusterName: my-cluster, type: external}"],
     good=["spec: {clusterName: my-cluster, type: external, volumeSnapshotClass: csi-snapclass}"],
@@ -125,7 +125,7 @@ def backup_snapshot_class(ctx: Context) -> Iterable[Violation]:
     title="Backup of a cluster with backups disabled",
     severity=Severity.ERROR,
     kind=kinds.BACKUP,
-    source="OP:pkg/psmdb/statefulset.go:399-424 (no backup-agent without spec.backup.enabled)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/statefulset.go:399-424 (no backup-agent without spec.backup.enabled)",
     hint="set spec.backup.enabled: true on the cluster first",
     bad=[
         Example(
@@ -154,7 +154,7 @@ def backup_cluster_backups_enabled(ctx: Context) -> Iterable[Violation]:
     title="Backup of a cluster that is not ready",
     severity=Severity.WARNING,
     kind=kinds.BACKUP,
-    source="OP:pkg/apis/psmdb/v1/psmdb_types.go:1751-1778 (CanBackup); facts §0 row 15",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1751-1778 (CanBackup)",
     hint="wait until the cluster is ready, or set spec.unsafeFlags.backupIfUnhealthy: true on the cluster",
     bad=[
         Example(

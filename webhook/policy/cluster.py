@@ -22,7 +22,7 @@ S3 = "storages: {s3-main: {type: s3, s3: {bucket: b}}}"
     title="crVersion outside the modelled range",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="OP:pkg/apis/psmdb/v1/psmdb_types.go:1602-1609 (hashicorp/go-version comparison)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1602-1609 (hashicorp/go-version comparison)",
     hint=f"use a crVersion from {OLDEST_MODELLED} to {LATEST}",
     bad=[with_backup(S3, cr_version="1.19.1"), with_backup(S3, cr_version="latest")],
     good=[with_backup(S3, cr_version="1.22.0")],
@@ -53,7 +53,7 @@ def cr_version(ctx: Context) -> Iterable[Violation]:
     title="Backup setting with no effect",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="OP:pkg/psmdb/backup/job.go:19-85 (only the legacy backup CronJob read them; it is no longer created)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/job.go:19-85 (only the legacy backup CronJob read them; it is no longer created)",
     hint="remove the field; database pods use replsets[].serviceAccountName and replsets[].runtimeClassName",
     bad=[with_backup(f"{S3}, serviceAccountName: backup-sa")],
     good=[with_backup(S3)],
@@ -74,7 +74,7 @@ def no_effect_settings(ctx: Context) -> Iterable[Violation]:
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
     until=V1_23,
-    source="OP:pkg/psmdb/statefulset.go:47-73,406,550,682-690 (gates 1.22.0 hookScript, 1.23.0 probes and /tmp)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/statefulset.go:47-73,406,550,682-690 (gates 1.22.0 hookScript, 1.23.0 probes and /tmp)",
     hint="raise spec.crVersion, or remove the option",
     bad=[with_backup(f"{S3}, livenessProbe: {{exec: {{command: [pbm, status]}}}}", cr_version="1.22.0")],
     good=[with_backup(f"{S3}, livenessProbe: {{exec: {{command: [pbm, status]}}}}", cr_version="1.23.0")],
@@ -103,7 +103,7 @@ def sidecar_option_too_new(ctx: Context) -> Iterable[Violation]:
     title="Backups configured but disabled",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="OP:pkg/controller/perconaservermongodb/backup.go:38-40; OP:pkg/apis/psmdb/v1/psmdb_defaults.go:657-659",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:38-40; OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_defaults.go:657-659",
     hint="set spec.backup.enabled: true, or disable the tasks and PITR",
     bad=[
         with_backup(
@@ -134,7 +134,7 @@ def configured_but_disabled(ctx: Context) -> Iterable[Violation]:
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="facts §5.2 (PITR needs the main storage)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/pbm.go:294-320 (PITR runs on the main storage)",
     hint="define a storage (marked main: true when there are several)",
     bad=[with_backup("pitr: {enabled: true}")],
     good=[with_backup(f"{S3}, pitr: {{enabled: true}}")],
@@ -152,7 +152,7 @@ def pitr_without_storage(ctx: Context) -> Iterable[Violation]:
     severity=Severity.INFO,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/controller/perconaservermongodb/pbm.go:307-320; facts §0 row 11",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/pbm.go:307-320",
     hint="take a full backup to the main storage after enabling PITR (or set oplogOnly: true)",
     bad=[with_backup(f"{S3}, pitr: {{enabled: true}}")],
     good=[
@@ -180,7 +180,7 @@ def pitr_needs_base(ctx: Context) -> Iterable[Violation]:
     title="Starting deadline shorter than PBM's own start timeout",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="OP:pkg/controller/perconaservermongodbbackup/backup.go:257-271; PBM:pbm/defs/defs.go "
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbbackup/backup.go:257-271; PBM v2.15.0@6f9fc3bf pbm/defs/defs.go "
     "WaitBackupStart (33 s)",
     hint="keep spec.backup.startingDeadlineSeconds above configuration.backupOptions.timeouts.startingStatus",
     bad=[with_backup(f"{S3}, startingDeadlineSeconds: 20")],
@@ -211,7 +211,7 @@ def starting_deadline(ctx: Context) -> Iterable[Violation]:
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
     since=V1_22,
-    source="OP:build/pbm-entry.sh (sources /opt/percona/pbm-hookscript/hook.sh)",
+    source="OP v1.23.0@b15af500 build/pbm-entry.sh:16 (sources /opt/percona/pbm-hookscript/hook.sh)",
     hint='add a key "hook.sh" to the ConfigMap',
     bad=[
         Example(

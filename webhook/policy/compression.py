@@ -37,7 +37,7 @@ def _check(path: Path, settings: Mapping[str, Any], type_key: str, consequence: 
     severity=Severity.ERROR,
     kind=(kinds.CLUSTER, kinds.BACKUP),
     needs_backup_enabled=True,
-    source="PBM:pbm/compress/compress.go:143-147 (unknown type writes uncompressed); PBM:pbm/config/config.go:591-594 "
+    source="PBM v2.15.0@6f9fc3bf pbm/compress/compress.go:143-147 (unknown type writes uncompressed); PBM v2.15.0@6f9fc3bf pbm/config/config.go:591-594 "
     "(pitr: unsupported compression type)",
     hint="use one of: none, gzip, pgzip, snappy, lz4, s2, zstd (gzip/pgzip levels -2..9)",
     bad=[

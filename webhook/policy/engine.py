@@ -114,7 +114,7 @@ def _rules_for(kind: str, version: Version, off: frozenset[str]) -> tuple[Rule, 
     title="Object does not match the CRD schema",
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
-    source="OP:config/crd/bases/psmdb.percona.com_perconaservermongodbs.yaml (and the backup and restore CRDs)",
+    source="OP v1.23.0@b15af500 config/crd/bases/psmdb.percona.com_perconaservermongodbs.yaml:31 (openAPIV3Schema; backups.yaml:54, restores.yaml:34)",
     hint="fix the field to match the CRD schema",
     description="Types, enums, required fields, minimums and integer ranges from schemas/. The API server rejects "
     "these objects (or, for a few fields, the operator fails on them at run time).",
@@ -134,7 +134,7 @@ def _schema_placeholder(ctx: Context) -> Iterable[Violation]:
     title="Unknown field in a modelled part of the spec",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="OP:config/crd/bases (structural schemas prune unknown fields)",
+    source="OP v1.23.0@b15af500 config/crd/bases/psmdb.percona.com_perconaservermongodbs.yaml:31 (structural schemas prune unknown fields)",
     hint="check the spelling against the CRD",
     description="The API server silently prunes fields the CRD does not know, so a typo such as `storagename` means "
     "the setting is lost.",

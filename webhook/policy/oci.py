@@ -75,8 +75,8 @@ def block_problems(block: Mapping[str, Any], path: Path) -> Iterable[Violation]:
     since=V1_23,
     checked_against=RELEASE_1_23,
     needs_backup_enabled=True,
-    source="DOCS:docs/backups-storage-oci.md, docs/operator.md backup.storages.STORAGE-NAME.oci (1.23.0); "
-    "PBM:pbm/storage/oci/config.go (limits; OCI storage since PBM 2.15.0)",
+    source="DOCS@db1fbb18 docs/backups-storage-oci.md, docs/operator.md backup.storages.STORAGE-NAME.oci (1.23.0); "
+    "OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1396-1405 (no oci type before 1.23.0); PBM v2.15.0@6f9fc3bf pbm/storage/oci/config.go:141-161 (limits; OCI storage since PBM 2.15.0)",
     hint="set oci.bucket, oci.namespace, oci.region and credentials (userPrincipal with secretName, or "
     "okeWorkloadIdentity); use percona-backup-mongodb 2.15.0 or newer",
     bad=[
@@ -115,7 +115,7 @@ def oci_storage(ctx: Context) -> Iterable[Violation]:
     kind=kinds.RESTORE,
     since=V1_23,
     checked_against=RELEASE_1_23,
-    source="DOCS:docs/operator.md backup.storages.STORAGE-NAME.oci (1.23.0); PBM:pbm/storage/oci/config.go",
+    source="DOCS@db1fbb18 docs/operator.md backup.storages.STORAGE-NAME.oci (1.23.0); PBM v2.15.0@6f9fc3bf pbm/storage/oci/config.go:141-161",
     hint="give backupSource.oci the bucket, namespace, region and credentials of the storage the backup is on",
     bad=[
         "spec: {clusterName: my-cluster, backupSource: {destination: 'oci://b/2026-11-01T10:00:00Z', "

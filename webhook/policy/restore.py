@@ -51,8 +51,8 @@ def backup_type(ctx: Context) -> str | None:
     title="PITR restore by date without a valid date",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:config/crd/bases/psmdb.percona.com_perconaservermongodbrestores.yaml (CEL on spec.pitr); "
-    "OP:pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:181-193",
+    source="OP v1.23.0@b15af500 config/crd/bases/psmdb.percona.com_perconaservermongodbrestores.yaml:293-299 (CEL on spec.pitr); "
+    "OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:181-193",
     hint='set pitr.date as "YYYY-MM-DD HH:MM:SS" (UTC)',
     bad=[FROM_NAME + ", pitr: {type: date}}", FROM_NAME + ", pitr: {type: date, date: '2026-02-31 10:00:00'}}"],
     good=[FROM_NAME + ", pitr: {type: date, date: '2026-11-01 12:00:00'}}"],
@@ -84,7 +84,7 @@ def pitr_date(ctx: Context) -> Iterable[Violation]:
     title="PITR restore to latest with a date",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:config/crd/bases/psmdb.percona.com_perconaservermongodbrestores.yaml (CEL on spec.pitr)",
+    source="OP v1.23.0@b15af500 config/crd/bases/psmdb.percona.com_perconaservermongodbrestores.yaml:293-299 (CEL on spec.pitr)",
     hint="remove pitr.date, or use type: date",
     bad=[FROM_NAME + ", pitr: {type: latest, date: '2026-11-01 12:00:00'}}"],
     good=[FROM_NAME + ", pitr: {type: latest}}"],
@@ -100,7 +100,7 @@ def pitr_latest_with_date(ctx: Context) -> Iterable[Violation]:
     title="Unknown PITR restore type",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:181-193 (undefined pitr restore type)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:181-193 (undefined pitr restore type)",
     hint="use pitr.type: date (with pitr.date) or pitr.type: latest",
     bad=[FROM_NAME + ", pitr: {type: Date, date: '2026-11-01 12:00:00'}}", FROM_NAME + ", pitr: {}}"],
     good=[FROM_NAME + ", pitr: {type: latest}}"],
@@ -121,7 +121,7 @@ def pitr_type(ctx: Context) -> Iterable[Violation]:
     title="nsFrom and nsTo not paired",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:config/crd/bases/psmdb.percona.com_perconaservermongodbrestores.yaml (CEL on spec.selective)",
+    source="OP v1.23.0@b15af500 config/crd/bases/psmdb.percona.com_perconaservermongodbrestores.yaml:317-322 (CEL on spec.selective)",
     hint="set both selective.nsFrom and selective.nsTo, to different namespaces",
     bad=[
         FROM_NAME + ", selective: {nsFrom: app.users}}",
@@ -145,7 +145,7 @@ def ns_pairing(ctx: Context) -> Iterable[Violation]:
     title="Restore without a cluster name",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:144-198 (spec clusterName field is empty)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:144-198 (spec clusterName field is empty)",
     hint="set spec.clusterName to the PerconaServerMongoDB to restore into",
     bad=["spec: {backupName: backup1}"],
     good=[FROM_NAME + "}"],
@@ -162,7 +162,7 @@ def restore_cluster_name(ctx: Context) -> Iterable[Violation]:
     title="Restore needs exactly one of backupName and backupSource",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/controller/perconaservermongodbrestore/psmdb_restore_controller.go:414-453; facts §0 row 17",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/psmdb_restore_controller.go:414-453",
     hint="set backupName (a Backup in this namespace) or backupSource (destination + storage), not both",
     bad=["spec: {clusterName: my-cluster}", FROM_SOURCE + ", backupName: backup1}"],
     good=[FROM_NAME + "}", FROM_SOURCE + "}"],
@@ -188,7 +188,7 @@ def backup_reference(ctx: Context) -> Iterable[Violation]:
     title="Incomplete backupSource",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:157-180 (CheckFields)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:157-180 (CheckFields)",
     hint="give backupSource a destination (<scheme>://bucket[/prefix]/<backup name>) and a storage block or storageName",
     bad=[
         "spec: {clusterName: my-cluster, backupSource: {type: logical, s3: {bucket: backups}}}",
@@ -248,7 +248,7 @@ _PBM_NAME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
     title="backupSource destination does not end in a backup name",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/controller/perconaservermongodbrestore/psmdb_restore_controller.go:415-418",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/psmdb_restore_controller.go:415-418",
     hint="end the destination with the PBM backup name, e.g. s3://bucket/prefix/2026-11-01T10:00:00Z",
     bad=["spec: {clusterName: my-cluster, backupSource: {destination: 's3://backups/prefix/', s3: {bucket: backups}}}"],
     good=[FROM_SOURCE + "}"],
@@ -277,7 +277,7 @@ def destination_name(ctx: Context) -> Iterable[Violation]:
     title="Unknown backupSource type",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/controller/perconaservermongodbrestore/psmdb_restore_controller.go (dispatch by backup type)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/psmdb_restore_controller.go:281-298 (dispatch by backup type)",
     hint="use logical, physical, incremental or external",
     bad=[FROM_SOURCE.replace("type: logical", "type: full") + "}"],
     good=[FROM_SOURCE + "}"],
@@ -296,8 +296,8 @@ def backup_source_type(ctx: Context) -> Iterable[Violation]:
     title="Selective restore from a non-logical backup",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/controller/perconaservermongodbrestore/validate.go:32-41; "
-    "OP:pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:144-198",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/validate.go:32-41; "
+    "OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:144-198",
     hint="restore from a logical backup, or remove spec.selective",
     bad=[
         Example(FROM_NAME + ", selective: {namespaces: [app.users]}}", others=(PHYSICAL_BACKUP,)),
@@ -334,7 +334,7 @@ def selective_needs_logical(ctx: Context) -> Iterable[Violation]:
     title="Restore into a cluster that cannot take it",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/apis/psmdb/v1/psmdb_types.go (CanRestore); OP:pkg/controller/perconaservermongodbrestore/validate.go",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1780 (CanRestore); OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/psmdb_restore_controller.go:165",
     hint="restore into a managed cluster that exists in this namespace; namespace cloning needs an unsharded cluster",
     bad=[
         Example(
@@ -373,7 +373,7 @@ def target_cluster(ctx: Context) -> Iterable[Violation]:
     title="Restore names a storage the cluster does not define",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/controller/perconaservermongodbrestore/validate.go (get storage: unable to get storage)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/validate.go:45 and psmdb_restore_controller.go:370 (get storage: unable to get storage)",
     hint="use one of the storages in the cluster's spec.backup.storages",
     bad=[
         Example(
@@ -406,7 +406,7 @@ def restore_storage(ctx: Context) -> Iterable[Violation]:
     title="Restore names a backup that cannot be restored",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/controller/perconaservermongodbrestore/psmdb_restore_controller.go:139-192 (get backup, "
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/psmdb_restore_controller.go:139-192 (get backup, "
     "backup is in error state, backup is not ready)",
     hint="name a Backup of this namespace in state ready",
     bad=[
@@ -453,7 +453,7 @@ def _parse_time(value: Any) -> datetime | None:
     title="PITR target not after the backup",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="OP:pkg/controller/perconaservermongodbrestore/validate.go:88-100 (backup's last write is later than / "
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/validate.go:88-100 (backup's last write is later than / "
     "equal to target time)",
     hint="pick a pitr.date after the backup's status.lastWriteAt (UTC)",
     bad=[Example(FROM_NAME + ", pitr: {type: date, date: '2026-11-01 10:00:00'}}", others=(READY_BACKUP,))],
@@ -477,7 +477,7 @@ def pitr_after_backup(ctx: Context) -> Iterable[Violation]:
     title="Option ignored for snapshot restores",
     severity=Severity.WARNING,
     kind=kinds.RESTORE,
-    source="OP:pkg/controller/perconaservermongodbrestore/snapshots.go:99-105; facts §0 row 19",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/snapshots.go:99-105",
     hint="remove pitr and replsetRemapping: snapshot (external) restores do not support them",
     bad=[
         "spec: {clusterName: my-cluster, backupSource: {type: external, snapshots: [{replsetName: rs0, "
@@ -501,7 +501,7 @@ def external_ignored_options(ctx: Context) -> Iterable[Violation]:
     title="Invalid replset remapping",
     severity=Severity.ERROR,
     kind=kinds.RESTORE,
-    source="PBM:cmd/pbm/ns.go:9-40 (target ... is duplicated)",
+    source="PBM v2.15.0@6f9fc3bf cmd/pbm/ns.go:9-40 (target ... is duplicated)",
     hint="map each source replset (key) to a different replset of the target cluster (value)",
     bad=[
         FROM_NAME + ", replsetRemapping: {rs0: rsA, rs1: rsA}}",

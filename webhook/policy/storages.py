@@ -37,7 +37,7 @@ S3 = "s3-main: {type: s3, s3: {bucket: backups, credentialsSecret: s3-creds"
     checked_against=RELEASE_1_23,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/psmdb/backup/pbm.go:763-765 (unsupported backup storage type); oci since 1.23.0 (K8SPSMDB-1644)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:763-765 (unsupported backup storage type); oci since 1.23.0 (K8SPSMDB-1644)",
     hint="use one of: " + ", ".join(STORAGE_TYPES),
     bad=[with_backup("storages: {blob: {type: blob, blob: {bucket: b}}}")],
     good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")],
@@ -70,7 +70,7 @@ def unsupported_storage_type(ctx: Context) -> Iterable[Violation]:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/psmdb/backup/pbm.go:729-765 (only the block matching `type` is read)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:729-765 (only the block matching `type` is read)",
     hint='add the block named after the type, e.g. "s3: {bucket: ...}" for "type: s3"',
     bad=[with_backup("storages: {s3-main: {type: s3}}")],
     good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: backups}}}")],
@@ -90,7 +90,7 @@ def missing_type_block(ctx: Context) -> Iterable[Violation]:
     title="Block of another storage type is ignored",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="OP:pkg/psmdb/backup/pbm.go:729-765 (sub-objects of other types are ignored)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:729-765 (sub-objects of other types are ignored)",
     hint="remove the block, or change the type if it is the one you meant",
     bad=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}, azure: {container: c, credentialsSecret: a}}}")],
     good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")],
@@ -110,7 +110,7 @@ def ignored_type_block(ctx: Context) -> Iterable[Violation]:
     kind=kinds.CLUSTER,
     since=V1_20,
     needs_backup_enabled=True,
-    source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:623-638 (main backup storage is not specified)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_defaults.go:623-638 (main backup storage is not specified)",
     hint="mark exactly one storage with main: true",
     bad=[with_backup(f"storages: {{{S3}}}}}, gcs: {{type: gcs, gcs: {{bucket: b}}}}}}")],
     good=[
@@ -136,7 +136,7 @@ def no_main_storage(ctx: Context) -> Iterable[Violation]:
     kind=kinds.CLUSTER,
     since=V1_20,
     needs_backup_enabled=True,
-    source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:623-638 (multiple main backup storages are specified)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_defaults.go:623-638 (multiple main backup storages are specified)",
     hint="keep main: true on one storage only",
     bad=[with_backup(f"storages: {{{S3}}}, main: true}}, gcs: {{type: gcs, main: true, gcs: {{bucket: b}}}}}}")],
     good=[with_backup(f"storages: {{{S3}}}, main: true}}, gcs: {{type: gcs, gcs: {{bucket: b}}}}}}")],
@@ -166,7 +166,7 @@ def _required_fields(ctx: Context, storage_type: str, fields: dict[str, str]) ->
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="facts §0 row 7; PBM:pbm/storage/s3/s3.go:208-235 (fails at run time)",
+    source="OP v1.23.0@b15af500 config/crd/bases/psmdb.percona.com_perconaservermongodbs.yaml:622-669 (bucket key only); PBM v2.15.0@6f9fc3bf pbm/storage/s3/s3.go:208-235 (fails at run time)",
     hint="set s3.bucket to the bucket name (without s3://)",
     bad=[with_backup('storages: {s3-main: {type: s3, s3: {bucket: ""}}}')],
     good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: backups}}}")],
@@ -186,7 +186,7 @@ def _sse(block: Mapping[str, Any]) -> Mapping[str, Any]:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:645-648",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_defaults.go:645-648",
     hint="set either (sseAlgorithm and kmsKeyID) or (sseCustomerAlgorithm and sseCustomerKey)",
     bad=[
         with_backup(
@@ -213,7 +213,7 @@ def s3_two_sse_methods(ctx: Context) -> Iterable[Violation]:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/psmdb/backup/pbm.go:421-476 (no KmsKeyID / no SseCustomerKey specified)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:421-476 (no KmsKeyID / no SseCustomerKey specified)",
     hint="set the key in the storage, or name a Secret in spec.secrets.sse with KMS_KEY_ID / SSE_CUSTOMER_KEY",
     bad=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: 'aws:kms'}}}}}}}}")],
     good=[
@@ -249,7 +249,7 @@ def s3_sse_without_key(ctx: Context) -> Iterable[Violation]:
     title="S3 encryption is dropped without a credentials Secret",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="OP:pkg/psmdb/backup/pbm.go:421-476 (SSE sits inside the credentialsSecret branch)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:421-476 (SSE sits inside the credentialsSecret branch)",
     hint="set s3.credentialsSecret, or use bucket default encryption with IRSA / instance profiles",
     bad=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b, serverSideEncryption: {sseAlgorithm: AES256}}}}")],
     good=[with_backup(f"storages: {{{S3}, serverSideEncryption: {{sseAlgorithm: AES256, kmsKeyID: k}}}}}}}}")],
@@ -271,7 +271,7 @@ def s3_sse_dropped(ctx: Context) -> Iterable[Violation]:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="PBM:pbm/storage/s3/s3.go:418 (SseCustomerAlgorithm specified with invalid SseCustomerKey)",
+    source="PBM v2.15.0@6f9fc3bf pbm/storage/s3/s3.go:418 (SseCustomerAlgorithm specified with invalid SseCustomerKey)",
     hint="sseCustomerKey must be the base64 encoding of a 32-byte key (openssl rand -base64 32)",
     bad=[
         with_backup(
@@ -313,7 +313,7 @@ def s3_customer_key(ctx: Context) -> Iterable[Violation]:
     title="Setting that has no effect on S3 storages",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="facts §2.1 (debugLogLevels is not propagated to PBM)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1307 (the field); OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:400-476 (the S3 config sent to PBM leaves it out)",
     hint="remove s3.debugLogLevels; set PBM log levels in PBM itself",
     bad=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b, debugLogLevels: Signing}}}")],
     good=[with_backup("storages: {s3-main: {type: s3, s3: {bucket: b}}}")],
@@ -333,7 +333,7 @@ def s3_debug_log_levels(ctx: Context) -> Iterable[Violation]:
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/psmdb/backup/pbm.go:714-741 (aliyuncs.com endpoints become native OSS with PBM >= 2.12)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:714-741 (aliyuncs.com endpoints become native OSS with PBM >= 2.12)",
     hint="set s3.credentialsSecret (Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or use type: oss",
     bad=[
         with_backup(
@@ -367,7 +367,7 @@ def s3_aliyun_without_secret(ctx: Context) -> Iterable[Violation]:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/psmdb/backup/pbm.go:346-398 (invalid minio storage config: ... is required)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:346-398 (invalid minio storage config: ... is required)",
     hint="set minio.endpointUrl (host:port), minio.bucket and minio.credentialsSecret",
     bad=[with_backup("storages: {minio: {type: minio, minio: {bucket: b}}}")],
     good=[
@@ -394,7 +394,7 @@ def minio_required(ctx: Context) -> Iterable[Violation]:
     severity=Severity.WARNING,
     checked_against=RELEASE_1_23,
     kind=kinds.CLUSTER,
-    source="facts §12 (minio added in 1.22.0, oss in 1.23.0); RN1.23.0 K8SPSMDB-1644 (oci in 1.23.0)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1396-1405 (storage types; release notes: minio in 1.22.0, oss in 1.23.0, oci in 1.23.0 K8SPSMDB-1644)",
     hint="raise spec.crVersion (and the operator) or use an s3 storage",
     bad=[
         with_backup(
@@ -427,7 +427,7 @@ def storage_type_too_new(ctx: Context) -> Iterable[Violation]:
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
     until=V1_22,
-    source="OP:pkg/psmdb/statefulset.go:832-929 (crVersion gate 1.22.0)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/statefulset.go:832-929 (crVersion gate 1.22.0)",
     hint="raise spec.crVersion to 1.22.0 or newer",
     bad=[
         with_backup(
@@ -458,7 +458,7 @@ def minio_ca_bundle_ignored(ctx: Context) -> Iterable[Violation]:
     title="GCS retryer backoff in nanoseconds",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="facts §2.3 and §14.6 item 2 (Go time.Duration: the integer is nanoseconds)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:541-547 (passed unchanged as a Go time.Duration: the integer is nanoseconds)",
     hint="write durations in nanoseconds: 1 second is 1000000000",
     bad=[
         with_backup(
@@ -491,7 +491,7 @@ def gcs_backoff_units(ctx: Context) -> Iterable[Violation]:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/psmdb/backup/pbm.go:603-632 (no credentials specified for the secret name)",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:603-632 (no credentials specified for the secret name)",
     hint="set azure.credentialsSecret to a Secret with AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY",
     bad=[with_backup('storages: {az: {type: azure, azure: {container: c, credentialsSecret: ""}}}')],
     good=[with_backup("storages: {az: {type: azure, azure: {container: c, credentialsSecret: azure-creds}}}")],
@@ -510,7 +510,7 @@ def azure_credentials(ctx: Context) -> Iterable[Violation]:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/psmdb/backup/pbm.go:47-52,634-712",
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:47-52,634-712",
     hint="set oss.bucket, oss.endpointUrl and oss.credentialsSecret; with SSE also encryptionKeyId or secretName",
     bad=[with_backup("storages: {oss: {type: oss, oss: {bucket: b, credentialsSecret: o}}}")],
     good=[
@@ -556,7 +556,7 @@ def oss_required(ctx: Context) -> Iterable[Violation]:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="PBM:pbm/storage/fs/fs.go (path can't be empty)",
+    source="PBM v2.15.0@6f9fc3bf pbm/storage/fs/fs.go:74 (path can't be empty)",
     hint="set filesystem.path to a directory mounted into the backup-agent container",
     bad=[with_backup('storages: {fs: {type: filesystem, filesystem: {path: ""}}}')],
     good=[
@@ -583,7 +583,7 @@ def _covers(mount_path: str, path: str) -> bool:
     title="Filesystem storage path is not mounted",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="DOCS:docs/backups-storage-filesystem.md; OP:pkg/psmdb/statefulset.go:568-570",
+    source="DOCS@db1fbb18 docs/backups-storage-filesystem.md; OP v1.23.0@b15af500 pkg/psmdb/statefulset.go:568-570",
     hint="add a spec.backup.volumeMounts entry whose mountPath contains the path, backed by a replsets[].sidecarVolumes volume",
     bad=[with_backup("storages: {fs: {type: filesystem, filesystem: {path: /mnt/backup}}}")],
     good=[
@@ -636,7 +636,7 @@ def _secret_keys(secret: Mapping[str, Any]) -> set[str]:
     kind=kinds.CLUSTER,
     since=V1_20,
     needs_backup_enabled=True,
-    source="OP:pkg/controller/perconaservermongodb/pbm.go:41-119; OP:pkg/psmdb/backup/pbm.go:47-59,969-978",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/pbm.go:41-119; OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:47-59,969-978",
     hint="create the Secret in the cluster's namespace with the keys the storage type needs",
     bad=[
         Example(
@@ -720,7 +720,7 @@ def minio_endpoint_path(endpoint: str) -> str:
     kind=(kinds.CLUSTER, kinds.RESTORE),
     needs_backup_enabled=True,
     checked_against=RELEASE_1_23,
-    source="OP:pkg/psmdb/backup/pbm.go:346-361 (endpointUrl passed verbatim); PBM v2.15.0 "
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:346-361 (endpointUrl passed verbatim); PBM v2.15.0 "
     "(9641a911) pbm/storage/mio/minio.go:130 minio.New(cfg.resolveEndpointURL(n)); minio-go v7.1.0 (f29e5687) "
     "api.go:241, utils.go:109-128,159-164 (Endpoint url cannot have fully qualified paths.)",
     hint='write host:port only, e.g. "minio.ns.svc:9000"; choose http or https with minio.secure',

@@ -40,7 +40,7 @@ def _type(task: Mapping[str, Any]) -> str:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/apis/psmdb/v1/psmdb_defaults.go:570-575 (backup task <i> should have a name)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_defaults.go:570-575 (backup task <i> should have a name)",
     hint="give every task a unique, non-empty name",
     bad=[with_backup(f"{S3}, tasks: [{{name: '', enabled: true, schedule: '0 0 * * *', storageName: s3-main}}]")],
     good=[_task("storageName: s3-main")],
@@ -59,7 +59,7 @@ def task_name(ctx: Context) -> Iterable[Violation]:
     title="Duplicate task name",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="OP:pkg/controller/perconaservermongodb/backup.go:103-133 (one cron entry per <cluster>-backup-<task>)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:103-133 (one cron entry per <cluster>-backup-<task>)",
     hint="rename one of the tasks",
     bad=[
         with_backup(
@@ -96,7 +96,7 @@ def duplicate_task_names(ctx: Context) -> Iterable[Violation]:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/controller/perconaservermongodb/backup.go:74-101 (there is no storage <s> in cluster <c> for <t> task)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:74-101 (there is no storage <s> in cluster <c> for <t> task)",
     hint="use one of the storages defined in spec.backup.storages",
     bad=[_task("storageName: s3-eu")],
     good=[_task("storageName: s3-main")],
@@ -126,7 +126,7 @@ def _cluster_name(ctx: Context) -> str:
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/controller/perconaservermongodb/backup.go:74-101 (spec volumeSnapshotClass field is empty for <t> task)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:74-101 (spec volumeSnapshotClass field is empty for <t> task)",
     hint="set volumeSnapshotClass to a VolumeSnapshotClass of your CSI driver",
     bad=[_task("type: external")],
     good=[_task("type: external, volumeSnapshotClass: csi-snapclass")],
@@ -148,7 +148,7 @@ def external_task_class(ctx: Context) -> Iterable[Violation]:
     severity=Severity.ERROR,
     kind=(kinds.CLUSTER, kinds.BACKUP),
     needs_backup_enabled=True,
-    source="facts §6.4 (external backups keep PBM metadata on the main storage); §12 (1.23.0 PVC snapshot backups)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:74-101 (task volumeSnapshotClass); OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1233-1236 (PVC snapshot backups, new in 1.23.0; PBM keeps their metadata on the main storage)",
     hint="define a main storage for PBM's metadata, and use crVersion 1.23.0 or newer",
     bad=[
         with_backup(
@@ -207,7 +207,7 @@ _NEVER_CHECK_FROM = datetime(2026, 1, 1, tzinfo=UTC)
     severity=Severity.ERROR,
     kind=kinds.CLUSTER,
     needs_backup_enabled=True,
-    source="OP:pkg/controller/perconaservermongodb/backup.go:118-120 (robfig/cron v3.0.1 standard parser)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:118-120 (robfig/cron v3.0.1 standard parser)",
     hint='use 5 fields "minute hour day-of-month month day-of-week", a descriptor such as @daily or '
     '"@every 6h", optionally prefixed with "CRON_TZ=Europe/Berlin "',
     bad=[
@@ -239,7 +239,7 @@ def task_schedule(ctx: Context) -> Iterable[Violation]:
     title="Schedule never fires",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="robfig/cron v3.0.1 spec.go Next (zero time when nothing matches within 5 years)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:118-120 (robfig/cron v3.0.1 spec.go Next: zero time when nothing matches within 5 years)",
     hint="check day-of-month against the month (February has no 30th, April no 31st)",
     bad=[_task("storageName: s3-main").replace("0 0 * * *", "0 0 30 2 *")],
     good=[_task("storageName: s3-main").replace("0 0 * * *", "0 0 28 2 *")],
@@ -259,7 +259,7 @@ def schedule_never_fires(ctx: Context) -> Iterable[Violation]:
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
     since=V1_21,
-    source="OP:pkg/apis/psmdb/v1/psmdb_types.go:1242-1251 (GetRetention prefers retention from 1.21.0)",
+    source="OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1242-1251 (GetRetention prefers retention from 1.21.0)",
     hint="remove keep and set retention.count",
     bad=[_task("storageName: s3-main, keep: 5, retention: {type: count, count: 0}")],
     good=[_task("storageName: s3-main, retention: {type: count, count: 5, deleteFromStorage: true}")],
@@ -280,7 +280,7 @@ def keep_ignored(ctx: Context) -> Iterable[Violation]:
     title="Retention does not apply to incremental tasks",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="OP:pkg/controller/perconaservermongodb/backup.go:150-183 (retention skipped for type incremental)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:150-183 (retention skipped for type incremental)",
     hint="set retention on the incremental-base task; deleting a base deletes its increments in PBM",
     bad=[_task("storageName: s3-main, type: incremental, retention: {type: count, count: 3}")],
     good=[_task("storageName: s3-main, type: incremental-base, retention: {type: count, count: 3}")],
@@ -305,7 +305,7 @@ _CAPTURED = ("type", "compressionType", "compressionLevel", "volumeSnapshotClass
     title="Task change the Percona operator applies late",
     severity=Severity.WARNING,
     kind=kinds.CLUSTER,
-    source="OP:pkg/controller/perconaservermongodb/backup.go:103-133,186-207 (cron entry kept while schedule and "
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:103-133,186-207 (cron entry kept while schedule and "
     "storage are unchanged)",
     hint="change the schedule or storage too, or restart the operator (psmdb-backup controller applies it at once)",
     bad=[Example(_task("storageName: s3-main, compressionType: zstd"), old=_task("storageName: s3-main"))],
@@ -347,7 +347,7 @@ def late_task_change(ctx: Context) -> Iterable[Violation]:
     title="Incremental task without an incremental base",
     severity=Severity.INFO,
     kind=kinds.CLUSTER,
-    source="OP:pkg/controller/perconaservermongodbbackup/backup.go (incremental base backup not found)",
+    source="OP v1.23.0@b15af500 pkg/controller/perconaservermongodbbackup/backup.go:245-246 (incremental base backup not found)",
     hint="add an incremental-base task on the same storage, or take one incremental-base backup first",
     bad=[_task("storageName: s3-main, type: incremental")],
     good=[
