@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CACHE  ?= $(or $(PSMDB_BACKUP_CACHE),$(HOME)/.cache/psmdb-backup-webhook)
 AZURITE_VERSION := 3.37.0
 
-.PHONY: demo test unit e2e control-plane helm yamlscalars azurite promtool container-tools kubeconform bench bench-controller docs clean
+.PHONY: demo test check unit e2e control-plane helm yamlscalars azurite promtool container-tools kubeconform bench bench-controller docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,8 +48,16 @@ container-tools:
 demo: $(STAMP)
 	@$(PY) tools/demo.py
 
-# Every test: unit, golden, fuzz and the end-to-end tests against a real kube-apiserver (which must not be skipped).
-test: $(STAMP) control-plane helm yamlscalars azurite promtool container-tools kubeconform
+# Static checks (configuration in pyproject.toml): lint, formatting, types, and the import layering contracts.
+check: $(STAMP)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports
+
+# Every test: the static checks, then unit, golden, fuzz and the end-to-end tests against a real kube-apiserver
+# (which must not be skipped).
+test: check control-plane helm yamlscalars azurite promtool container-tools kubeconform
 	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest tests
 
 unit: $(STAMP)

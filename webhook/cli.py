@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .cliutil import env as _env
+from .cliutil import listen as _listen
 from .findings import Severity, exit_code
-from .policy import RULES, Rule
-from .policy.registry import Example
+from .policy import Rule
 
 EXIT_USAGE = 2
 
@@ -23,27 +24,6 @@ def prog_name(argv0: str) -> str:
     if base.startswith("kubectl-"):
         return "kubectl " + base.removeprefix("kubectl-").replace("_", "-")
     return PROG
-
-
-def all_rules() -> dict[str, Rule]:
-    """The registry plus the linter's own file-level code, for listings, docs and output formats."""
-    from .lint.loader import SYNTAX_CODE
-    from .policy.failures import RULE_ERROR, RULE_ERROR_CODE
-
-    syntax = Rule(
-        code=SYNTAX_CODE,
-        title="File is not valid YAML or JSON",
-        severity=Severity.ERROR,
-        kinds=(),
-        source="kubectl refuses files it cannot parse",
-        hint="fix the syntax at the given position",
-        bad=(Example("spec: {backup: [enabled: true"),),
-        good=(Example("spec: {backup: {enabled: true}}"),),
-        check=lambda ctx: (),
-        description="Reported by `lint` for a file or document it cannot read or parse; the "
-        "run goes on with the other files.",
-    )
-    return {SYNTAX_CODE: syntax, RULE_ERROR_CODE: RULE_ERROR, **dict(sorted(RULES.items()))}
 
 
 def _codes(values: Sequence[str]) -> frozenset[str]:
@@ -81,6 +61,7 @@ def explain(rule: Rule) -> str:
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
+    from .lint.catalog import all_rules
     from .lint.formats import render
     from .lint.run import LintRun
 
@@ -132,24 +113,13 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return exit_code((f.finding for f in report.findings), Severity.parse(args.fail_on))
 
 
-def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT such as 127.0.0.1:8443, got {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"PSMDB_BACKUP_{name}", default)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from . import logs
     from .admission.server import Settings, serve
-    from .admission.validate import Enforcement, LookupFailure
     from .certs import CertsError
+    from .policy.live import Enforcement, LookupFailure
 
     logs.setup(args.log_level, args.log_format)
     host, port = args.listen

@@ -17,8 +17,8 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from webhook.admission.server import AdmissionApp, Settings
-from webhook.admission.validate import Enforcement, LookupFailure
 from webhook.kube import LiveLookup
+from webhook.policy.live import Enforcement, LookupFailure
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLUSTER = yaml.safe_load((EXAMPLES / "good" / "cluster.yaml").read_text())

@@ -21,8 +21,8 @@ from kubernetes_asyncio import client as kclient
 
 from tests.unit.test_admission import BACKUP, CLUSTER, DictReader, namespace, post, review, run, secret, world
 from webhook.admission.server import AdmissionApp, Settings
-from webhook.admission.validate import LookupFailure
 from webhook.kube import LAST_APPLIED, KubeReader, LiveLookup, redact
+from webhook.policy.live import LookupFailure
 from webhook.policy.schema import schema_findings
 
 MARKER = "PLANTEDMARKERPW77"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from webhook.admission.validate import Checked, Enforcement, LookupFailure, decide
 from webhook.findings import Finding, Severity
 from webhook.policy import RULES, check
 from webhook.policy.common import pbm_version_from_image
 from webhook.policy.examples import example_object, lookup_for, with_backup
+from webhook.policy.live import Checked, Enforcement, LookupFailure, decide
 from webhook.policy.versions import Version
 
 

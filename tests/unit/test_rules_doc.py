@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from webhook.cli import all_rules
+from webhook.lint.catalog import all_rules
 from webhook.lint.rulesdoc import render
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "rules.md"

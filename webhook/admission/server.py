@@ -15,12 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..kube import KubeReader, LiveLookup, load_api_client
 from ..policy import kinds
+from ..policy.live import Enforcement, LookupFailure, decide, evaluate
 from ..redaction import clip, strip_userinfo
 from . import review
 from .connections import GuardedSite
 from .metrics import Metrics, kind_label, operation_label, rule_label
 from .mutate import DEFAULT_BACKUP_IMAGE, mutate_pod
-from .validate import Enforcement, LookupFailure, decide, evaluate, namespace_mode
+from .validate import namespace_mode
 
 log = logging.getLogger("psmdb_backup.admission")
 

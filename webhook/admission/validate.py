@@ -1,116 +1,14 @@
-"""Validation of PerconaServerMongoDB, Backup and Restore objects: the same rules as `lint`, live lookups, and the
-admission policy around them (enforcement mode, UPDATE leniency, lookup failures)."""
+"""The admission-only part of validation: a namespace may choose its enforcement mode with a label. The rules, live
+lookups and the decision itself are shared with `lint --cluster` and the controller (webhook.policy.live)."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..findings import Finding, Severity
-from ..kube import DeadlineLookup, LiveLookup
-from ..policy import RULES, RecordingLookup, check
-from ..policy.engine import rule_pass, structure_findings
-from ..policy.failures import RuleError
-from ..policy.lookup import LookupResult, Ref
-from ..redaction import strip_userinfo
+from ..policy.live import Enforcement
 
 ENFORCEMENT_LABEL = "psmdb-backup-webhook.io/enforcement"
-MAX_LOOKUP_ROUNDS = 3  # a rule may only learn what else to read after the first answers (e.g. the crVersion)
-
-
-class Enforcement(str, enum.Enum):
-    ENFORCE = "enforce"  # errors deny
-    WARN = "warn"  # everything is allowed; errors are returned as warnings
-    AUDIT = "audit"  # everything is allowed silently; findings are logged and counted
-
-
-class LookupFailure(str, enum.Enum):
-    DENY = "deny"  # an object we could not read might make the request invalid: refuse, say why
-    WARN = "warn"  # allow, and warn that cross-object rules could not run
-
-
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    message: str = ""
-    warnings: list[str] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    lookup_errors: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Checked:
-    findings: list[Finding]
-    old_findings: list[Finding]
-    lookup_errors: list[str]
-    rule_errors: tuple[RuleError, ...] = ()  # rules that raised on the object (front-ends count them)
-
-
-async def evaluate(
-    obj: Mapping[str, Any], old: Mapping[str, Any] | None, lookup: LiveLookup | DeadlineLookup
-) -> Checked:
-    """Run the rules, fetching whatever objects they ask for (rounds until they ask for nothing new)."""
-    known: dict[Ref, LookupResult] = {}
-    rec = RecordingLookup(known=known)
-    rules = rule_pass(obj, lookup=rec, old=old)
-    for _ in range(MAX_LOOKUP_ROUNDS):
-        wanted = [r for r in rec.asked if r not in known]
-        if not wanted:
-            break
-        known.update(await lookup.fetch(wanted))
-        rec = RecordingLookup(known=dict(known))
-        rules = rule_pass(obj, lookup=rec, old=old, previous=rules)
-    old_findings = check(old, lookup=RecordingLookup(known=dict(known))) if old else []
-    return Checked(structure_findings(obj) + rules.findings, old_findings, rec.failures(), rules.errors)
-
-
-def _line(f: Finding) -> str:
-    return strip_userinfo(f"{f.code} {f.headline()}")  # a rule may quote a URL; its password stays out
-
-
-def _retried(f: Finding) -> bool:
-    rule = RULES.get(f.code)
-    return rule is not None and rule.retried_by_operator
-
-
-def decide(checked: Checked, *, what: str, mode: Enforcement, on_lookup_failure: LookupFailure) -> Decision:
-    """Pure: findings + policy -> allowed or denied, message, warnings."""
-    preexisting = {(f.code, f.path) for f in checked.old_findings if f.severity == Severity.ERROR}
-    errors, warnings = [], []
-    for f in checked.findings:
-        if f.severity == Severity.ERROR and (f.code, f.path) in preexisting:
-            warnings.append(f"{_line(f)} (already present before this update, so not blocking it)")
-        elif f.severity == Severity.ERROR and _retried(f):
-            warnings.append(_line(f))  # the operator retries until the object exists (a GitOps batch applies it next)
-        elif f.severity == Severity.ERROR:
-            errors.append(f)
-        elif f.severity == Severity.WARNING:
-            warnings.append(_line(f))
-    failures = checked.lookup_errors
-    if mode == Enforcement.AUDIT:
-        return Decision(True, findings=checked.findings, lookup_errors=failures)
-    if mode == Enforcement.WARN:
-        warnings = [f"{_line(f)} (not enforced: warn mode)" for f in errors] + warnings
-        errors = []
-    if failures and on_lookup_failure == LookupFailure.WARN:
-        warnings += [f"cross-object rules skipped: {e}" for e in failures]
-    if errors or (failures and on_lookup_failure == LookupFailure.DENY and mode == Enforcement.ENFORCE):
-        lines = [f"- {_line(f)} (fix: {strip_userinfo(f.hint)})" for f in errors]
-        lines += [
-            f"- cannot check references: {e}; retry, or ask the cluster admin (lookup failure policy: deny)"
-            for e in (failures if on_lookup_failure == LookupFailure.DENY else [])
-        ]
-        count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}" if errors else "lookup failed"
-        return Decision(
-            False,
-            f"{what} is rejected by psmdb-backup-webhook ({count}):\n" + "\n".join(lines),
-            warnings,
-            checked.findings,
-            failures,
-        )
-    return Decision(True, warnings=warnings, findings=checked.findings, lookup_errors=failures)
 
 
 def namespace_mode(namespace: Mapping[str, Any] | None, default: Enforcement) -> Enforcement:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import _env, _listen  # one definition of the env-var and HOST:PORT conventions
+from ..cliutil import env, listen
 
 
 # String defaults (from the environment) go through `type` too, so a bad PSMDB_BACKUP_* value is a usage error
@@ -36,11 +36,11 @@ def add_controller_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--kubeconfig",
-        default=_env("KUBECONFIG_FILE"),
+        default=env("KUBECONFIG_FILE"),
         metavar="FILE",
         help="kubeconfig (default: in-cluster, then ~/.kube/config) [PSMDB_BACKUP_KUBECONFIG_FILE]",
     )
-    p.add_argument("--context", default=_env("CONTEXT"), help="kubeconfig context [PSMDB_BACKUP_CONTEXT]")
+    p.add_argument("--context", default=env("CONTEXT"), help="kubeconfig context [PSMDB_BACKUP_CONTEXT]")
     p.add_argument(
         "-n",
         "--namespace",
@@ -51,7 +51,7 @@ def add_controller_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--cluster-selector",
-        default=_env("CLUSTER_SELECTOR", ""),
+        default=env("CLUSTER_SELECTOR", ""),
         metavar="SELECTOR",
         help="label selector of the PerconaServerMongoDB clusters this controller manages (default: "
         "all) [PSMDB_BACKUP_CLUSTER_SELECTOR]",
@@ -59,50 +59,50 @@ def add_controller_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
-        default=_env("LEADER_ELECT", "1") != "0",
+        default=env("LEADER_ELECT", "1") != "0",
         help="elect one active replica through a Lease (default: on) [PSMDB_BACKUP_LEADER_ELECT=0|1]",
     )
     p.add_argument(
         "--lease-name",
-        default=_env("LEASE_NAME", "psmdb-backup-controller"),
+        default=env("LEASE_NAME", "psmdb-backup-controller"),
         help="leader Lease name [PSMDB_BACKUP_LEASE_NAME]",
     )
     p.add_argument(
         "--lease-namespace",
-        default=_env("LEASE_NAMESPACE") or default_lease_namespace(),
+        default=env("LEASE_NAMESPACE") or default_lease_namespace(),
         help="leader Lease namespace (default: the pod's namespace) [PSMDB_BACKUP_LEASE_NAMESPACE]",
     )
     p.add_argument(
         "--lease-duration",
         type=_positive(int),
-        default=_env("LEASE_DURATION", "15"),
+        default=env("LEASE_DURATION", "15"),
         metavar="SECONDS",
         help="a standby replica takes over this long after the leader stops renewing "
         "(default 15) [PSMDB_BACKUP_LEASE_DURATION]",
     )
     p.add_argument(
         "--identity",
-        default=_env("IDENTITY", ""),
+        default=env("IDENTITY", ""),
         help="leader election identity (default: hostname plus a random suffix) [PSMDB_BACKUP_IDENTITY]",
     )
     p.add_argument(
         "--metrics-listen",
-        type=_listen,
-        default=_env("METRICS_LISTEN", "0.0.0.0:8080"),
+        type=listen,
+        default=env("METRICS_LISTEN", "0.0.0.0:8080"),
         metavar="HOST:PORT",
         help="/metrics, /healthz, /readyz (default 0.0.0.0:8080) [PSMDB_BACKUP_METRICS_LISTEN]",
     )
     p.add_argument(
         "--poll-interval",
         type=_positive(float),
-        default=_env("POLL_INTERVAL", "5"),
+        default=env("POLL_INTERVAL", "5"),
         metavar="SECONDS",
         help="how often a running backup or restore is polled (default 5) [PSMDB_BACKUP_POLL_INTERVAL]",
     )
     p.add_argument(
         "--lock-duration",
         type=_positive(int),
-        default=_env("LOCK_DURATION", "300"),
+        default=env("LOCK_DURATION", "300"),
         metavar="SECONDS",
         help="a cluster's operation lock expires this long after its last renewal "
         "(default 300) [PSMDB_BACKUP_LOCK_DURATION]",
@@ -110,24 +110,24 @@ def add_controller_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pbm-timeout",
         type=_positive(float),
-        default=_env("PBM_TIMEOUT", "60"),
+        default=env("PBM_TIMEOUT", "60"),
         metavar="SECONDS",
         help="limit for one pbm command in a pod (default 60) [PSMDB_BACKUP_PBM_TIMEOUT]",
     )
     p.add_argument(
         "--workers",
         type=_positive(int),
-        default=_env("WORKERS", "8"),
+        default=env("WORKERS", "8"),
         help="objects reconciled at once (default 8) [PSMDB_BACKUP_WORKERS]",
     )
     p.add_argument(
         "--log-level",
-        default=_env("LOG_LEVEL", "info"),
+        default=env("LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
         help="[PSMDB_BACKUP_LOG_LEVEL]",
     )
     p.add_argument(
-        "--log-format", default=_env("LOG_FORMAT", "json"), choices=["json", "text"], help="[PSMDB_BACKUP_LOG_FORMAT]"
+        "--log-format", default=env("LOG_FORMAT", "json"), choices=["json", "text"], help="[PSMDB_BACKUP_LOG_FORMAT]"
     )
     p.set_defaults(func=cmd_controller)
 
@@ -140,7 +140,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
     from .runtime import Settings
 
     logs.setup(args.log_level, args.log_format)
-    namespaces = args.namespace or [n.strip() for n in (_env("NAMESPACES") or "").split(",") if n.strip()]
+    namespaces = args.namespace or [n.strip() for n in (env("NAMESPACES") or "").split(",") if n.strip()]
     opts = Options(
         kubeconfig=args.kubeconfig,
         context=args.context,

@@ -13,10 +13,10 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from ..admission.validate import Enforcement, LookupFailure, decide, evaluate
 from ..kube import LiveLookup
 from ..policy import kinds
 from ..policy.common import storage_block
+from ..policy.live import Enforcement, LookupFailure, decide, evaluate
 from ..policy.lookup import MISSING, Found, LookupResult, Ref
 from .kubeapi import Events, Kube, psmdb_path, secret_path
 from .leases import Leases
@@ -95,7 +95,7 @@ class Ctx:
         fail do not fail the object (the caller retries on its next pass)."""
         meta = obj.get("metadata") or {}
         lookup = StoreLookup(lambda kind: self.store_for(kind) if kind in kinds.KINDS else None, self.lookup)
-        checked = await evaluate(obj, None, lookup)  # type: ignore[arg-type]
+        checked = await evaluate(obj, None, lookup)
         for e in checked.rule_errors:
             self.metrics.rule_errors.labels(e.rule).inc()
         decision = decide(

@@ -3,9 +3,9 @@ rules and live cross-object lookups as the admission webhook; positions are `nam
 
 from __future__ import annotations
 
-from ..admission.validate import evaluate
 from ..kube import KubeReader, LiveLookup, load_api_client
 from ..policy import kinds
+from ..policy.live import evaluate
 from .report import LintReport, LocatedFinding
 
 

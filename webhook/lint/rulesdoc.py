@@ -67,6 +67,6 @@ def render(rules: Mapping[str, Rule]) -> str:
 
 
 if __name__ == "__main__":
-    from ..cli import all_rules
+    from .catalog import all_rules
 
     sys.stdout.write(render(all_rules()))
