@@ -380,7 +380,9 @@ class _Search:
         return datetime.fromtimestamp(self.u, self.zone)
 
     def _offset(self, u: int) -> int:
-        return int(datetime.fromtimestamp(u, self.zone).utcoffset().total_seconds())  # type: ignore[union-attr]
+        offset = datetime.fromtimestamp(u, self.zone).utcoffset()
+        assert offset is not None  # an aware datetime always has one
+        return int(offset.total_seconds())
 
     def go_date(self, year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
         """time.Date: normalises overflowing fields; a wall time in a DST gap or overlap gets Go's offset choice

@@ -77,7 +77,7 @@ class PodIdentity:
     component: str  # "mongod", "cfg", "arbiter", "mongos", "nonVoting", "hidden", "search"
 
 
-def identify(pod: Mapping) -> PodIdentity | None:
+def identify(pod: Mapping[str, Any]) -> PodIdentity | None:
     """The pod's cluster, replset and component, or None when the operator did not make it."""
     labels = _get(pod, "metadata", "labels")
     if not isinstance(labels, Mapping) or labels.get(LABEL_NAME) != APP_NAME:
@@ -90,7 +90,7 @@ def identify(pod: Mapping) -> PodIdentity | None:
     )
 
 
-def _well_formed(pod: Mapping) -> bool:
+def _well_formed(pod: Mapping[str, Any]) -> bool:
     """The shape a Pod has after API-server validation; anything else (a fuzzer, a hand-made file) is left alone."""
     meta, spec = pod.get("metadata"), pod.get("spec")
     if not isinstance(meta, Mapping) or not isinstance(spec, Mapping):
@@ -107,15 +107,24 @@ def wants_sidecar(identity: PodIdentity) -> bool:
 
 # --- versions (hashicorp/go-version semantics, enough for x.y.z[-pre]) ---------------------------------------
 
+_VersionKey = tuple[tuple[int, ...], int, str]  # (release parts, 1 unless pre-release, pre-release)
 _VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.~-]+))?(?:\+[0-9A-Za-z.~-]+)?$")
 
 
-def _vkey(text: object) -> tuple | None:
+def _vkey(text: object) -> _VersionKey | None:
     return _parse_version(text) if isinstance(text, str) else None  # a malformed crVersion may be any YAML value
 
 
+def _key(text: str) -> _VersionKey:
+    """The key of a constant or an already checked version (a bad one is a bug here, not user input)."""
+    key = _parse_version(text)
+    if key is None:
+        raise SidecarError(f"{text!r} is not a version")
+    return key
+
+
 @lru_cache(maxsize=256)  # every render compares the same few version strings many times
-def _parse_version(text: str) -> tuple | None:
+def _parse_version(text: str) -> _VersionKey | None:
     m = _VERSION.match(text.strip())
     if not m:
         return None
@@ -125,18 +134,18 @@ def _parse_version(text: str) -> tuple | None:
     return (tuple(parts), 0 if pre else 1, pre or "")  # a pre-release sorts before its release
 
 
-def cr_version(cluster: Mapping) -> str:
+def cr_version(cluster: Mapping[str, Any]) -> str:
     return str(_get(cluster, "spec", "crVersion") or LATEST_CR_VERSION)
 
 
 def _at_least(version: str, gate: str) -> bool:
-    return _vkey(version) >= _vkey(gate)  # type: ignore[operator]  # both parsed by render_container's check
+    return _key(version) >= _key(gate)  # both checked by render_container
 
 
 # --- cluster facts ---------------------------------------------------------------------------------------------
 
 
-def tls_enabled(cluster: Mapping) -> bool:
+def tls_enabled(cluster: Mapping[str, Any]) -> bool:
     """``cr.TLSEnabled()`` after ``CheckNSetDefaults``.
 
     Only ``spec.tls.mode: disabled`` turns TLS off, and ``allowUnsafeConfigurations: true`` forces that mode.
@@ -145,10 +154,10 @@ def tls_enabled(cluster: Mapping) -> bool:
     spec = cluster.get("spec") or {}
     if spec.get("allowUnsafeConfigurations") is True:
         return False
-    return _get(spec, "tls", "mode") != "disabled"
+    return bool(_get(spec, "tls", "mode") != "disabled")
 
 
-def _replset_spec(cluster: Mapping, identity: PodIdentity) -> Mapping | None:
+def _replset_spec(cluster: Mapping[str, Any], identity: PodIdentity) -> Mapping[str, Any] | None:
     spec = cluster.get("spec") or {}
     if identity.component == CFG:
         # Every config server StatefulSet is labelled component=cfg, replset=cfg (CheckNSetDefaults names it "cfg");
@@ -162,7 +171,7 @@ def _replset_spec(cluster: Mapping, identity: PodIdentity) -> Mapping | None:
 
 
 def replset_name_and_port(
-    replset: Mapping, default_name: str, config_loader: ConfigLoader | None = None
+    replset: Mapping[str, Any], default_name: str, config_loader: ConfigLoader | None = None
 ) -> tuple[str, int]:
     """``CustomReplsetName()`` or the spec name, and ``GetPort()`` (27017 unless ``net.port`` is a positive int)."""
     text = replset.get("configuration") or ""
@@ -186,8 +195,8 @@ def replset_name_and_port(
     elif isinstance(name, int):
         name = str(name)
     rs_name = name if isinstance(name, str) and name else default_name
-    ok = isinstance(port, int) and not isinstance(port, bool) and 0 < port < 2**31
-    return rs_name, port if ok else _DEFAULT_PORT  # type: ignore[return-value]
+    valid = isinstance(port, int) and not isinstance(port, bool) and 0 < port < 2**31
+    return rs_name, port if valid and isinstance(port, int) else _DEFAULT_PORT  # (isinstance again for mypy)
 
 
 def _scan(text: str, section: str, key: str, *, keep_quotes: bool = False) -> str | None:
@@ -225,7 +234,7 @@ def _plain(value: str) -> str:
     return re.split(r"\s#", " " + value, maxsplit=1)[0].strip()
 
 
-def _ca_bundles(cluster: Mapping) -> list[tuple[str, str]]:
+def _ca_bundles(cluster: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``CollectStorageCABundles``: minio caBundles by storage name, empty key = ca.crt, deduplicated."""
     storages = _get(cluster, "spec", "backup", "storages") or {}
     out: list[tuple[str, str]] = []
@@ -240,7 +249,7 @@ def _ca_bundles(cluster: Mapping) -> list[tuple[str, str]]:
     return out
 
 
-def _hook_configmap(cluster: Mapping) -> str | None:
+def _hook_configmap(cluster: Mapping[str, Any]) -> str | None:
     hook = _get(cluster, "spec", "backup", "hookScript") or {}
     ref = _get(hook, "configMapRef", "name")
     if not hook.get("script") and not ref:
@@ -248,11 +257,11 @@ def _hook_configmap(cluster: Mapping) -> str | None:
     return ref or f"{cluster['metadata']['name']}-pbm-hookscript"
 
 
-def _aws_checksum_vars(cluster: Mapping, pbm_version: str | None) -> bool:
+def _aws_checksum_vars(cluster: Mapping[str, Any], pbm_version: str | None) -> bool:
     """``ShouldSetAWSSDKChecksumEnvVars``: PBM <= 2.11.0 (unknown/unparsable = no) and an s3 storage on aliyuncs."""
     version = pbm_version if pbm_version is not None else _get(cluster, "status", "backupVersion")
     key = _vkey(version)
-    if key is None or key > _vkey("2.11.0"):  # type: ignore[operator]
+    if key is None or key > _key("2.11.0"):
         return False
     storages = _get(cluster, "spec", "backup", "storages") or {}
     return any(
@@ -261,16 +270,16 @@ def _aws_checksum_vars(cluster: Mapping, pbm_version: str | None) -> bool:
     )
 
 
-def _read_only_root(cluster: Mapping) -> bool:
+def _read_only_root(cluster: Mapping[str, Any]) -> bool:
     return _get(cluster, "spec", "backup", "containerSecurityContext", "readOnlyRootFilesystem") is True
 
 
-def _check_version(cluster: Mapping) -> str:
+def _check_version(cluster: Mapping[str, Any]) -> str:
     version = cr_version(cluster)
     key = _vkey(version)
     if key is None:
         raise SidecarError(f"spec.crVersion {version!r} is not a version")
-    if not (_vkey(OLDEST_CR_VERSION) <= key < _vkey(_NEWEST_UNSUPPORTED)):  # type: ignore[operator]
+    if not (_key(OLDEST_CR_VERSION) <= key < _key(_NEWEST_UNSUPPORTED)):
         raise SidecarError(
             f"spec.crVersion {version} is outside {OLDEST_CR_VERSION}-1.23.x, the versions this webhook renders"
         )
@@ -281,14 +290,14 @@ def _check_version(cluster: Mapping) -> str:
 
 
 def render_container(
-    cluster: Mapping,
+    cluster: Mapping[str, Any],
     identity: PodIdentity,
     *,
     ssl_secret_keys: Collection[str] | None = None,
     pbm_version: str | None = None,
     config_loader: ConfigLoader | None = None,
     openshift: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """The ``backup-agent`` container the operator puts into this pod (facts §8.2-8.4).
 
     ``ssl_secret_keys``: data keys of the SSL Secret (its ``data`` dict works too); None (unknown) counts as
@@ -312,7 +321,7 @@ def render_container(
     hook = _at_least(version, "1.22.0") and _hook_configmap(cluster) is not None
     cas = _ca_bundles(cluster) if _at_least(version, "1.22.0") else []
 
-    mounts: list[dict] = [
+    mounts: list[dict[str, Any]] = [
         {"name": "ssl", "readOnly": True, "mountPath": _SSL_DIR},
         {"name": "bin", "mountPath": _BIN_DIR} if hook else {"name": "bin", "readOnly": True, "mountPath": _BIN_DIR},
         {"name": "mongod-data", "mountPath": "/data/db"},
@@ -323,7 +332,7 @@ def render_container(
     if hook:
         mounts.append({"name": "pbm-hookscript", "mountPath": f"{_BIN_DIR}/pbm-hookscript"})
 
-    env: list[dict] = [
+    env: list[dict[str, Any]] = [
         _secret_env("PBM_AGENT_MONGODB_USERNAME", users, "MONGODB_BACKUP_USER_ESCAPED"),
         _secret_env("PBM_AGENT_MONGODB_PASSWORD", users, "MONGODB_BACKUP_PASSWORD_ESCAPED"),
         {"name": "PBM_MONGODB_REPLSET", "value": rs_name},
@@ -358,7 +367,7 @@ def render_container(
         security = {"runAsNonRoot": True} if openshift else {"runAsUser": 1001, "runAsNonRoot": True}
 
     # Key order follows corev1.Container, so golden files read like `kubectl get -o json`.
-    container: dict = {
+    container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": backup["image"],
         "command": [f"{_BIN_DIR}/pbm-entry.sh"],
@@ -376,11 +385,11 @@ def render_container(
     return container
 
 
-def _secret_env(name: str, secret: str, key: str) -> dict:
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": False}}}
 
 
-def required_volumes(cluster: Mapping, identity: PodIdentity) -> list[dict]:
+def required_volumes(cluster: Mapping[str, Any], identity: PodIdentity) -> list[dict[str, Any]]:
     """Pod volumes the sidecar mounts that the operator adds, in the operator's order.
 
     ``mongod-data`` (a PVC, emptyDir or hostPath) and volumes for ``backup.volumeMounts`` are not ours to invent.
@@ -390,7 +399,7 @@ def required_volumes(cluster: Mapping, identity: PodIdentity) -> list[dict]:
     spec = cluster.get("spec") or {}
     name = cluster["metadata"]["name"]
     ssl_secret = _get(spec, "secrets", "ssl") or f"{name}-ssl"
-    volumes: list[dict] = [{"name": "bin", "emptyDir": {}}]
+    volumes: list[dict[str, Any]] = [{"name": "bin", "emptyDir": {}}]
     if _at_least(version, "1.23.0") and _read_only_root(cluster):
         volumes.append({"name": "tmp", "emptyDir": {}})
     volumes.append(
@@ -424,15 +433,15 @@ def required_volumes(cluster: Mapping, identity: PodIdentity) -> list[dict]:
 
 
 def plan(
-    pod: Mapping,
-    cluster: Mapping | None,
+    pod: Mapping[str, Any],
+    cluster: Mapping[str, Any] | None,
     *,
     ssl_secret_keys: Collection[str] | None = None,
     pbm_version: str | None = None,
     config_loader: ConfigLoader | None = None,
     openshift: bool = False,
     known_volumes: Collection[str] = (),
-) -> tuple[list[dict], str]:
+) -> tuple[list[dict[str, Any]], str]:
     """The RFC 6902 patch that adds the sidecar to ``pod`` (maybe ``[]``) and one sentence saying why.
 
     ``known_volumes``: volume names that exist without being in ``spec.volumes``, e.g. a StatefulSet's
@@ -479,7 +488,7 @@ def plan(
     if absent:
         return [], f"the pod lacks volume(s) {', '.join(absent)} that the backup agent mounts"
 
-    ops: list[dict] = []
+    ops: list[dict[str, Any]] = []
     if missing and pod_spec.get("volumes"):
         ops += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in missing]
     elif missing:  # absent or empty: one add creates the array
@@ -506,15 +515,15 @@ def plan(
 
 
 def pod_patch(
-    pod: Mapping,
-    cluster: Mapping | None,
+    pod: Mapping[str, Any],
+    cluster: Mapping[str, Any] | None,
     *,
     ssl_secret_keys: Collection[str] | None = None,
     pbm_version: str | None = None,
     config_loader: ConfigLoader | None = None,
     openshift: bool = False,
     known_volumes: Collection[str] = (),
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """``plan(...)[0]``: the patch alone."""
     return plan(
         pod,

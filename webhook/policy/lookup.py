@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 Ref = tuple[str, str, str]  # (kind, namespace, name)
 
 
 @dataclass(frozen=True)
 class Found:
-    obj: Mapping
+    obj: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ class EmptyLookup:
 class DocumentsLookup:
     """The other documents of one lint run. Absent means Unknown, never Missing: the run is not the cluster."""
 
-    def __init__(self, docs: Iterable[Mapping], default_namespace: str = "default") -> None:
-        self._index: dict[Ref, Mapping] = {}
+    def __init__(self, docs: Iterable[Mapping[str, Any]], default_namespace: str = "default") -> None:
+        self._index: dict[Ref, Mapping[str, Any]] = {}
         for doc in docs:
             meta = doc.get("metadata") if isinstance(doc, dict) else None
             if not isinstance(meta, dict) or not isinstance(doc.get("kind"), str):

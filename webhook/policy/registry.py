@@ -9,6 +9,7 @@ from typing import Any
 
 from ..findings import Finding, Path, Severity
 from . import kinds
+from .common import text
 from .lookup import Found, Lookup, LookupResult
 from .versions import Version
 
@@ -53,7 +54,7 @@ class Context:
 
     @property
     def kind(self) -> str:
-        return self.obj.get("kind", "")
+        return text(self.obj.get("kind"))
 
     @property
     def namespace(self) -> str:

@@ -35,7 +35,8 @@ for _fmt, (_lo, _hi) in _INT_RANGES.items():
 
 def load_schema(kind: str) -> dict[str, Any]:
     text = resources.files("webhook").joinpath("schemas", SCHEMA_FILES[kind]).read_text(encoding="utf-8")
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 @cache
