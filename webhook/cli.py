@@ -100,9 +100,17 @@ def cmd_lint(args: argparse.Namespace) -> int:
         unreadable = False
     else:
         run = LintRun(disabled=disabled)
-        report = run.lint_paths(args.paths or ["."])
+        try:
+            report = run.lint_paths(args.paths or ["."])
+        except Exception as exc:  # a crash must not look like "findings found" (exit 1) to CI
+            print(f"psmdb-backup lint: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         unreadable = run.unreadable
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    except OSError as exc:
+        print(f"psmdb-backup lint: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         out.write(render(args.format, report, rules, color=_use_color(args.color, out)))
     finally:

@@ -100,17 +100,25 @@ class LoadError:
     unreadable: bool = False  # the file itself could not be opened: exit code 2
 
 
+SKIPPED_DIRS = frozenset({"node_modules", "vendor"})  # dependencies, not the project's manifests (like .git/)
+
+
 def discover(paths: list[str]) -> Iterator[str | LoadError]:
-    """Expand the command-line paths: files as given, directories recursively (hidden entries skipped), `-` = stdin."""
+    """Expand the command-line paths: files as given, directories recursively (hidden entries, node_modules/ and
+    vendor/ skipped), `-` = stdin. A directory without manifests is an input error: a mistyped CI path must not pass."""
     for raw in paths:
         if raw == "-":
             yield STDIN
         elif os.path.isdir(raw):
+            found = False
             for root, dirs, files in os.walk(raw):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
                 for name in sorted(files):
                     if name.endswith(EXTENSIONS) and not name.startswith("."):
+                        found = True
                         yield os.path.join(root, name)
+            if not found:
+                yield LoadError(raw, 0, 0, f"no {', '.join(EXTENSIONS)} files found in this directory", True)
         elif os.path.exists(raw):
             yield raw
         else:
@@ -203,6 +211,21 @@ def _load_error(file: str, exc: BaseException, line: int) -> LoadError:
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
         return LoadError(file, mark.line + 1 + line if mark else 0, mark.column + 1 if mark else 0, problem)
     return LoadError(file, 0, 0, f"cannot load YAML: {exc}")
+
+
+def list_items(doc: Document) -> list[Document] | None:
+    """The items of a `v1 List` or a typed `*List` (what `kubectl get -o yaml` writes), each with its own node so
+    findings keep their positions; None when `doc` is not a list."""
+    data = doc.data
+    if not (isinstance(data, dict) and str(data.get("kind", "")).endswith("List") and "apiVersion" in data):
+        return None
+    items = data.get("items")
+    if not isinstance(items, list) or not isinstance(doc.node, yaml.MappingNode):
+        return None
+    node = next((v for k, v in doc.node.value if isinstance(k, yaml.ScalarNode) and k.value == "items"), None)
+    if not isinstance(node, yaml.SequenceNode) or len(node.value) != len(items):
+        return None
+    return [Document(doc.file, doc.index, item, n, doc.line_offset) for item, n in zip(items, node.value, strict=True)]
 
 
 def position(node: yaml.Node, path: JsonPath, line_offset: int = 0) -> tuple[int, int]:

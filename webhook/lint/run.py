@@ -5,14 +5,16 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..findings import Finding, Severity
 from ..policy import DocumentsLookup, check
 from ..policy.common import mapping
 from ..policy.kinds import is_psmdb_object
-from .loader import SYNTAX_CODE, Document, LoadError, discover, parse, position, read_text
+from ..policy.nulls import prune_object
+from .kustomize import patch_of
+from .loader import STDIN, SYNTAX_CODE, Document, LoadError, discover, list_items, parse, position, read_text
 from .report import LintReport, LocatedFinding
 
 
@@ -20,6 +22,14 @@ def object_ref(obj: Mapping[str, Any]) -> str:
     meta = mapping(obj.get("metadata"))
     name = meta.get("name") or meta.get("generateName") or "<unnamed>"
     return f"{obj.get('kind')} {meta.get('namespace') or 'default'}/{name}"
+
+
+KUSTOMIZE_HINT = "lint the output of `kubectl kustomize DIR` to check the patched objects"
+HELM_HINT = "this looks like a Helm template ({{ ... }}): lint the output of `helm template` instead"
+
+
+def _with_helm_hint(err: LoadError) -> LoadError:
+    return replace(err, message=f"{err.message}; {HELM_HINT}")
 
 
 def _error_finding(err: LoadError) -> LocatedFinding:
@@ -64,17 +74,28 @@ class LintRun:
                 self._fail(item)
                 continue
             self.report.files += 1
+            kustomization = patch_of(item) if item != STDIN else None
+            if kustomization is not None:
+                self._note(item, f"skipped: a kustomize patch listed in {kustomization}", KUSTOMIZE_HINT)
+                continue
             text = read_text(item)
             if isinstance(text, LoadError):
                 self._fail(text)
                 continue
             for doc in parse(item, text):
                 if isinstance(doc, LoadError):
-                    self._fail(doc)
+                    self._fail(_with_helm_hint(doc) if "{{" in text else doc)
                 else:
-                    docs.append(doc)
+                    for one in list_items(doc) or [doc]:
+                        prune_object(one.data)  # as the API server does, before any rule or lookup sees it
+                        docs.append(one)
         self.lint_documents(docs)
         return self.report
+
+    def _note(self, file: str, message: str, hint: str) -> None:
+        if SYNTAX_CODE not in self.disabled:
+            finding = Finding(SYNTAX_CODE, Severity.INFO, (), message, hint)
+            self.report.findings.append(LocatedFinding(finding, file, 0, 0))
 
     def _fail(self, err: LoadError) -> None:
         self.unreadable |= err.unreadable

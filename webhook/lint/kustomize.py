@@ -1,0 +1,42 @@
+"""Kustomize patch files: partial objects that only make sense merged onto their base, so linting them alone gives
+false findings. A file is a patch when a kustomization next to it lists it under `patches:`,
+`patchesStrategicMerge:` or `patchesJson6902:`."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+import yaml
+
+KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+PATCH_FIELDS = ("patches", "patchesStrategicMerge", "patchesJson6902")
+
+
+@cache
+def _patches_in(directory: str) -> dict[str, str]:
+    """Real paths of the patch files listed by the kustomization of `directory` -> that kustomization's path."""
+    for name in KUSTOMIZATIONS:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            break
+    else:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}  # the kustomization itself is linted (and reported) like any other file
+    found: dict[str, str] = {}
+    for field in PATCH_FIELDS:
+        entries = spec.get(field) if isinstance(spec, dict) else None
+        for entry in entries if isinstance(entries, list) else ():
+            rel = entry.get("path") if isinstance(entry, dict) else entry
+            if isinstance(rel, str) and "\n" not in rel:  # a string with newlines is an inline patch
+                found[os.path.realpath(os.path.join(directory, rel))] = path
+    return found
+
+
+def patch_of(file: str) -> str | None:
+    """The kustomization that lists `file` as a patch, if any."""
+    return _patches_in(os.path.dirname(os.path.realpath(file))).get(os.path.realpath(file))
