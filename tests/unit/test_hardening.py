@@ -55,6 +55,7 @@ def test_random_kinds_and_operations_do_not_grow_metrics_or_logs(caplog) -> None
                 kind = _random_text(rng, rng.randint(1, 20_000)) if i % 4 else BACKUP["kind"]
                 body = review(copy.deepcopy(BACKUP), kind=kind, operation=_random_text(rng, rng.randint(1, 5_000)))
                 body["request"]["name"] = _random_text(rng, 3_000)
+                body["request"]["namespace"] = _random_text(rng, rng.randint(1, 3_000))
                 resp = await c.post("/validate" if i % 2 else "/mutate", json=body)
                 assert resp.status == 200, await resp.text()
             text = await (await c.get("/metrics")).text()

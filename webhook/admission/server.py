@@ -88,7 +88,7 @@ class AdmissionApp:
                 )
             raise
         except Exception:
-            log.exception("unexpected error answering %s", request.path)
+            log.exception("unexpected error answering %s", clip(request.path))
             return _json_error(500, "internal error; see the webhook's log")
 
     async def _review(self, request: web.Request) -> review.Request:
@@ -127,7 +127,7 @@ class AdmissionApp:
                 "decision": decision,
                 "dry_run": req.dry_run,
                 "duration_ms": round(elapsed * 1000, 2),
-                **fields,
+                **{k: clip(strip_userinfo(v)) if isinstance(v, str) else v for k, v in fields.items()},
             },
         )
         return web.json_response(body)
@@ -175,7 +175,7 @@ class AdmissionApp:
             self.metrics.lookup_failures.inc(len(failures))
         warnings = list(decision.warnings)
         if ns_error:  # the namespace's enforcement label is unknown: say so instead of silently using the default
-            log.warning("%s; enforcement mode %s (the default) applies", ns_error, mode.value)
+            log.warning("%s; enforcement mode %s (the default) applies", clip(ns_error), mode.value)
             warnings.append(f"{ns_error}; its enforcement label could not be read, so mode {mode.value} applies")
         body = review.response(req.uid, allowed=decision.allowed, message=decision.message, code=422, warnings=warnings)
         return self._answer(
