@@ -98,14 +98,14 @@ def main() -> int:
                 lambda: any(line.get("msg", "").startswith("acting") for line in ctrl.log_lines()),
                 timeout=120,
             )
-            _, hwm_start = rss_mb(ctrl.proc.pid)
+            _, hwm_start = rss_mb(ctrl.pid)
             now = datetime.now(UTC)
             end = (now.replace(second=0, microsecond=0).timestamp() + 60 * slots) + 20
             print(f"controller acting; measuring {slots} slot(s) until {datetime.fromtimestamp(end, UTC)}", flush=True)
             while time.time() < end:
                 time.sleep(2)
             lags = [float(line["lag_s"]) for line in ctrl.log_lines() if "lag_s" in line]
-            rss, hwm = rss_mb(ctrl.proc.pid)
+            rss, hwm = rss_mb(ctrl.pid)
             ctrl.stop()
             expected = sum(
                 args.clusters * (2 if m % 2 == 0 else 1)

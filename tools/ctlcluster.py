@@ -9,6 +9,7 @@ those are kwok configuration, fixed at start: `start(clusters=[...])` lists the 
 
 from __future__ import annotations
 
+import builtins  # `list` is also a method of CtlCluster
 import json
 import signal
 import subprocess
@@ -72,6 +73,12 @@ class ControllerProcess:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError(f"controller {self.name} did not start:\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError(f"controller {self.name} is not running")
+        return self.proc.pid
 
     def http(self, path: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5) as r:
@@ -175,7 +182,7 @@ class CtlCluster:
         self.controllers.append(c)
         return c.start()
 
-    def sim_calls(self, cluster: str) -> list[dict[str, Any]]:
+    def sim_calls(self, cluster: str) -> builtins.list[dict[str, Any]]:
         path = self.sim_state / self.namespace / cluster / "calls.log"
         if not path.exists():
             return []
@@ -212,7 +219,7 @@ class CtlCluster:
         self,
         name: str,
         *,
-        tasks: list[dict[str, Any]] | None = None,
+        tasks: builtins.list[dict[str, Any]] | None = None,
         pitr: bool = False,
         labels: dict[str, str] | None = None,
         **backup: Any,
@@ -275,12 +282,12 @@ class CtlCluster:
         )
         return self.get("psmdb", name) or {}
 
-    def s3_keys(self, prefix: str) -> list[str]:
+    def s3_keys(self, prefix: str) -> builtins.list[str]:
         client = self.moto.client()
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
-    def azure_keys(self, prefix: str) -> list[str]:
+    def azure_keys(self, prefix: str) -> builtins.list[str]:
         assert self.azurite is not None
         cc = self.azurite.service().get_container_client(self.container)
         return sorted(b.name for b in cc.list_blobs(name_starts_with=prefix))

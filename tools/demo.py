@@ -61,8 +61,9 @@ def lint() -> int:
     )
 
 
-def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto) -> None:
-    """Step 5: the controller runs the cluster's 20-second task; wait for the first Backup to be ready in S3."""
+def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto, started: list[ControllerProcess]) -> None:
+    """Step 5: the controller runs the cluster's 20-second task; wait for the first Backup to be ready in S3. The
+    controller is added to `started` (the caller stops it with the cluster)."""
     cluster.kubectl(
         "patch",
         "psmdb",
@@ -105,7 +106,7 @@ def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto) -> None:
         work / "controller.log",
         ["--namespace", NS, "--lease-namespace", NS, "--poll-interval", "1"],
     ).start()
-    cluster.controller = controller  # type: ignore[attr-defined]  (stopped with the cluster)
+    started.append(controller)
     print("task demo-every-20s (@every 20s, retention 3) added; psmdb-backup controller started", flush=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -193,6 +194,7 @@ def main() -> int:
             [(NS, "my-cluster-rs0-0", "my-cluster")], state_root=work / "pbm-state", work_dir=work, extra_env=sim_env
         ),
     )
+    controllers: list[ControllerProcess] = []
     try:
         print(f"ready in {time.monotonic() - t0:.1f} s; S3 endpoint {endpoint} with bucket psmdb-backups")
         cluster.cp.create_namespace(NS)
@@ -230,7 +232,7 @@ def main() -> int:
             )
         )
         step("5. psmdb-backup controller runs a scheduled backup through PBM into the S3 bucket")
-        scheduled_backup(cluster, work, s3)
+        scheduled_backup(cluster, work, s3, controllers)
         if args.no_wait:
             return 0 if lint_rc == 1 else 1
         step("6. the cluster keeps running; try it:")
@@ -249,8 +251,8 @@ def main() -> int:
         print("\nstopping ...")
         return 0
     finally:
-        if getattr(cluster, "controller", None):
-            cluster.controller.stop()  # type: ignore[attr-defined]
+        for controller in controllers:
+            controller.stop()
         s3.stop()
         devcluster.stop(cluster)
 

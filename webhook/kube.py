@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -125,6 +125,14 @@ class KubeReader:
         return [{**item, "kind": kind, "apiVersion": f"{kinds.GROUP}/v1"} for item in data.get("items", [])]
 
 
+class ObjectReader(Protocol):
+    """What LiveLookup reads through: a KubeReader, or an in-memory stand-in (the admission benchmark)."""
+
+    timeout: float
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
 @dataclass
 class _Entry:
     expires: float
@@ -134,7 +142,7 @@ class _Entry:
 class LiveLookup:
     """Answers for references, from the API server, cached for `ttl` seconds (errors are never cached)."""
 
-    def __init__(self, reader: KubeReader | None, *, ttl: float = 5.0, size: int = 1024) -> None:
+    def __init__(self, reader: ObjectReader | None, *, ttl: float = 5.0, size: int = 1024) -> None:
         self.reader, self.ttl, self.size = reader, ttl, size
         self._cache: OrderedDict[Ref, _Entry] = OrderedDict()
 

@@ -529,8 +529,8 @@ def status_json(sim: Sim, sections: list[str], priority: bool) -> dict[str, Any]
         cfg = sim.config or {}
         conf = bool((cfg.get("pitr") or {}).get("enabled"))
         run = sim.data["pitr"]["open"] is not None
-        nodes = [f"{rs}/{sim.settings.hosts(rs)[-1]}" for rs in sim.settings.replsets] if conf and run else None
-        out["pitr"] = {"conf": conf, "run": run, "nodes": nodes}
+        pitr_nodes = [f"{rs}/{sim.settings.hosts(rs)[-1]}" for rs in sim.settings.replsets] if conf and run else None
+        out["pitr"] = {"conf": conf, "run": run, "nodes": pitr_nodes}
     if "running" in want:
         cur: dict[str, Any] = {}
         op = sim.in_flight()
@@ -1063,12 +1063,12 @@ def cmd_profile(p: Parsed, out: Out, settings: Settings) -> None:
             out.emit({"msg": "OK"}, lambda: "OK")
             return
         if sub == "sync":
-            name = p.args[0] if p.args else None
-            if not p.get("all") and not name:
+            profile = p.args[0] if p.args else None
+            if not p.get("all") and not profile:
                 raise PBMFail("<profile-name> or --all must be provided")
-            if p.get("all") and name:
+            if p.get("all") and profile:
                 raise PBMFail("ambiguous: <profile-name> and --all are provided")
-            sim.sync_profile(name, all_=bool(p.get("all")), clear=bool(p.get("clear")))
+            sim.sync_profile(profile, all_=bool(p.get("all")), clear=bool(p.get("clear")))
             out.emit({"msg": "OK"}, lambda: "OK")
 
 

@@ -738,7 +738,7 @@ class Sim:
                 rs["size"] += rs.pop("written", 0)
                 rs["size_uncompressed"] += rs.pop("written_raw", 0)
                 if stg is not None and b["type"] == "logical":
-                    meta = json.dumps(
+                    dump_meta = json.dumps(
                         {
                             "version": PBM_VERSION,
                             "namespaces": [
@@ -748,19 +748,19 @@ class Sim:
                             ],
                         }
                     ).encode()
-                    stg.put(rs["dump_name"], meta)
-                    rs["size"] += len(meta)
-                    rs["size_uncompressed"] += len(meta)
-                    raw = b"".join(
+                    stg.put(rs["dump_name"], dump_meta)
+                    rs["size"] += len(dump_meta)
+                    rs["size_uncompressed"] += len(dump_meta)
+                    oplog_raw = b"".join(
                         json.dumps({"ts": int(self.now), "op": "n", "rs": rs["name"], "i": i}).encode() + b"\n"
                         for i in range(5)
                     )
-                    data = gzip.compress(raw, mtime=0) if b["compression"] in ("gzip", "pgzip") else raw
+                    oplog = gzip.compress(oplog_raw, mtime=0) if b["compression"] in ("gzip", "pgzip") else oplog_raw
                     stg.put(
-                        f"{rs['oplog_name']}/{chunk_name(b['first_write_ts'], int(self.now), b['compression'])}", data
+                        f"{rs['oplog_name']}/{chunk_name(b['first_write_ts'], int(self.now), b['compression'])}", oplog
                     )
-                    rs["size"] += len(data)
-                    rs["size_uncompressed"] += len(raw)
+                    rs["size"] += len(oplog)
+                    rs["size_uncompressed"] += len(oplog_raw)
                 rs["last_write_ts"] = int(self.now)
             b["last_write_ts"] = int(self.now)
             b["size"] = sum(rs["size"] for rs in b["replsets"])
@@ -965,8 +965,8 @@ class Sim:
         """Oplog slicing: on while `pitr.enabled` and a base snapshot exists (or oplogOnly); a new timeline starts at
         the latest base snapshot's last write (PBM catches up from there). No chunk objects are written."""
         p = self.data["pitr"]
-        cfg = self.config
-        enabled = bool(cfg and (cfg.get("pitr") or {}).get("enabled"))
+        cfg = self.config or {}
+        enabled = bool((cfg.get("pitr") or {}).get("enabled"))
         if not enabled:
             if p["open"] is not None:
                 p["ranges"].append([p["open"], int(self.now)])

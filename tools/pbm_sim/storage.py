@@ -14,7 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported when first used: only azure storage needs the package
+    from azure.storage.blob import ContainerClient
 
 
 class StorageError(Exception):
@@ -276,10 +279,10 @@ class AzureStorage(Storage):
         self.prefix = str(conf.get("prefix") or "").strip("/")
         self.endpoint = str(conf.get("endpointUrl") or "") or f"https://{self.account}.blob.core.windows.net"
         self.key = str((conf.get("credentials") or {}).get("key") or "")
-        self._cc = None
+        self._cc: ContainerClient | None = None
 
     @property
-    def cc(self):
+    def cc(self) -> ContainerClient:
         if self._cc is None:
             try:
                 from azure.storage.blob import BlobServiceClient
@@ -421,7 +424,7 @@ def same_storage(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bo
         return a == b
     if a.get("type") != b.get("type"):
         return False
-    typ = a.get("type")
+    typ = str(a.get("type"))
     ca, cb = a.get(typ) or {}, b.get(typ) or {}
     keys = {
         "s3": ("region", "endpointUrl", "bucket", "prefix"),
@@ -430,5 +433,5 @@ def same_storage(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bo
         "gcs": ("bucket", "prefix"),
         "oss": ("region", "endpointUrl", "bucket", "prefix"),
         "filesystem": ("path",),
-    }.get(str(typ), ())
+    }.get(typ, ())
     return all((ca.get(k) or "") == (cb.get(k) or "") for k in keys)
