@@ -22,7 +22,8 @@ def _nullable(schema: dict[str, Any]) -> bool:
 def _child(schema: dict[str, Any], key: str) -> dict[str, Any]:
     props = schema.get("properties")
     if isinstance(props, dict) and key in props:
-        return props[key]
+        child: dict[str, Any] = props[key]
+        return child
     extra = schema.get("additionalProperties")
     return extra if isinstance(extra, dict) else _ANY
 
