@@ -161,7 +161,7 @@ def test_a_crash_is_exit_2_with_a_short_message(tmp_path, capsys, monkeypatch) -
     def boom(*_a, **_k):
         raise KeyError("spec")
 
-    monkeypatch.setattr("webhook.lint.run.check", boom)
+    monkeypatch.setattr("webhook.lint.run.check_in_run", boom)
     code = main(["lint", str(tmp_path)])
     _, err = capsys.readouterr()
     assert code == 2 and err.startswith("psmdb-backup lint: internal error: KeyError") and "Traceback" not in err

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..findings import Finding, Severity
-from ..policy import DocumentsLookup, check
 from ..policy.common import mapping
 from ..policy.kinds import is_psmdb_object
 from ..policy.nulls import prune_object
 from .kustomize import patch_of
 from .loader import STDIN, SYNTAX_CODE, Document, LoadError, discover, list_items, parse, position, read_text
+from .refs import RunIndex, check_in_run
 from .report import LintReport, LocatedFinding
 
 
@@ -103,7 +103,7 @@ class LintRun:
             self.report.findings.append(_error_finding(err))
 
     def lint_documents(self, docs: list[Document]) -> None:
-        lookup = DocumentsLookup(d.data for d in docs if isinstance(d.data, dict))
+        index = RunIndex(docs)
         for doc in docs:
             if doc.data is None:
                 continue  # an empty document (a stray `---`) is not an object
@@ -115,6 +115,6 @@ class LintRun:
             ref = object_ref(doc.data)
             placed = [
                 LocatedFinding(f, doc.file, *position(doc.node, f.path, doc.line_offset), ref)
-                for f in check(doc.data, lookup=lookup, disabled=self.disabled)
+                for f in check_in_run(doc, index, self.disabled)
             ]
             self.report.findings.extend(sorted(placed, key=lambda f: (f.line, f.column, f.code)))

@@ -1,0 +1,55 @@
+"""Cross-object references in a lint run: the nearest same-named object counts (same file, same directory, rest of
+the run); equally near candidates must all give a finding for it to stand; findings name the file used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from webhook.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "good"
+CLUSTER = (EXAMPLES / "cluster.yaml").read_text()
+BACKUP = (EXAMPLES / "backup.yaml").read_text()
+OTHER_CLUSTER = CLUSTER.replace("azure-blob", "azure-elsewhere")  # same name, no storage azure-blob
+
+
+def backup_findings(capsys, root: Path, backup: Path) -> list[dict]:
+    main(["lint", "-f", "json", str(root)])
+    report = json.loads(capsys.readouterr().out)
+    return [f for f in report["findings"] if f["file"] == str(backup) and f["rule"] == "PSB404"]
+
+
+def test_the_cluster_of_the_same_directory_wins_over_an_unrelated_one(tmp_path, capsys) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "cluster.yaml").write_text(OTHER_CLUSTER)  # read first
+    (tmp_path / "b" / "cluster.yaml").write_text(CLUSTER)
+    (tmp_path / "b" / "backup.yaml").write_text(BACKUP)
+    assert backup_findings(capsys, tmp_path, tmp_path / "b" / "backup.yaml") == []
+
+
+def test_the_cluster_of_the_same_file_wins_over_the_directory(tmp_path, capsys) -> None:
+    (tmp_path / "cluster.yaml").write_text(CLUSTER)
+    (tmp_path / "backup.yaml").write_text(OTHER_CLUSTER + "\n---\n" + BACKUP)
+    (found,) = backup_findings(capsys, tmp_path, tmp_path / "backup.yaml")
+    assert "checked against" not in found["message"]  # the cluster used is in the Backup's own file
+
+
+def test_equally_near_candidates_must_all_fail_and_are_named(tmp_path, capsys) -> None:
+    (tmp_path / "c1.yaml").write_text(CLUSTER)
+    (tmp_path / "c2.yaml").write_text(OTHER_CLUSTER)
+    (tmp_path / "backup.yaml").write_text(BACKUP)
+    assert backup_findings(capsys, tmp_path, tmp_path / "backup.yaml") == []  # fine against c1.yaml
+    (tmp_path / "c1.yaml").write_text(OTHER_CLUSTER.replace("s3-us-west", "s3-other"))
+    (found,) = backup_findings(capsys, tmp_path, tmp_path / "backup.yaml")
+    assert f"checked against {tmp_path / 'c1.yaml'}, {tmp_path / 'c2.yaml'}" in found["message"]
+
+
+def test_a_finding_from_another_directory_names_its_file(tmp_path, capsys) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "cluster.yaml").write_text(OTHER_CLUSTER)
+    (tmp_path / "b" / "backup.yaml").write_text(BACKUP)
+    (found,) = backup_findings(capsys, tmp_path, tmp_path / "b" / "backup.yaml")
+    assert found["message"].endswith(f"(checked against {tmp_path / 'a' / 'cluster.yaml'})")

@@ -1,0 +1,99 @@
+"""Cross-object references in a lint run. A Backup or Restore names its cluster (and a Restore its Backup) by name
+only; in a directory of unrelated examples several objects may share that name. The nearest one counts: the same
+file first, then the same directory, then the rest of the run. When several are equally near, a finding stands
+only if the check gives it against every one of them; each finding that used another object names its file."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..findings import Finding
+from ..policy.engine import rule_pass, structure_findings
+from ..policy.lookup import UNKNOWN, Found, LookupResult, Ref
+from .loader import Document
+
+MAX_COMBINATIONS = 16  # equally near candidates checked one by one; beyond that, the first ones
+
+
+def _ref_of(obj: Mapping[str, Any]) -> Ref | None:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(obj.get("kind"), str):
+        return None
+    name, ns = meta.get("name"), meta.get("namespace") or "default"
+    return (obj["kind"], ns, name) if isinstance(name, str) and isinstance(ns, str) else None
+
+
+class RunIndex:
+    """Every named object of the run, with the document it came from."""
+
+    def __init__(self, docs: list[Document]) -> None:
+        self._by_ref: dict[Ref, list[Document]] = {}
+        for doc in docs:
+            ref = _ref_of(doc.data) if isinstance(doc.data, dict) else None
+            if ref is not None:
+                self._by_ref.setdefault(ref, []).append(doc)
+
+    def nearest(self, ref: Ref, near: Document) -> list[Document]:
+        """The candidates for `ref` in the nearest scope that has any (never `near` itself)."""
+        found = [d for d in self._by_ref.get(ref, ()) if d is not near]
+        here = os.path.dirname(near.file)
+        for scope in (lambda d: d.file == near.file, lambda d: os.path.dirname(d.file) == here):
+            close = [d for d in found if scope(d)]
+            if close:
+                return close
+        return found
+
+
+@dataclass
+class _ChoiceLookup:
+    """Answers each reference with the chosen candidate (the nearest by default) and remembers what it answered."""
+
+    index: RunIndex
+    near: Document
+    chosen: dict[Ref, Document]
+    answered: dict[Ref, Document]
+    calls: int = 0  # the engine tells from this which rules consulted the lookup
+
+    def get(self, kind: str, namespace: str, name: str) -> LookupResult:
+        self.calls += 1
+        ref = (kind, namespace, name)
+        doc = self.chosen.get(ref) or next(iter(self.index.nearest(ref, self.near)), None)
+        if doc is None:
+            return UNKNOWN
+        self.answered[ref] = doc
+        return Found(doc.data)
+
+
+def _run(doc: Document, index: RunIndex, chosen: dict[Ref, Document], disabled: frozenset[str]):
+    lookup = _ChoiceLookup(index, doc, chosen, {})
+    rp = rule_pass(doc.data, lookup=lookup, disabled=disabled)
+    return rp, lookup.answered
+
+
+def _key(f: Finding) -> tuple:
+    return (f.code, f.path, f.severity)
+
+
+def check_in_run(doc: Document, index: RunIndex, disabled: frozenset[str]) -> list[Finding]:
+    """structure + rule findings of `doc`, references resolved as the module docstring says."""
+    first, answered = _run(doc, index, {}, disabled)
+    candidates = {ref: index.nearest(ref, doc) for ref in answered}
+    combos = [
+        dict(zip(candidates, pick, strict=True))
+        for pick in itertools.islice(itertools.product(*candidates.values()), MAX_COMBINATIONS)
+    ]
+    runs = [(first, answered)] if len(combos) <= 1 else [_run(doc, index, c, disabled) for c in combos]
+    common = set.intersection(*({_key(f) for f in rp.findings} for rp, _ in runs))
+    rp0 = runs[0][0]
+    used_files = sorted({d.file for _, ans in runs for d in ans.values() if d.file != doc.file})
+    note = f" (checked against {', '.join(used_files)})" if used_files else ""
+    kept = [
+        replace(f, message=f.message + note) if note and f.code in rp0.used_lookup else f
+        for f in rp0.findings
+        if _key(f) in common
+    ]
+    return structure_findings(doc.data, disabled) + kept
