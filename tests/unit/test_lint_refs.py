@@ -53,3 +53,24 @@ def test_a_finding_from_another_directory_names_its_file(tmp_path, capsys) -> No
     (tmp_path / "b" / "backup.yaml").write_text(BACKUP)
     (found,) = backup_findings(capsys, tmp_path, tmp_path / "b" / "backup.yaml")
     assert found["message"].endswith(f"(checked against {tmp_path / 'a' / 'cluster.yaml'})")
+
+
+RESTORE = """\
+apiVersion: psmdb.percona.com/v1
+kind: PerconaServerMongoDBRestore
+metadata: {name: r1, namespace: %s}
+spec: {clusterName: my-cluster, backupName: before-upgrade}
+"""
+
+
+def test_a_restore_naming_a_backup_of_another_namespace_is_its_own_finding(tmp_path, capsys) -> None:
+    (tmp_path / "backup.yaml").write_text(BACKUP)  # namespace psmdb
+    (tmp_path / "restore.yaml").write_text(RESTORE % "other")
+    main(["lint", "-f", "json", str(tmp_path)])
+    report = json.loads(capsys.readouterr().out)
+    (found,) = [f for f in report["findings"] if f["rule"] == "PSB008"]
+    assert found["severity"] == "warning" and found["path"] == "spec.backupName"
+    assert f"in namespace psmdb ({tmp_path / 'backup.yaml'})" in found["message"]
+    (tmp_path / "restore.yaml").write_text(RESTORE % "psmdb")
+    main(["lint", "-f", "json", str(tmp_path)])
+    assert not [f for f in json.loads(capsys.readouterr().out)["findings"] if f["rule"] == "PSB008"]

@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..findings import Finding
+from ..findings import Finding, Severity
+from ..policy import kinds
 from ..policy.engine import rule_pass, structure_findings
 from ..policy.lookup import UNKNOWN, Found, LookupResult, Ref
 from .loader import Document
 
+OTHER_NAMESPACE_CODE = "PSB008"
+OTHER_NAMESPACE_HINT = "create the Restore in the Backup's namespace, or name a Backup of the Restore's namespace"
 MAX_COMBINATIONS = 16  # equally near candidates checked one by one; beyond that, the first ones
 
 
@@ -36,6 +39,12 @@ class RunIndex:
             ref = _ref_of(doc.data) if isinstance(doc.data, dict) else None
             if ref is not None:
                 self._by_ref.setdefault(ref, []).append(doc)
+
+    def elsewhere(self, kind: str, name: str, namespace: str) -> list[Document]:
+        """Objects of that kind and name in other namespaces."""
+        return [
+            d for (k, ns, n), docs in self._by_ref.items() if (k, n) == (kind, name) and ns != namespace for d in docs
+        ]
 
     def nearest(self, ref: Ref, near: Document) -> list[Document]:
         """The candidates for `ref` in the nearest scope that has any (never `near` itself)."""
@@ -96,4 +105,26 @@ def check_in_run(doc: Document, index: RunIndex, disabled: frozenset[str]) -> li
         for f in rp0.findings
         if _key(f) in common
     ]
-    return structure_findings(doc.data, disabled) + kept
+    return structure_findings(doc.data, disabled) + kept + _other_namespace(doc, index, disabled)
+
+
+def _other_namespace(doc: Document, index: RunIndex, disabled: frozenset[str]) -> list[Finding]:
+    """A Restore whose Backup is in the run only under another namespace: the operator reads the Backup from the
+    Restore's own namespace, so this is a namespace mix-up."""
+    ref = _ref_of(doc.data)
+    spec = doc.data.get("spec")
+    name = spec.get("backupName") if isinstance(spec, dict) else None
+    if OTHER_NAMESPACE_CODE in disabled or ref is None or ref[0] != kinds.RESTORE or not isinstance(name, str):
+        return []
+    if index.nearest((kinds.BACKUP, ref[1], name), doc):
+        return []
+    others = index.elsewhere(kinds.BACKUP, name, ref[1])
+    if not others:
+        return []
+    where = ", ".join(
+        sorted({f"namespace {d.data['metadata'].get('namespace') or 'default'} ({d.file})" for d in others})
+    )
+    message = (
+        f"Backup {name} is not in namespace {ref[1]} but in {where}: a Restore only uses Backups of its own namespace"
+    )
+    return [Finding(OTHER_NAMESPACE_CODE, Severity.WARNING, ("spec", "backupName"), message, OTHER_NAMESPACE_HINT)]
