@@ -99,9 +99,21 @@ def cmd_lint(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         unreadable = False
     else:
+        from .lint.kustomize import KustomizeError
+        from .lint.kustomize import render as kustomize
+
         run = LintRun(disabled=disabled)
         try:
-            report = run.lint_paths(args.paths or ["."])
+            if args.kustomize:
+                if args.paths:
+                    print("psmdb-backup lint: give either PATHs or -k DIR, not both", file=sys.stderr)
+                    return EXIT_USAGE
+                report = run.lint_rendered(f"kustomize:{args.kustomize}", kustomize(args.kustomize))
+            else:
+                report = run.lint_paths(args.paths or ["."])
+        except KustomizeError as exc:
+            print(f"psmdb-backup lint: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         except Exception as exc:  # a crash must not look like "findings found" (exit 1) to CI
             print(f"psmdb-backup lint: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -261,6 +273,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         choices=["auto", "always", "never"],
         default="auto",
         help="colour the text format (auto: only on a terminal, and not with NO_COLOR)",
+    )
+    lint.add_argument(
+        "-k",
+        "--kustomize",
+        metavar="DIR",
+        help="lint what `kubectl kustomize DIR` renders (needs kubectl on PATH) instead of files",
     )
     lint.add_argument(
         "--cluster",

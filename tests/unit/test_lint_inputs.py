@@ -4,7 +4,10 @@ directories, and what it does when nothing is found."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 from webhook.cli import main
 from webhook.lint.loader import Document, LoadError, parse, position
@@ -172,3 +175,21 @@ def test_exit_codes_clean_and_findings(tmp_path, capsys) -> None:
     assert lint(capsys, str(tmp_path))[0] == 0
     (tmp_path / "r.yaml").write_text(RESTORE.replace("clusterName: c1", "clusterName: 12"))
     assert lint(capsys, str(tmp_path))[0] == 1
+
+
+def test_lint_k_lints_what_kubectl_kustomize_renders(tmp_path, capsys) -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not on PATH: `lint -k` runs `kubectl kustomize`")
+    (tmp_path / "kustomization.yaml").write_text("namespace: db\nresources: [r.yaml]\npatches:\n  - path: p.yaml\n")
+    (tmp_path / "r.yaml").write_text(RESTORE.replace("namespace: db", "namespace: x"))
+    (tmp_path / "p.yaml").write_text(
+        "apiVersion: psmdb.percona.com/v1\nkind: PerconaServerMongoDBRestore\nmetadata: {name: r1, namespace: x}\n"
+        "spec:\n  clusterName: 42\n"
+    )
+    code, report, _ = lint(capsys, "-k", str(tmp_path))
+    assert report["summary"]["checked"] == 1
+    (bad,) = [f for f in report["findings"] if f["rule"] == "PSB001"]  # the patched clusterName: 42
+    assert bad["file"] == f"kustomize:{tmp_path}" and bad["path"] == "spec.clusterName" and code == 1
+    code, _, err = lint(capsys, "-k", str(tmp_path / "missing"))
+    assert code == 2 and "kubectl kustomize" in err
+    assert lint(capsys, "-k", str(tmp_path), str(tmp_path))[0] == 2

@@ -40,3 +40,26 @@ def _patches_in(directory: str) -> dict[str, str]:
 def patch_of(file: str) -> str | None:
     """The kustomization that lists `file` as a patch, if any."""
     return _patches_in(os.path.dirname(os.path.realpath(file))).get(os.path.realpath(file))
+
+
+class KustomizeError(Exception):
+    """`kubectl kustomize` could not render: a usage error (exit 2)."""
+
+
+def render(directory: str, kubectl: str = "kubectl", timeout: float = 120.0) -> str:
+    """What `kubectl kustomize DIR` renders; KustomizeError when it cannot."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which(kubectl)
+    if binary is None:
+        raise KustomizeError(f"-k needs {kubectl} on PATH (it runs `kubectl kustomize {directory}`)")
+    try:
+        done = subprocess.run(
+            [binary, "kustomize", directory], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise KustomizeError(f"`kubectl kustomize {directory}` did not finish in {timeout:.0f} s") from None
+    if done.returncode != 0:
+        raise KustomizeError(f"`kubectl kustomize {directory}` failed: {done.stderr.strip() or done.returncode}")
+    return done.stdout

@@ -82,15 +82,27 @@ class LintRun:
             if isinstance(text, LoadError):
                 self._fail(text)
                 continue
-            for doc in parse(item, text):
-                if isinstance(doc, LoadError):
-                    self._fail(_with_helm_hint(doc) if "{{" in text else doc)
-                else:
-                    for one in list_items(doc) or [doc]:
-                        prune_object(one.data)  # as the API server does, before any rule or lookup sees it
-                        docs.append(one)
+            self._read(item, text, docs)
         self.lint_documents(docs)
         return self.report
+
+    def lint_rendered(self, name: str, text: str) -> LintReport:
+        """Lint one rendered stream (`kubectl kustomize` output), findings placed in `name`."""
+        with _collector_paused():
+            docs: list[Document] = []
+            self.report.files += 1
+            self._read(name, text, docs)
+            self.lint_documents(docs)
+        return self.report
+
+    def _read(self, item: str, text: str, docs: list[Document]) -> None:
+        for doc in parse(item, text):
+            if isinstance(doc, LoadError):
+                self._fail(_with_helm_hint(doc) if "{{" in text else doc)
+            else:
+                for one in list_items(doc) or [doc]:
+                    prune_object(one.data)  # as the API server does, before any rule or lookup sees it
+                    docs.append(one)
 
     def _note(self, file: str, message: str, hint: str) -> None:
         if SYNTAX_CODE not in self.disabled:
