@@ -271,10 +271,10 @@ def test_rotation_under_load_fails_no_request_and_new_connections_see_the_new_ce
                         # keep serving the old pair meanwhile
                         if i in (1, 3):
                             steps = [(TLS_KEY, key_pem, 0o600), (TLS_CERT, cert_pem, 0o644)][:: 1 if i == 1 else -1]
-                            await asyncio.to_thread(certs._atomic_write, tmp_path / steps[0][0], *steps[0][1:])
+                            await asyncio.to_thread(certs.files._atomic_write, tmp_path / steps[0][0], *steps[0][1:])
                             await asyncio.sleep(0.03)  # > 5 watch ticks
                             await wait_for(done + 2 * workers)  # and handshakes made against the half-written pair
-                            await asyncio.to_thread(certs._atomic_write, tmp_path / steps[1][0], *steps[1][1:])
+                            await asyncio.to_thread(certs.files._atomic_write, tmp_path / steps[1][0], *steps[1][1:])
                         else:
                             await asyncio.to_thread(write_dir, tmp_path, ca[0], cert_pem, key_pem)
                         written.append(cert_serial(cert_pem))
@@ -443,7 +443,7 @@ def test_write_dir_modes_order_and_no_leftovers(tmp_path, ca, monkeypatch) -> No
         order.append(Path(dst).name)
         return real_replace(src, dst)
 
-    monkeypatch.setattr(certs.os, "replace", recording_replace)
+    monkeypatch.setattr(certs.files.os, "replace", recording_replace)
     d = tmp_path / "certs"
     assert write_dir(d, ca[0], cert_pem, key_pem, ca_key_pem=ca[1]) == [CA_KEY, CA_CERT, TLS_KEY, TLS_CERT]
     assert order == [CA_KEY, CA_CERT, TLS_KEY, TLS_CERT]  # the CA first, and tls.crt (the commit point) last
@@ -475,7 +475,7 @@ def test_failed_write_leaves_the_old_file_whole_and_no_temp_file(tmp_path, ca, m
     def broken_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(certs.os, "fsync", broken_fsync)
+    monkeypatch.setattr(certs.files.os, "fsync", broken_fsync)
     with pytest.raises(OSError):
         write_dir(tmp_path, ca[0], new, new_key)
     assert (tmp_path / TLS_KEY).read_bytes() == key_pem and (tmp_path / TLS_CERT).read_bytes() == cert_pem
@@ -495,7 +495,7 @@ def test_a_concurrent_reader_never_sees_a_partial_file(tmp_path, ca) -> None:
             for name in (TLS_CERT, TLS_KEY):
                 data = (tmp_path / name).read_bytes()
                 try:
-                    (load if name == TLS_CERT else certs._load_key)(data)
+                    (load if name == TLS_CERT else certs.pki.load_key)(data)
                 except ValueError as e:
                     bad.append(f"{name}: {e}")
             reads += 1

@@ -215,7 +215,7 @@ class AdmissionApp:
 
 async def serve(settings: Settings, *, started: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set). Starts without any cluster when none is configured."""
-    from ..certs import CertReloader
+    from ..certs.reload import CertReloader
 
     api = None if settings.no_cluster else await load_api_client(settings.kubeconfig, settings.context)
     lookup = LiveLookup(KubeReader(api, settings.lookup_timeout) if api else None, ttl=settings.cache_ttl)
