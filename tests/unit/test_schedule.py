@@ -1,15 +1,31 @@
 """Scheduling decisions of the controller: one backup per slot, missed slots after downtime, retention."""
 
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webhook import cron
-from webhook.controller.schedule import due, retention_victims, slot_backup_name
+from webhook.controller.schedule import (
+    CONCURRENCY_FORBID,
+    DEADLINE_EXCEEDED,
+    SUPERSEDED,
+    SUSPENDED,
+    backup_for_slot,
+    decide,
+    due,
+    format_slot,
+    parse_slot,
+    retention_victims,
+    schedule_backup_name,
+    slot_backup_name,
+)
 
 UTC = UTC
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+S, M = timedelta(seconds=1), timedelta(minutes=1)
 
 
 def test_slot_names_are_deterministic_and_distinct_per_task() -> None:
@@ -81,3 +97,187 @@ def test_retention_keeps_the_newest_ready_and_never_touches_others() -> None:
         "b1",
         "b3",
     ]
+
+
+def test_very_long_downtime_reports_each_slot_once() -> None:
+    # 5,000 hourly steps end about 12 hours before now: the catch-up walk must not start again a day before now
+    since = T0 - timedelta(hours=5_012)
+    d = due(cron.parse("0 * * * *"), since=since, now=T0, starting_deadline=None)
+    assert d.run == T0 and len(set(d.missed)) == len(d.missed) == 5_011
+
+
+# --- PerconaServerMongoDBBackupSchedule ---------------------------------------------------------------------------
+
+H = timedelta(hours=1)
+HOURLY = cron.parse("0 * * * *")
+
+
+@pytest.mark.parametrize(
+    ("case", "now", "kw", "create", "skipped", "handled"),
+    [
+        ("nothing due yet", T0 + 30 * M, {}, None, [], T0),
+        ("on time", T0 + H + 3 * S, {}, T0 + H, [], T0 + H),
+        ("exactly at the slot", T0 + H, {}, T0 + H, [], T0 + H),
+        ("late but within the deadline", T0 + H + 119 * S, {"starting_deadline_seconds": 120}, T0 + H, [], T0 + H),
+        ("exactly the deadline", T0 + H + 120 * S, {"starting_deadline_seconds": 120}, T0 + H, [], T0 + H),
+        (
+            "past the deadline",
+            T0 + H + 121 * S,
+            {"starting_deadline_seconds": 120},
+            None,
+            [(T0 + H, DEADLINE_EXCEEDED)],
+            T0 + H,
+        ),
+        (
+            "downtime: latest runs, older superseded",
+            T0 + 3 * H + 10 * S,
+            {"starting_deadline_seconds": 120},
+            T0 + 3 * H,
+            [(T0 + H, SUPERSEDED), (T0 + 2 * H, SUPERSEDED)],
+            T0 + 3 * H,
+        ),
+        (
+            "downtime past the deadline: all missed",
+            T0 + 3 * H + 5 * M,
+            {"starting_deadline_seconds": 120},
+            None,
+            [(T0 + H, SUPERSEDED), (T0 + 2 * H, SUPERSEDED), (T0 + 3 * H, DEADLINE_EXCEEDED)],
+            T0 + 3 * H,
+        ),
+        ("no deadline: a late slot still runs", T0 + H + 50 * M, {}, T0 + H, [], T0 + H),
+        (
+            "suspended: skipped, not missed",
+            T0 + 2 * H + S,
+            {"suspend": True},
+            None,
+            [(T0 + H, SUSPENDED), (T0 + 2 * H, SUSPENDED)],
+            T0 + 2 * H,
+        ),
+        (
+            "Forbid with an earlier Backup unfinished",
+            T0 + H + S,
+            {"unfinished": [T0]},
+            None,
+            [(T0 + H, CONCURRENCY_FORBID)],
+            T0 + H,
+        ),
+        (
+            "Forbid with an unfinished Backup of unknown slot",
+            T0 + H + S,
+            {"unfinished": [None]},
+            None,
+            [(T0 + H, CONCURRENCY_FORBID)],
+            T0 + H,
+        ),
+        ("Forbid: this slot's own Backup exists (retry)", T0 + H + S, {"unfinished": [T0 + H]}, T0 + H, [], T0 + H),
+        (
+            "Allow with an earlier Backup unfinished",
+            T0 + H + S,
+            {"unfinished": [T0], "concurrency_policy": "Allow"},
+            T0 + H,
+            [],
+            T0 + H,
+        ),
+        ("Forbid and nothing unfinished", T0 + H + S, {"concurrency_policy": "Forbid"}, T0 + H, [], T0 + H),
+        (
+            "Forbid after downtime: superseded and forbidden",
+            T0 + 2 * H + S,
+            {"unfinished": [T0]},
+            None,
+            [(T0 + H, SUPERSEDED), (T0 + 2 * H, CONCURRENCY_FORBID)],
+            T0 + 2 * H,
+        ),
+        ("clock behind the mark", T0 - H, {}, None, [], T0),
+    ],
+)
+def test_decide(case: str, now: datetime, kw: dict, create, skipped: list, handled: datetime) -> None:
+    d = decide(HOURLY, namespace="ns", name="nightly", since=T0, now=now, **kw)
+    assert d.create == create, case
+    assert [(s.slot, s.reason) for s in d.skipped] == skipped, case
+    assert d.handled == handled, case
+    assert d.backup_name == (None if create is None else schedule_backup_name("ns", "nightly", create)), case
+    assert d.missed == tuple(s for s in d.skipped if s.reason != SUSPENDED), case
+    assert d.next == HOURLY.next(max(now, T0)), case
+
+
+def test_decide_every_keeps_its_grid_from_the_last_slot() -> None:
+    every = cron.parse("@every 10m")
+    d = decide(every, namespace="ns", name="s", since=T0, now=T0 + 10 * M + 40 * S)
+    assert d.create == T0 + 10 * M and d.next == T0 + 20 * M  # not now + 10m
+
+
+def test_decide_rejects_an_unknown_policy() -> None:
+    with pytest.raises(ValueError, match="concurrencyPolicy must be one of Forbid, Allow, not 'Replace'"):
+        decide(HOURLY, namespace="ns", name="s", since=T0, now=T0, concurrency_policy="Replace")
+
+
+def test_decide_each_slot_handled_once_across_calls() -> None:
+    """Deciding repeatedly with the returned mark runs every slot at most once and accounts for all of them."""
+    since, seen = T0, []
+    for minutes in (5, 61, 62, 130, 190, 400, 400, 401):
+        d = decide(HOURLY, namespace="ns", name="s", since=since, now=T0 + minutes * M, starting_deadline_seconds=600)
+        seen += ([d.create] if d.create else []) + [s.slot for s in d.skipped]
+        since = d.handled
+    assert seen == [T0 + h * H for h in range(1, 7)]
+
+
+def test_schedule_backup_names() -> None:
+    a = schedule_backup_name("ns", "nightly", T0)
+    assert a == "nightly-20261124100000-" + a.rsplit("-", 1)[1] and len(a.rsplit("-", 1)[1]) == 6
+    assert a == schedule_backup_name("ns", "nightly", T0.astimezone(timezone(timedelta(hours=5))))
+    assert a != schedule_backup_name("other", "nightly", T0)
+    assert a != schedule_backup_name("ns", "nightly", T0 + S)
+    long_a = schedule_backup_name("ns", "x" * 40 + "-a" + "y" * 200, T0)
+    long_b = schedule_backup_name("ns", "x" * 40 + "-b" + "y" * 200, T0)
+    assert long_a != long_b and long_a.startswith("x" * 40 + "-20261124100000-")  # trailing '-' of the cut dropped
+    for n in (long_a, long_b, schedule_backup_name("ns", "a" * 253, T0), a):
+        assert len(n) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n), n
+
+
+def test_slot_annotation_round_trip() -> None:
+    assert format_slot(T0) == "2026-11-24T10:00:00Z" and parse_slot("2026-11-24T10:00:00Z") == T0
+    assert parse_slot("2026-11-24T11:00:00+01:00") == T0
+    for bad in (None, "", "yesterday", "2026-11-24T10:00:00", 17):
+        assert parse_slot(bad) is None
+
+
+def _schedule_obj(**spec) -> dict:
+    return {
+        "metadata": {"name": "nightly", "namespace": "db"},
+        "spec": {"clusterName": "my-cluster", "schedule": "0 * * * *", "storageName": "s3", **spec},
+    }
+
+
+def test_backup_for_slot() -> None:
+    got = backup_for_slot(_schedule_obj(compressionType="zstd", compressionLevel=3), T0)
+    assert got == {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": "PerconaServerMongoDBBackup",
+        "metadata": {
+            "name": schedule_backup_name("db", "nightly", T0),
+            "namespace": "db",
+            "labels": {
+                "percona.com/backup-ancestor": "nightly",
+                "percona.com/cluster": "my-cluster",
+                "percona.com/backup-type": "cron",
+                "psmdb-backup-webhook.io/schedule": "nightly",
+            },
+            "annotations": {"psmdb-backup-webhook.io/slot": "2026-11-24T10:00:00Z"},
+            "finalizers": ["percona.com/delete-backup"],
+        },
+        "spec": {
+            "clusterName": "my-cluster",
+            "type": "logical",
+            "storageName": "s3",
+            "compressionType": "zstd",
+            "compressionLevel": 3,
+        },
+    }
+
+
+def test_backup_for_slot_without_delete_from_storage_and_external() -> None:
+    got = backup_for_slot(_schedule_obj(retention={"deleteFromStorage": False, "count": 3}), T0)
+    assert "finalizers" not in got["metadata"]
+    ext = backup_for_slot(_schedule_obj(type="external", storageName=None, volumeSnapshotClass="csi"), T0)
+    assert ext["spec"] == {"clusterName": "my-cluster", "type": "external", "volumeSnapshotClass": "csi"}
+    assert ext["metadata"]["finalizers"] == ["percona.com/delete-backup"]

@@ -1,15 +1,18 @@
 """Pure scheduling decisions of the backup controller: which slot is due, what a slot's Backup is called, and
 which backups retention removes. No clock, no API: callers pass `now` and the objects.
 
-Exactly once per slot: the Backup for a slot has a name derived from (namespace, cluster, task, slot time), so a
+Exactly once per slot: the Backup for a slot has a name derived from (namespace, schedule, slot time), so a
 restart, a leader change or a second replica that decides the same slot creates the same name, and the API server
 refuses the duplicate (409 AlreadyExists).
+
+`decide()` is the whole per-schedule decision of the companion's PerconaServerMongoDBBackupSchedule reconciler;
+`due()`/`slot_backup_name()` serve the operator-task cron (cluster `spec.backup.tasks`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,13 +48,153 @@ def due(schedule: cron.Schedule, *, since: datetime, now: datetime, starting_dea
             break
         slots.append(nxt)
         t = nxt
-    else:  # an absurdly long downtime: report the ones we walked, then restart the walk close to now
-        recent = due(schedule, since=now - timedelta(days=1), now=now, starting_deadline=starting_deadline)
+    else:  # an absurdly long downtime: report the ones we walked, then restart the walk close to now (never
+        # before where the walk stopped, or slots would be reported twice)
+        recent = due(schedule, since=max(t, now - timedelta(days=1)), now=now, starting_deadline=starting_deadline)
         return Due(recent.run, tuple(slots) + recent.missed, recent.next)
     latest = slots[-1] if slots else None
     run = latest if latest and (starting_deadline is None or now - latest <= starting_deadline) else None
     missed = tuple(s for s in slots if s != run)
     return Due(run, missed, schedule.next(now))
+
+
+# --- PerconaServerMongoDBBackupSchedule: names, the Backup object, the per-slot decision -------------------------
+
+SLOT_ANNOTATION = "psmdb-backup-webhook.io/slot"
+SCHEDULE_LABEL = "psmdb-backup-webhook.io/schedule"
+ANCESTOR_LABEL = "percona.com/backup-ancestor"
+CLUSTER_LABEL = "percona.com/cluster"
+BACKUP_TYPE_LABEL = "percona.com/backup-type"
+FINALIZER_DELETE_BACKUP = "percona.com/delete-backup"
+NAME_MAX = 63  # a DNS-1123 label: the name also fits a label value and `<name>-<rs>` VolumeSnapshot names stay short
+_STAMP_AND_HASH = len("-YYYYMMDDhhmmss-") + 6
+
+
+def format_slot(slot: datetime) -> str:
+    """RFC 3339 in UTC with second precision, the value of the slot annotation (`2026-11-24T10:00:00Z`)."""
+    return slot.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_slot(text: object) -> datetime | None:
+    """The slot annotation back to a datetime; None for anything that is not an RFC 3339 time with a zone."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+
+
+def schedule_backup_name(namespace: str, schedule: str, slot: datetime) -> str:
+    """`<schedule[:41]>-<YYYYMMDDhhmmss UTC>-<6 hex of sha256(namespace/schedule/stamp)>`, at most 63 characters.
+
+    Deterministic per (namespace, schedule, slot), so every replica and every retry names a slot's Backup the same
+    and the API server refuses a second one. The hash keeps two schedules apart whose names share the first 41
+    characters. The operator's own cron names end in 5 random characters, ours in 6: the two never collide."""
+    stamp = slot.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    digest = hashlib.sha256(f"{namespace}/{schedule}/{stamp}".encode()).hexdigest()[:6]
+    prefix = schedule[: NAME_MAX - _STAMP_AND_HASH].rstrip("-.") or "schedule"
+    return f"{prefix}-{stamp}-{digest}"
+
+
+def backup_for_slot(schedule: Mapping[str, Any], slot: datetime) -> dict[str, Any]:
+    """The operator's PerconaServerMongoDBBackup for one slot of a schedule object: the operator's cron labels (its
+    tooling and the watchdog match by them), our schedule label and slot annotation, and the delete-backup finalizer
+    unless `retention.deleteFromStorage` is false (the operator's default is true, facts §4.1). No ownerReference:
+    deleting a schedule must never garbage-collect its Backups (and with them the data)."""
+    meta, spec = schedule["metadata"], schedule.get("spec") or {}
+    name, namespace, cluster = meta["name"], meta.get("namespace", ""), spec["clusterName"]
+    retention = spec.get("retention") or {}
+    backup_spec: dict[str, Any] = {"clusterName": cluster, "type": spec.get("type") or "logical"}
+    for key in ("storageName", "compressionType", "compressionLevel", "volumeSnapshotClass"):
+        if spec.get(key) is not None:
+            backup_spec[key] = spec[key]
+    metadata: dict[str, Any] = {
+        "name": schedule_backup_name(namespace, name, slot),
+        "namespace": namespace,
+        "labels": {ANCESTOR_LABEL: name, CLUSTER_LABEL: cluster, BACKUP_TYPE_LABEL: "cron", SCHEDULE_LABEL: name},
+        "annotations": {SLOT_ANNOTATION: format_slot(slot)},
+    }
+    if retention.get("deleteFromStorage", True) is not False:
+        metadata["finalizers"] = [FINALIZER_DELETE_BACKUP]
+    return {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": "PerconaServerMongoDBBackup",
+        "metadata": metadata,
+        "spec": backup_spec,
+    }
+
+
+# Why a slot was not run. Every reason but SUSPENDED counts in status.missedSlots and gets an Event.
+SUPERSEDED = "Superseded"  # an older slot that passed unrun (downtime): only the latest slot may run
+DEADLINE_EXCEEDED = "DeadlineExceeded"  # the latest slot is older than startingDeadlineSeconds
+CONCURRENCY_FORBID = "ConcurrencyForbid"  # concurrencyPolicy Forbid and an earlier Backup is not finished
+SUSPENDED = "Suspended"  # spec.suspend: passed on purpose, not missed
+CONCURRENCY_POLICIES = ("Forbid", "Allow")
+
+
+@dataclass(frozen=True)
+class Skip:
+    slot: datetime
+    reason: str
+
+    @property
+    def missed(self) -> bool:
+        return self.reason != SUSPENDED
+
+
+@dataclass(frozen=True)
+class Decision:
+    create: datetime | None  # the slot whose Backup to create now (AlreadyExists means it was created: fine)
+    backup_name: str | None  # its deterministic name
+    skipped: tuple[Skip, ...]  # every other slot in (since, now], oldest first, with its reason
+    handled: datetime  # the caller stores this as the last handled slot (status.lastScheduleTime or its own mark)
+    next: datetime | None  # when to decide again (the next slot); None: the schedule never fires again
+
+    @property
+    def missed(self) -> tuple[Skip, ...]:
+        return tuple(s for s in self.skipped if s.missed)
+
+
+def decide(
+    schedule: cron.Schedule,
+    *,
+    namespace: str,
+    name: str,
+    since: datetime,
+    now: datetime,
+    starting_deadline_seconds: int | None = None,
+    suspend: bool = False,
+    concurrency_policy: str = "Forbid",
+    unfinished: Collection[datetime | None] = (),
+) -> Decision:
+    """What one schedule does at `now`. `since` is the last handled slot (or when the schedule was created);
+    `unfinished` holds the slots (None: unknown) of this schedule's Backups that are not `ready`/`error`.
+
+    Slots in (since, now]: while suspended all are skipped as SUSPENDED (and resuming never runs one of them);
+    otherwise only the latest may run, and only within startingDeadlineSeconds (None: no deadline), the older ones
+    are SUPERSEDED. Under Forbid the latest is skipped as CONCURRENCY_FORBID while a Backup of another slot is
+    unfinished; one for this very slot means it was created already, so it is "created" again (idempotent).
+    Every returned slot is handled: it is never decided again."""
+    if concurrency_policy not in CONCURRENCY_POLICIES:
+        raise ValueError(
+            f"concurrencyPolicy must be one of {', '.join(CONCURRENCY_POLICIES)}, not {concurrency_policy!r}"
+        )
+    deadline = None if starting_deadline_seconds is None else timedelta(seconds=starting_deadline_seconds)
+    d = due(schedule, since=since, now=now, starting_deadline=deadline)
+    slots = sorted(d.missed + ((d.run,) if d.run else ()))
+    handled = slots[-1] if slots else since
+    nxt = schedule.next(handled)  # from the last slot, not from now: keeps `@every` on its grid
+    if suspend:
+        return Decision(None, None, tuple(Skip(s, SUSPENDED) for s in slots), handled, nxt)
+    skipped = [Skip(s, SUPERSEDED if s != slots[-1] else DEADLINE_EXCEEDED) for s in d.missed]
+    run = d.run
+    if run is not None and concurrency_policy == "Forbid" and any(u != run for u in unfinished):
+        skipped.append(Skip(run, CONCURRENCY_FORBID))
+        run = None
+    name_ = None if run is None else schedule_backup_name(namespace, name, run)
+    return Decision(run, name_, tuple(skipped), handled, nxt)
 
 
 def _created(obj: Mapping[str, Any]) -> str:
