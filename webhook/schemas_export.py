@@ -18,7 +18,7 @@ from typing import Any
 
 from .policy import kinds
 from .policy.schema import SCHEMA_FILES, load_schema
-from .policy.versions import LATEST, OLDEST_MODELLED, Version
+from .versions import LATEST, OLDEST_MODELLED, Version
 
 GROUP = "psmdb.percona.com"
 VERSION = "v1"

@@ -29,8 +29,9 @@ import copy
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
+
+from .versions import Version
 
 CONTAINER_NAME = "backup-agent"
 OPT_OUT_ANNOTATION = "psmdb-backup-webhook.io/inject"  # value "false" disables injection (annotation or label)
@@ -105,33 +106,19 @@ def wants_sidecar(identity: PodIdentity) -> bool:
     return identity.component in _DATA_COMPONENTS and identity.replset is not None
 
 
-# --- versions (hashicorp/go-version semantics, enough for x.y.z[-pre]) ---------------------------------------
-
-_VersionKey = tuple[tuple[int, ...], int, str]  # (release parts, 1 unless pre-release, pre-release)
-_VERSION = re.compile(r"^v?(\d+(?:\.\d+)*)(?:-([0-9A-Za-z.~-]+))?(?:\+[0-9A-Za-z.~-]+)?$")
+# --- versions (the policy engine's go-version parser) --------------------------------------------------------
 
 
-def _vkey(text: object) -> _VersionKey | None:
-    return _parse_version(text) if isinstance(text, str) else None  # a malformed crVersion may be any YAML value
+def _vkey(text: object) -> Version | None:
+    return Version.parse(text)  # a malformed crVersion may be any YAML value
 
 
-def _key(text: str) -> _VersionKey:
-    """The key of a constant or an already checked version (a bad one is a bug here, not user input)."""
-    key = _parse_version(text)
-    if key is None:
+def _key(text: str) -> Version:
+    """The version of a constant or an already checked string (a bad one is a bug here, not user input)."""
+    version = Version.parse(text)
+    if version is None:
         raise SidecarError(f"{text!r} is not a version")
-    return key
-
-
-@lru_cache(maxsize=256)  # every render compares the same few version strings many times
-def _parse_version(text: str) -> _VersionKey | None:
-    m = _VERSION.match(text.strip())
-    if not m:
-        return None
-    parts = [int(p) for p in m.group(1).split(".")]
-    parts += [0] * (5 - len(parts))
-    pre = m.group(2)
-    return (tuple(parts), 0 if pre else 1, pre or "")  # a pre-release sorts before its release
+    return version
 
 
 def cr_version(cluster: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ from webhook.policy import RULES, check
 from webhook.policy.common import pbm_version_from_image
 from webhook.policy.examples import example_object, lookup_for, with_backup
 from webhook.policy.live import Checked, Enforcement, LookupFailure, decide
-from webhook.policy.versions import Version
+from webhook.versions import Version
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ..policy.versions import Version
+from ..versions import Version
 from . import pbmconfig
 from .kubeapi import psmdb_path
 from .pbm import PBMError

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import cron
-from ..policy.versions import Version
+from ..versions import Version
 from . import clusters
 from .backups import FINALIZER_DELETE, parse_time
 from .backups import KIND as BACKUP_KIND

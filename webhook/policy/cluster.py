@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..findings import Severity
+from ..versions import LATEST, OLDEST_MODELLED, V1_22, V1_23, Version
 from . import kinds
 from .common import backup_spec, mapping, tasks, text
 from .examples import with_backup
 from .lookup import Found
 from .registry import Context, Example, Violation, backup_enabled, rule
-from .versions import LATEST, OLDEST_MODELLED, V1_22, V1_23, Version
 
 BACKUP = ("spec", "backup")
 PITR = BACKUP + ("pitr",)

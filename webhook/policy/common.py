@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .versions import Version
+from ..versions import Version
 
 STORAGE_TYPES = ("s3", "minio", "gcs", "azure", "oss", "filesystem", "oci")  # oci: operator 1.23.0, K8SPSMDB-1644
 COMPRESSION_TYPES = ("none", "gzip", "pgzip", "snappy", "lz4", "s2", "zstd")  # PBM:pbm/compress/compress.go

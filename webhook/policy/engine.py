@@ -8,12 +8,12 @@ from functools import lru_cache
 from typing import Any
 
 from ..findings import Finding, Severity
+from ..versions import LATEST, Version
 from . import kinds
 from .failures import RULE_ERROR_CODE, RuleError, report
 from .lookup import EmptyLookup, Lookup
 from .registry import RULES, Context, Rule, Violation, disabled_by_annotation, rule, run_rules
 from .schema import SCHEMA_CODE, UNKNOWN_FIELD_CODE, schema_findings
-from .versions import LATEST, Version
 
 _EMPTY = EmptyLookup()
 

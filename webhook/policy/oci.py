@@ -8,11 +8,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..findings import Path, Severity
+from ..versions import V1_23, Version
 from . import kinds
 from .common import mapping, pbm_version_from_image, text
 from .examples import with_backup
 from .registry import RELEASE_1_23, Context, Violation, rule
-from .versions import V1_23, Version
 
 PBM_OCI = Version(2, 15)
 USER_PRINCIPAL = "userPrincipal"

@@ -8,10 +8,10 @@ from functools import cached_property
 from typing import Any
 
 from ..findings import Finding, Path, Severity
+from ..versions import Version
 from . import kinds
 from .common import text
 from .lookup import Found, Lookup, LookupResult
-from .versions import Version
 
 OPERATOR_MAIN = "operator main b15af500 (2026-07-02, before 1.23.0)"
 RELEASE_1_23 = "operator 1.23.0 release (docs, RN1.23.0), PBM 2.15.0"

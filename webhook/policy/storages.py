@@ -8,12 +8,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..findings import Path, Severity
+from ..versions import LATEST, V1_20, V1_22, V1_23, Version
 from . import kinds, oci
 from .common import STORAGE_TYPES, mapping, pbm_version_from_image, quoted, storage_block, text
 from .examples import with_backup
 from .lookup import Found, Missing
 from .registry import RELEASE_1_23, Context, Example, Violation, rule
-from .versions import LATEST, V1_20, V1_22, V1_23, Version
 
 ROOT = ("spec", "backup", "storages")
 PBM_OSS = Version(2, 12)

@@ -10,11 +10,11 @@ from typing import Any
 
 from .. import cron
 from ..findings import Severity
+from ..versions import V1_21, V1_23
 from . import kinds
 from .common import mapping, quoted, storages, tasks, text
 from .examples import with_backup
 from .registry import Context, Example, Violation, rule
-from .versions import V1_21, V1_23
 
 ROOT = ("spec", "backup", "tasks")
 S3 = "storages: {s3-main: {type: s3, s3: {bucket: b}}}"
