@@ -145,6 +145,7 @@ HOURLY = cron.parse("0 * * * *")
             T0 + 3 * H,
         ),
         ("no deadline: a late slot still runs", T0 + H + 50 * M, {}, T0 + H, [], T0 + H),
+        ("deadline 0 is no limit", T0 + H + 50 * M, {"starting_deadline_seconds": 0}, T0 + H, [], T0 + H),
         (
             "suspended: skipped, not missed",
             T0 + 2 * H + S,
@@ -275,9 +276,15 @@ def test_backup_for_slot() -> None:
     }
 
 
-def test_backup_for_slot_without_delete_from_storage_and_external() -> None:
+def test_backup_for_slot_without_delete_from_storage() -> None:
     got = backup_for_slot(_schedule_obj(retention={"deleteFromStorage": False, "count": 3}), T0)
     assert "finalizers" not in got["metadata"]
-    ext = backup_for_slot(_schedule_obj(type="external", storageName=None, volumeSnapshotClass="csi"), T0)
-    assert ext["spec"] == {"clusterName": "my-cluster", "type": "external", "volumeSnapshotClass": "csi"}
-    assert ext["metadata"]["finalizers"] == ["percona.com/delete-backup"]
+
+
+def test_backup_for_slot_storage() -> None:
+    main = backup_for_slot(_schedule_obj(type="physical", storageName=None), T0, storage_name="main-s3")
+    assert main["spec"] == {"clusterName": "my-cluster", "type": "physical", "storageName": "main-s3"}
+    named = backup_for_slot(_schedule_obj(), T0, storage_name="main-s3")  # the schedule's own storage wins
+    assert named["spec"]["storageName"] == "s3"
+    with pytest.raises(ValueError, match="schedule db/nightly names no storageName and no main storage was given"):
+        backup_for_slot(_schedule_obj(storageName=None), T0)

@@ -98,16 +98,26 @@ def schedule_backup_name(namespace: str, schedule: str, slot: datetime) -> str:
     return f"{prefix}-{stamp}-{digest}"
 
 
-def backup_for_slot(schedule: Mapping[str, Any], slot: datetime) -> dict[str, Any]:
+def backup_for_slot(schedule: Mapping[str, Any], slot: datetime, *, storage_name: str | None = None) -> dict[str, Any]:
     """The operator's PerconaServerMongoDBBackup for one slot of a schedule object: the operator's cron labels (its
     tooling and the watchdog match by them), our schedule label and slot annotation, and the delete-backup finalizer
     unless `retention.deleteFromStorage` is false (the operator's default is true, facts §4.1). No ownerReference:
-    deleting a schedule must never garbage-collect its Backups (and with them the data)."""
+    deleting a schedule must never garbage-collect its Backups (and with them the data).
+
+    `storage_name`: the storage the caller resolved (the cluster's main one) when the schedule names none; the
+    operator fails a Backup without storageName (`spec storageName field is empty`, facts §6.2)."""
     meta, spec = schedule["metadata"], schedule.get("spec") or {}
     name, namespace, cluster = meta["name"], meta.get("namespace", ""), spec["clusterName"]
+    storage = spec.get("storageName") or storage_name
+    if not storage:
+        raise ValueError(f"schedule {namespace}/{name} names no storageName and no main storage was given")
     retention = spec.get("retention") or {}
-    backup_spec: dict[str, Any] = {"clusterName": cluster, "type": spec.get("type") or "logical"}
-    for key in ("storageName", "compressionType", "compressionLevel", "volumeSnapshotClass"):
+    backup_spec: dict[str, Any] = {
+        "clusterName": cluster,
+        "type": spec.get("type") or "logical",
+        "storageName": storage,
+    }
+    for key in ("compressionType", "compressionLevel"):
         if spec.get(key) is not None:
             backup_spec[key] = spec[key]
     metadata: dict[str, Any] = {
@@ -171,6 +181,7 @@ def decide(
 ) -> Decision:
     """What one schedule does at `now`. `since` is the last handled slot (or when the schedule was created);
     `unfinished` holds the slots (None: unknown) of this schedule's Backups that are not `ready`/`error`.
+    startingDeadlineSeconds None or 0 means no deadline (the schedule kind's "0: no limit").
 
     Slots in (since, now]: while suspended all are skipped as SUSPENDED (and resuming never runs one of them);
     otherwise only the latest may run, and only within startingDeadlineSeconds (None: no deadline), the older ones
@@ -181,7 +192,7 @@ def decide(
         raise ValueError(
             f"concurrencyPolicy must be one of {', '.join(CONCURRENCY_POLICIES)}, not {concurrency_policy!r}"
         )
-    deadline = None if starting_deadline_seconds is None else timedelta(seconds=starting_deadline_seconds)
+    deadline = timedelta(seconds=starting_deadline_seconds) if starting_deadline_seconds else None
     d = due(schedule, since=since, now=now, starting_deadline=deadline)
     slots = sorted(d.missed + ((d.run,) if d.run else ()))
     handled = slots[-1] if slots else since
