@@ -1,4 +1,4 @@
-"""`psmdb-backup`: the one console script (lint, and the server-side subcommands as they land)."""
+"""`psmdb-backup`: the one console script; each subcommand's parser and handler live with its front-end."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .cliutil import env as _env
+from .cliutil import env_bool
 from .cliutil import listen as _listen
 from .findings import Severity, exit_code
 from .policy import Rule
@@ -328,7 +329,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-cluster",
         action="store_true",
-        default=_env("NO_CLUSTER") == "1",
+        default=env_bool("NO_CLUSTER", False),
         help="never contact an API server: cross-object rules follow --on-lookup-failure, pods get "
         "latest-crVersion defaults [PSMDB_BACKUP_NO_CLUSTER=1]",
     )

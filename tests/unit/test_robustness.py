@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -166,3 +167,35 @@ def test_nasty_files_are_reported_not_crashed(tmp_path) -> None:
 def test_read_text_of_missing_file_is_unreadable(tmp_path) -> None:
     result = read_text(str(tmp_path / "nope.yaml"))
     assert isinstance(result, LoadError) and result.unreadable
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("TRUE", True),
+        (" on ", True),
+        ("yes", True),
+        ("0", False),
+        ("off", False),
+        ("False", False),
+        ("", False),
+        ("2", None),
+        ("enable", None),
+    ],
+)
+def test_one_boolean_spelling_for_environment_variables(raw: str, expected: bool | None) -> None:
+    from webhook.cliutil import parse_bool
+
+    assert parse_bool(raw) is expected
+
+
+def test_a_non_boolean_on_off_variable_stops_the_command(monkeypatch, capsys) -> None:
+    from webhook.cliutil import env_bool
+
+    monkeypatch.setenv("PSMDB_BACKUP_NO_CLUSTER", "ture")
+    with pytest.raises(SystemExit) as exc:
+        env_bool("NO_CLUSTER", False)
+    assert exc.value.code == 2 and "PSMDB_BACKUP_NO_CLUSTER='ture' is not a boolean" in capsys.readouterr().err
+    monkeypatch.setenv("PSMDB_BACKUP_NO_CLUSTER", "true")
+    assert env_bool("NO_CLUSTER", False) is True

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..cliutil import parse_bool
 from ..findings import Finding, Severity
 from .registry import Rule
 
@@ -58,7 +59,7 @@ class RuleError:
 
 
 def strict() -> bool:
-    return os.environ.get(STRICT_ENV, "").strip() == "1"
+    return parse_bool(os.environ.get(STRICT_ENV, "")) is True
 
 
 def clip(value: object) -> str:

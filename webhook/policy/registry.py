@@ -1,4 +1,5 @@
-"""The rule registry: `@rule(...)` registers a check; `check()` runs schema validation and every rule."""
+"""The rule registry: `@rule(...)` registers a check with its metadata; `run_rules` runs them (engine.check runs the
+schema validation first, then these)."""
 
 from __future__ import annotations
 
