@@ -369,3 +369,15 @@ def test_health_ready_and_metrics() -> None:
             await client.close()
 
     run(go())
+
+
+def test_nulls_are_pruned_as_the_api_server_prunes_them() -> None:
+    """`storages:` / `tasks:` left empty (older chart versions render that): the API server drops such nulls before
+    it validates, so they must mean "absent" here as in lint, not "must be a mapping / a list"."""
+    cluster = copy.deepcopy(CLUSTER)
+    cluster["spec"]["backup"].update(storages=None, tasks=None, pitr=None)
+    resp = run(post(world(), "/validate", review(cluster)))[1]["response"]
+    assert resp["allowed"] is True, resp.get("status")
+    assert not any(w.startswith("PSB001") for w in resp.get("warnings", []))
+    update = run(post(world(), "/validate", review(cluster, operation="UPDATE", old=copy.deepcopy(cluster))))[1]
+    assert update["response"]["allowed"] is True

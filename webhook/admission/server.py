@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..kube import KubeReader, LiveLookup, load_api_client
 from ..policy import kinds
 from ..policy.live import Enforcement, LookupFailure, decide, evaluate
+from ..policy.nulls import prune_object
 from ..redaction import clip, strip_userinfo
 from . import review
 from .connections import GuardedSite
@@ -158,6 +159,11 @@ class AdmissionApp:
                     message="AdmissionReview request.object is missing or not an object",
                 ),
             )
+        # The API server drops nulls of non-nullable fields before it validates; lint prunes the same way, so a
+        # `storages:` left empty means "no storages" here too (objects parsed for this request only, pruned in place).
+        prune_object(req.obj)
+        if req.old is not None:
+            prune_object(req.old)
         what = f"{req.kind} {req.namespace}/{clip(req.display_name)}"
         lookup = self.lookup.until(time.monotonic() + self.settings.lookup_budget)  # one budget for every read
         ns_ref = ("Namespace", "", req.namespace)
