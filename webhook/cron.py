@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-__all__ = ["CronError", "Schedule", "parse"]
+__all__ = ["CronError", "Schedule", "first_common_minute", "parse"]
 
 
 class CronError(ValueError):
@@ -521,3 +521,30 @@ class Schedule:
 def parse(expr: str) -> Schedule:
     """Parse a `spec.backup.tasks[].schedule` the way the operator's robfig/cron does; raises CronError."""
     return Schedule(expr)
+
+
+_COMMON_SEARCH_DAYS = 5 * 366 + 1  # robfig's own horizon: Next gives up after 5 years
+
+
+def first_common_minute(a: Schedule, b: Schedule, after: datetime) -> datetime | None:
+    """The first minute after `after` in which both schedules fire, in UTC, or None: no such minute within 5 years,
+    or it cannot be told (an `@every` schedule runs relative to when the operator added it; schedules in different
+    zones are not compared). Each candidate is confirmed with Next(), so DST gaps cannot produce a false answer."""
+    x, y = a._parsed, b._parsed
+    if not isinstance(x, _Spec) or not isinstance(y, _Spec) or x.zone != y.zone or _never_fires(x) or _never_fires(y):
+        return None
+    hours, minutes = x.hour & y.hour & ~_STAR, x.minute & y.minute & ~_STAR
+    if not hours or not minutes:
+        return None
+    minute = (minutes & -minutes).bit_length() - 1  # the lowest common minute: the first in any common hour
+    day = after.astimezone(x.zone).date()
+    for _ in range(_COMMON_SEARCH_DAYS):
+        t = datetime(day.year, day.month, day.day, tzinfo=x.zone)
+        if all(s.month >> day.month & 1 and _Search(s, 0).day_matches(t) for s in (x, y)):
+            for hour in (h for h in range(24) if hours >> h & 1):
+                when = datetime(day.year, day.month, day.day, hour, minute, tzinfo=x.zone).astimezone(UTC)
+                before = when - timedelta(seconds=1)
+                if when > after and a.next(before) == when and b.next(before) == when:  # a DST gap fails here
+                    return when
+        day += timedelta(days=1)
+    return None

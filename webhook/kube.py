@@ -36,6 +36,8 @@ def resource_path(kind: str, namespace: str, name: str) -> str:
         return f"/apis/{kinds.GROUP}/v1/namespaces/{namespace}/{_PSMDB_PLURALS[kind]}/{name}"
     if kind in _CORE_PLURALS:
         return f"/api/v1/namespaces/{namespace}/{_CORE_PLURALS[kind]}/{name}"
+    if kind == kinds.SNAPSHOT_CLASS:
+        return f"/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses/{name}"
     if kind == "Namespace":
         return f"/api/v1/namespaces/{name}"
     raise ValueError(f"no lookup for kind {kind}")

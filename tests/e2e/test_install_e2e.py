@@ -231,6 +231,7 @@ def test_certificate_job_and_rotation_cronjob_pods_are_admitted(cp: ControlPlane
         "Secret",
         "ConfigMap",
         "Namespace",
+        "VolumeSnapshotClass",
     ],
 )
 def test_webhook_service_account_can_read_every_object_the_webhook_looks_up(cp: ControlPlane, kind: str) -> None:

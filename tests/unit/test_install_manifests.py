@@ -56,6 +56,7 @@ WEBHOOK_CLUSTER_RULES = {
     ("", "configmaps", "get", "*"),
     ("", "namespaces", "get", "*"),
     ("", "secrets", "get", "*"),
+    ("snapshot.storage.k8s.io", "volumesnapshotclasses", "get", "*"),
 }
 # The controller (webhook/controller): watches the PSMDB kinds; creates and deletes Backups (schedules, retention);
 # patches finalizers, status and the cluster annotations it owns; reads Secrets by name for PBM credentials; execs
@@ -72,6 +73,7 @@ CONTROLLER_CLUSTER_RULES = {
     ("", "secrets", "get", "*"),
     ("", "configmaps", "get", "*"),
     ("", "namespaces", "get", "*"),
+    ("snapshot.storage.k8s.io", "volumesnapshotclasses", "get", "*"),
     ("", "pods/exec", "create", "*"),
     ("", "pods/exec", "get", "*"),
     *(("coordination.k8s.io", "leases", v, "*") for v in ("get", "create", "update", "delete")),

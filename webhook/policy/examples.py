@@ -91,18 +91,19 @@ def with_backup(body: str, *, cr_version: str = "1.23.0", enabled: bool = True, 
 
 def lookup_for(others: tuple[str, ...]) -> RecordingLookup:
     """The Lookup an example runs with: each entry is a YAML object (found), or `MISSING <Kind> <name>` for an
-    object the live API would report as absent (namespace default)."""
+    object the live API would report as absent (namespace default; none for cluster-scoped kinds)."""
     from .lookup import MISSING, Found, LookupResult, RecordingLookup
 
     known: dict[tuple[str, str, str], LookupResult] = {}
     for item in others:
         if item.startswith("MISSING "):
             _, kind, name = item.split()
-            known[(kind, "default", name)] = MISSING
+            known[(kind, "" if kind in kinds.CLUSTER_SCOPED else "default", name)] = MISSING
             continue
         for doc in load_all(item):
             meta = doc.get("metadata", {})
-            known[(doc["kind"], meta.get("namespace", "default"), meta["name"])] = Found(doc)
+            ns = "" if doc["kind"] in kinds.CLUSTER_SCOPED else meta.get("namespace", "default")
+            known[(doc["kind"], ns, meta["name"])] = Found(doc)
     return RecordingLookup(known=known)
 
 

@@ -367,3 +367,52 @@ def incremental_without_base(ctx: Context) -> Iterable[Violation]:
                 "no enabled incremental-base task writes to the same storage: these "
                 'backups fail with "incremental base backup not found" unless a base backup exists there',
             )
+
+
+_OVERLAP_FROM = datetime(2026, 1, 1, tzinfo=UTC)  # fixed, like _NEVER_CHECK_FROM: the verdict must not drift
+
+
+@lru_cache(maxsize=4096)
+def _common_minute(a: str, b: str) -> datetime | None:
+    x, _ = parse_schedule(a)
+    y, _ = parse_schedule(b)
+    return None if x is None or y is None else cron.first_common_minute(x, y, _OVERLAP_FROM)
+
+
+@rule(
+    "PSB214",
+    title="Two tasks fire in the same minute",
+    severity=Severity.INFO,
+    kind=kinds.CLUSTER,
+    source="OP v1.23.0@b15af500 pkg/psmdb/backup/job.go:107 (each firing creates a Backup named cron-<cluster>-"
+    "<time>-<random>); pkg/controller/perconaservermongodbbackup/psmdb_backup_controller.go:287-296 (one Lease "
+    "per cluster: the other Backup is waiting); deadline.go:16-18 (startingDeadlineSeconds only in state new)",
+    hint="stagger the schedules (e.g. 0 0 * * * and 30 0 * * *) so each backup starts on time",
+    bad=[
+        with_backup(
+            f"{S3}, tasks: [{{name: daily, enabled: true, schedule: '0 0 * * *', storageName: s3-main}}, "
+            "{name: weekly, enabled: true, schedule: '0 0 * * 0', storageName: s3-main, type: physical}]"
+        )
+    ],
+    good=[
+        with_backup(
+            f"{S3}, tasks: [{{name: daily, enabled: true, schedule: '0 0 * * *', storageName: s3-main}}, "
+            "{name: weekly, enabled: true, schedule: '30 0 * * 0', storageName: s3-main, type: physical}]"
+        )
+    ],
+    description="Nothing fails: both Backups are created, the second one waits in state `waiting` behind the "
+    "cluster's backup Lease and starts when the first finishes (the starting deadline does not apply to a waiting "
+    "backup). Schedules in different CRON_TZ zones and `@every` schedules are not compared.",
+)
+def tasks_same_minute(ctx: Context) -> Iterable[Violation]:
+    enabled = [(i, t) for i, t in tasks(ctx.spec) if _enabled(t) and isinstance(t.get("schedule"), str)]
+    for n, (i, task) in enumerate(enabled):
+        for j, other in enabled[:n]:
+            when = _common_minute(other["schedule"], task["schedule"])
+            if when is not None:
+                yield Violation(
+                    ROOT + (i, "schedule"),
+                    f"fires in the same minute as task {text(other.get('name')) or j} (first {when:%Y-%m-%d %H:%M} "
+                    "UTC): the later Backup waits for the cluster's backup lock and starts when the other finishes",
+                )
+                break
