@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..findings import Severity
+from ..versions import V1_23, Version
 from . import kinds
 from .common import mapping, pbm_version_from_image, storage_block, text
 from .examples import with_backup
 from .registry import RELEASE_1_23, Context, Violation, rule
-from .versions import V1_23, Version
 
 PBM_WORKLOAD_IDENTITY = Version(2, 13)
 FAILURE = '"clientEmail and privateKey are required for GCS credentials"'
