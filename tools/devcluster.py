@@ -57,6 +57,7 @@ class WebhookProcess:
     log_file: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    extra_args: list[str] = field(default_factory=list)  # further `serve` flags (a test's second server)
 
     def start(self) -> None:
         cmd = [
@@ -74,6 +75,7 @@ class WebhookProcess:
             "0.5",
             "--lookup-timeout",
             "2",
+            *self.extra_args,
         ]
         log = open(self.log_file, "ab")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

@@ -83,6 +83,12 @@ def cmd_lint(args: argparse.Namespace) -> int:
     if unknown:
         print(f"psmdb-backup lint: unknown rule code(s) in --disable: {', '.join(unknown)}", file=sys.stderr)
         return EXIT_USAGE
+    if args.report and not args.cluster:
+        print(
+            "psmdb-backup lint: --report writes the policy reports of a cluster scan: use it with --cluster",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.cluster:
         import asyncio
 
@@ -93,7 +99,13 @@ def cmd_lint(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         try:
             report = asyncio.run(
-                lint_cluster(args.kubeconfig, args.context, None if args.all_namespaces else args.namespace, disabled)
+                lint_cluster(
+                    args.kubeconfig,
+                    args.context,
+                    None if args.all_namespaces else args.namespace,
+                    disabled,
+                    report_api=args.report_api if args.report else None,
+                )
             )
         except Exception as exc:
             print(f"psmdb-backup lint --cluster: {exc}", file=sys.stderr)
@@ -160,6 +172,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         default_backup_image=args.default_backup_image,
         cert_check_interval=args.cert_check_interval,
+        report_api=None if args.report_api == "none" else args.report_api,
+        report_interval=args.report_interval,
     )
     try:
         asyncio.run(serve(settings))
@@ -232,6 +246,8 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     from .completion import SHELLS
     from .lint.formats import DEFAULT_FORMAT, FORMATS
+    from .reports import APIS as REPORT_APIS
+    from .reports import DEFAULT_API as DEFAULT_REPORT_API
 
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -294,6 +310,18 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     scope = lint.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", default="default", help="with --cluster: namespace (default: default)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="with --cluster: every namespace")
+    lint.add_argument(
+        "--report",
+        action="store_true",
+        help="with --cluster: also write the findings as one policy report per namespace (docs/integrations.md)",
+    )
+    lint.add_argument(
+        "--report-api",
+        choices=sorted(REPORT_APIS),
+        default=DEFAULT_REPORT_API,
+        help="with --report: wgpolicyk8s (PolicyReport wgpolicyk8s.io/v1alpha2, the default) or openreports "
+        "(Report openreports.io/v1alpha1)",
+    )
     lint.add_argument("--list-rules", action="store_true", help="list every rule and exit")
     lint.add_argument("--explain", metavar="CODE", help="describe one rule, with examples, and exit")
     lint.set_defaults(func=cmd_lint)
@@ -390,6 +418,20 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         type=float,
         default=_env("CERT_CHECK_INTERVAL", "10"),
         help="seconds between checks for rotated certificate files (default 10) [PSMDB_BACKUP_CERT_CHECK_INTERVAL]",
+    )
+    serve.add_argument(
+        "--report-api",
+        choices=[*sorted(REPORT_APIS), "none"],
+        default=_env("REPORT_API", DEFAULT_REPORT_API),
+        help="write policy reports of admitted objects and of background scans: wgpolicyk8s (PolicyReport, the "
+        "default), openreports (Report) or none [PSMDB_BACKUP_REPORT_API]",
+    )
+    serve.add_argument(
+        "--report-interval",
+        type=float,
+        default=_env("REPORT_INTERVAL", "600"),
+        help="seconds between full scans that rewrite the policy reports (default 600; 0: no scans) "
+        "[PSMDB_BACKUP_REPORT_INTERVAL]",
     )
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default=_env("LOG_FORMAT", "json"), choices=["json", "text"])

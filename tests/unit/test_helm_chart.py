@@ -32,6 +32,7 @@ from tests.unit.test_install_manifests import (
     restricted_violations,
 )
 from tools import gen_chart_readme
+from webhook.cli import build_parser
 
 CHART = ROOT / "charts" / "psmdb-backup-webhook"
 RELEASE = "psmdb-backup-webhook"
@@ -138,7 +139,7 @@ def test_the_chart_readme_lists_every_value_and_is_fresh() -> None:
     assert gen_chart_readme.main(["--check"]) == 0, "run `python tools/gen_chart_readme.py`"
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     readme = (CHART / "README.md").read_text()
-    for section in ("image", "webhook", "admission", "certificates", "controller", "metrics"):
+    for section in ("image", "webhook", "reports", "admission", "certificates", "controller", "metrics"):
         for key in values[section]:
             assert f"`{section}.{key}" in readme, f"{section}.{key} is not in the chart README"
 
@@ -171,6 +172,8 @@ def test_helm_lint_is_clean() -> None:
         ({"webhok": {"replicas": 1}}, r"additional properties 'webhok' not allowed"),
         ({"image.pullPolicy": "Sometimes"}, r"image/pullPolicy"),
         ({"metrics.serviceMonitor.interval": "often"}, r"metrics/serviceMonitor/interval.*does not match pattern"),
+        ({"reports.api": "kyverno"}, r"reports/api.*'wgpolicyk8s', 'openreports'"),
+        ({"reports.interval": -1}, r"reports/interval.*minimum"),
     ],
 )
 def test_bad_values_are_refused_with_a_message_naming_them(values: dict[str, Any], message: str) -> None:
@@ -286,6 +289,22 @@ def test_controller_off_removes_it_and_its_rbac() -> None:
         ("Deployment", NAMESPACE, "psmdb-backup-controller"),
     }
     assert off <= on
+
+
+def test_reports_off_removes_their_rbac_and_turns_them_off_in_the_server() -> None:
+    on = {ident(d) for d in template()}
+    docs = template({"reports.enabled": False})
+    assert on - {ident(d) for d in docs} == {
+        ("ClusterRole", "", "psmdb-backup-webhook-reports"),
+        ("ClusterRoleBinding", "", "psmdb-backup-webhook-reports"),
+    }
+    assert _container(docs, "psmdb-backup-webhook")["args"][5:] == ["--report-api", "none"]
+
+
+def test_report_api_and_interval_become_server_arguments() -> None:
+    args = _container(template({"reports.api": "openreports", "reports.interval": 30}), "psmdb-backup-webhook")["args"]
+    assert args[5:] == ["--report-api", "openreports", "--report-interval", "30"]
+    assert build_parser().parse_args(["serve", "--tls-dir", "/tls", *args[1:]]).report_interval == 30
 
 
 def test_extra_labels_and_annotations_reach_every_object_but_no_selector() -> None:

@@ -58,6 +58,16 @@ WEBHOOK_CLUSTER_RULES = {
     ("", "secrets", "get", "*"),
     ("snapshot.storage.k8s.io", "volumesnapshotclasses", "get", "*"),
 }
+# Policy reports (webhook/reporting.py), a role of their own so an install without reports drops exactly these: the
+# background scan lists the PSMDB kinds; one report per namespace is read, listed (by label), created and updated,
+# never deleted.
+REPORTS = f"{NAME}-reports"
+WEBHOOK_REPORTS_RULES = {
+    *(("psmdb.percona.com", p, "list", "*") for p in ("perconaservermongodbs", "perconaservermongodbbackups")),
+    ("psmdb.percona.com", "perconaservermongodbrestores", "list", "*"),
+    *(("wgpolicyk8s.io", "policyreports", v, "*") for v in ("get", "list", "create", "update")),
+    *(("openreports.io", "reports", v, "*") for v in ("get", "list", "create", "update")),
+}
 # The controller (webhook/controller): watches the PSMDB kinds; creates and deletes Backups (schedules, retention);
 # patches finalizers, status and the cluster annotations it owns; reads Secrets by name for PBM credentials; execs
 # pbm in the backup-agent containers; holds Leases (operation locks, leader) and writes Events.
@@ -205,6 +215,8 @@ def test_base_installs_exactly_these_objects(base) -> None:
             ("ServiceAccount", NAMESPACE, WEBHOOK_SA),
             ("ClusterRole", "", NAME),
             ("ClusterRoleBinding", "", NAME),
+            ("ClusterRole", "", REPORTS),
+            ("ClusterRoleBinding", "", REPORTS),
             ("Deployment", NAMESPACE, NAME),
             ("PodDisruptionBudget", NAMESPACE, NAME),
             ("Service", NAMESPACE, NAME),
@@ -277,6 +289,7 @@ def test_both_webhooks_call_the_service_and_skip_their_own_namespace(base) -> No
 
 def test_webhook_cluster_role_is_the_reviewed_list(base) -> None:
     assert rules_of(one(base, "ClusterRole", NAME)) == WEBHOOK_CLUSTER_RULES
+    assert rules_of(one(base, "ClusterRole", REPORTS)) == WEBHOOK_REPORTS_RULES
 
 
 def test_controller_cluster_role_is_the_reviewed_list(base) -> None:
@@ -305,6 +318,7 @@ def test_no_wildcards_and_secrets_are_never_listed_or_watched(base) -> None:
     ("binding_kind", "role_kind", "name", "sa"),
     [
         ("ClusterRoleBinding", "ClusterRole", NAME, WEBHOOK_SA),
+        ("ClusterRoleBinding", "ClusterRole", REPORTS, WEBHOOK_SA),
         ("RoleBinding", "Role", CERTS_SA, CERTS_SA),
         ("ClusterRoleBinding", "ClusterRole", CERTS_SA, CERTS_SA),
         ("ClusterRoleBinding", "ClusterRole", CONTROLLER, CONTROLLER),

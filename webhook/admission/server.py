@@ -18,6 +18,8 @@ from ..policy import kinds
 from ..policy.live import Enforcement, LookupFailure, decide, evaluate
 from ..policy.nulls import prune_object
 from ..redaction import clip, strip_userinfo
+from ..reporting import BackgroundReports, ReportWriter
+from ..reports import APIS
 from . import review
 from .connections import GuardedSite
 from .metrics import Metrics, kind_label, operation_label, rule_label
@@ -49,6 +51,8 @@ class Settings:
     keepalive_timeout: float = 30.0
     header_timeout: float = 10.0
     max_connections: int = 1000
+    report_api: str | None = None  # a key of webhook.reports.APIS; None: no policy reports
+    report_interval: float = 600.0  # seconds between full scans rewriting the reports; 0: none
 
 
 def _json_error(status: int, message: str) -> web.Response:
@@ -59,6 +63,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class AdmissionApp:
+    reports: BackgroundReports | None = None  # policy reports of admitted objects (webhook/reporting.py)
+
     def __init__(self, settings: Settings, lookup: LiveLookup, metrics: Metrics | None = None) -> None:
         self.settings, self.lookup = settings, lookup
         self.metrics = metrics or Metrics()
@@ -179,6 +185,8 @@ class AdmissionApp:
         failures = decision.lookup_errors + ([ns_error] if ns_error else [])
         if failures:
             self.metrics.lookup_failures.inc(len(failures))
+        if self.reports is not None and decision.allowed and not req.dry_run:
+            self.reports.record(req.obj, req.namespace, decision.findings)  # in the background
         warnings = list(decision.warnings)
         if ns_error:  # the namespace's enforcement label is unknown: say so instead of silently using the default
             log.warning("%s; enforcement mode %s (the default) applies", clip(ns_error), mode.value)
@@ -264,6 +272,10 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None, sto
             admission.metrics.cert_expiry.set(reloader.expiry.timestamp())
 
     watcher = asyncio.create_task(watch_certs())
+    if api is not None and settings.report_api:
+        writer = ReportWriter(api, APIS[settings.report_api], timeout=max(settings.lookup_timeout, 10))
+        admission.reports = BackgroundReports(writer, KubeReader(api, 30), settings.report_interval)
+    scanner = asyncio.create_task(admission.reports.run(stop)) if admission.reports else None
     admission.ready = True
     log.info(
         "serving on https://%s:%s (enforcement %s, lookup failure policy %s, cluster %s)",
@@ -280,6 +292,10 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None, sto
     finally:
         admission.ready = False
         watcher.cancel()
+        if scanner is not None:
+            scanner.cancel()
         await runner.cleanup()
+        if admission.reports is not None:
+            await admission.reports.close()
         if api is not None:
             await api.close()

@@ -1,12 +1,25 @@
 """`psmdb-backup lint --cluster`: the PSMDB, Backup and Restore objects already in a cluster, checked with the same
-rules and live cross-object lookups as the admission webhook; positions are `namespace/kind/name` + JSON path."""
+rules and live cross-object lookups as the admission webhook; positions are `namespace/kind/name` + JSON path.
+With `--report`, the scan is also written as policy reports (webhook/reporting.py)."""
 
 from __future__ import annotations
 
-from ..kube import KubeReader, LiveLookup, load_api_client
-from ..policy import kinds
-from ..policy.live import evaluate
+from ..kube import KubeReader, load_api_client
+from ..reporting import ReportWriter
+from ..reports import APIS
+from ..scan import Scanned, scan
 from .report import LintReport, LocatedFinding
+
+
+def _lint_report(scanned: list[Scanned]) -> LintReport:
+    report = LintReport()
+    for item in scanned:
+        meta = item.obj.get("metadata") or {}
+        where = f"{meta.get('namespace')}/{item.obj.get('kind')}/{meta.get('name')}"
+        report.documents += 1
+        report.checked += 1
+        report.findings.extend(LocatedFinding(f, where, 0, 0, where) for f in item.findings)
+    return report
 
 
 async def lint_cluster(
@@ -15,24 +28,18 @@ async def lint_cluster(
     namespace: str | None,
     disabled: frozenset[str] = frozenset(),
     timeout: float = 10.0,
+    report_api: str | None = None,
 ) -> LintReport:
+    """Scan, and with `report_api` (a key of webhook.reports.APIS) rewrite the policy reports of the scanned
+    namespaces (all of them when `namespace` is None). Raises ValueError and ReportsError with a message for the
+    user."""
     api = await load_api_client(kubeconfig, context)
     if api is None:
         raise ValueError("no cluster credentials: pass --kubeconfig, set KUBECONFIG, or run inside a cluster")
-    report = LintReport()
     try:
-        reader = KubeReader(api, timeout)
-        lookup = LiveLookup(reader, ttl=60)
-        for kind in kinds.KINDS:
-            for obj in await reader.list(kind, namespace):
-                meta = obj.get("metadata") or {}
-                where = f"{meta.get('namespace')}/{kind}/{meta.get('name')}"
-                report.documents += 1
-                report.checked += 1
-                checked = await evaluate(obj, None, lookup)
-                for finding in checked.findings:
-                    if finding.code not in disabled:
-                        report.findings.append(LocatedFinding(finding, where, 0, 0, where))
+        scanned = await scan(KubeReader(api, timeout), namespace, disabled)
+        if report_api is not None:
+            await ReportWriter(api, APIS[report_api], timeout=timeout).rewrite(scanned, namespace)
     finally:
         await api.close()
-    return report
+    return _lint_report(scanned)
