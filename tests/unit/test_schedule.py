@@ -17,6 +17,7 @@ from webhook.controller.schedule import (
     decide,
     due,
     format_slot,
+    handled_since,
     parse_slot,
     retention_victims,
     schedule_backup_name,
@@ -171,6 +172,7 @@ HOURLY = cron.parse("0 * * * *")
             T0 + H,
         ),
         ("Forbid: this slot's own Backup exists (retry)", T0 + H + S, {"unfinished": [T0 + H]}, T0 + H, [], T0 + H),
+        ("Forbid: own Backup exists beside an older one", T0 + H + S, {"unfinished": [T0, T0 + H]}, T0 + H, [], T0 + H),
         (
             "Allow with an earlier Backup unfinished",
             T0 + H + S,
@@ -288,3 +290,13 @@ def test_backup_for_slot_storage() -> None:
     assert named["spec"]["storageName"] == "s3"
     with pytest.raises(ValueError, match="schedule db/nightly names no storageName and no main storage was given"):
         backup_for_slot(_schedule_obj(storageName=None), T0)
+
+
+def test_handled_since_takes_the_newest_slot_backup() -> None:
+    def annotated(slot: object) -> dict:
+        return {"metadata": {"name": "x", "annotations": {"psmdb-backup-webhook.io/slot": slot}}}
+
+    backups = [annotated(format_slot(T0 + H)), annotated(format_slot(T0 + 3 * H)), annotated("junk"), {"metadata": {}}]
+    assert handled_since(T0, backups) == T0 + 3 * H
+    assert handled_since(T0 + 5 * H, backups) == T0 + 5 * H
+    assert handled_since(T0, []) == T0

@@ -23,7 +23,8 @@ broken by name, so the result never depends on the input order.
 
 Incremental chains (PBM): an `incremental` backup's source is the newest *done* incremental backup (base or not)
 by start time, cluster-wide (PBM:pbm/backup/query.go `LastIncrementalBackup` -> `getRecentBackup`: status done,
-type incremental, sort start_ts desc). So a chain is an `incremental-base` followed by the ready `incremental`
+type incremental, sort start_ts desc; PBM:pbm/backup/physical.go `doPhysical` records it with `SetSrcBackup` and
+fails an increment whose source is on another storage). So a chain is an `incremental-base` followed by the ready `incremental`
 Backups started after it, until the next base; the Backup status carries the type verbatim (`status.type`,
 facts §6.4) and the start (`status.start`, else `status.pbmName`, an RFC 3339 UTC time, facts §10.2). Deleting a
 base makes PBM delete the whole chain (facts §6.6), so every earlier member of the chain of a kept incremental

@@ -136,6 +136,13 @@ def backup_for_slot(schedule: Mapping[str, Any], slot: datetime, *, storage_name
     }
 
 
+def handled_since(mark: datetime, backups: Iterable[Mapping[str, Any]]) -> datetime:
+    """`since` for decide(): the later of the stored mark and the newest slot annotation among the schedule's
+    Backups (a Backup created just before a crash that lost the mark still counts as handled)."""
+    slots = (parse_slot(((b.get("metadata") or {}).get("annotations") or {}).get(SLOT_ANNOTATION)) for b in backups)
+    return max([mark, *(s for s in slots if s is not None)])
+
+
 # Why a slot was not run. Every reason but SUSPENDED counts in status.missedSlots and gets an Event.
 SUPERSEDED = "Superseded"  # an older slot that passed unrun (downtime): only the latest slot may run
 DEADLINE_EXCEEDED = "DeadlineExceeded"  # the latest slot is older than startingDeadlineSeconds
@@ -179,8 +186,10 @@ def decide(
     concurrency_policy: str = "Forbid",
     unfinished: Collection[datetime | None] = (),
 ) -> Decision:
-    """What one schedule does at `now`. `since` is the last handled slot (or when the schedule was created);
-    `unfinished` holds the slots (None: unknown) of this schedule's Backups that are not `ready`/`error`.
+    """What one schedule does at `now`. `since` is the last handled slot: the later of the caller's stored mark (or
+    the schedule's creation) and the newest slot annotation among its Backups, so a slot whose Backup exists is
+    never decided again even if the mark was lost. `unfinished` holds the slots (None: unknown) of this schedule's
+    Backups that are not `ready`/`error`.
     startingDeadlineSeconds None or 0 means no deadline (the schedule kind's "0: no limit").
 
     Slots in (since, now]: while suspended all are skipped as SUSPENDED (and resuming never runs one of them);
@@ -201,7 +210,7 @@ def decide(
         return Decision(None, None, tuple(Skip(s, SUSPENDED) for s in slots), handled, nxt)
     skipped = [Skip(s, SUPERSEDED if s != slots[-1] else DEADLINE_EXCEEDED) for s in d.missed]
     run = d.run
-    if run is not None and concurrency_policy == "Forbid" and any(u != run for u in unfinished):
+    if run is not None and run not in unfinished and concurrency_policy == "Forbid" and unfinished:
         skipped.append(Skip(run, CONCURRENCY_FORBID))
         run = None
     name_ = None if run is None else schedule_backup_name(namespace, name, run)
