@@ -40,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from webhook import certs
 from webhook.admission import metrics as admission_metrics
 from webhook.controller import metrics as controller_metrics
+from webhook.controller import slo, slo_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -62,7 +63,11 @@ RUNBOOK_BASE = "https://github.com/psmdb-backup-webhook/psmdb-backup-webhook/blo
 SEVERITIES = {"critical", "warning", "info"}
 # Prometheus' duration syntax (model.ParseDuration): units in decreasing order, each at most once.
 DURATION = re.compile(r"^(?!$)(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$")
-PROJECT_METRIC = re.compile(r"psmdb_backup_(?:(?:webhook|controller)_[A-Za-z0-9_]+|rule_errors_total)")
+# The watchdog's SLO gauges (webhook/controller/slo.py) have no component infix: their names are in slo.METRICS.
+PROJECT_METRIC = re.compile(
+    r"psmdb_backup_(?:(?:webhook|controller)_[A-Za-z0-9_]+|rule_errors_total)|"
+    + "|".join(sorted(slo.METRICS, key=len, reverse=True))
+)
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Labels Prometheus and the ServiceMonitors attach to every scraped series. `namespace` is deliberately not here: on
 # the controller's series it is the PerconaServerMongoDB's namespace (honorLabels), so a metric may only be selected
@@ -105,6 +110,8 @@ def metric_specs() -> dict[str, Spec]:
                 specs[name] = Spec(
                     name, value._type, tuple(value._labelnames), value._documentation, "both" if shared else component
                 )
+    for name, (doc, labels) in slo.METRICS.items():  # served by the controller, from the watchdog's passes
+        specs[name] = Spec(name, "gauge", labels, doc, "controller")
     return specs
 
 
@@ -227,7 +234,8 @@ def exported_names(admission_exposition: str) -> dict[str, str]:
     running server; the controller's from its registry rendered exactly as its /metrics endpoint renders it
     (generate_latest); a scrape of a running controller is part of the controller's end-to-end tests."""
     controller = generate_latest(controller_metrics.Metrics().registry).decode()
-    return {**type_lines(admission_exposition), **type_lines(controller)}
+    watchdog = generate_latest(slo_metrics.SloMetrics().registry).decode()
+    return {**type_lines(admission_exposition), **type_lines(controller), **type_lines(watchdog)}
 
 
 def base_metric(used: str, specs: dict[str, Spec]) -> tuple[Spec | None, str]:
@@ -590,6 +598,9 @@ def test_prometheusrule_structure() -> None:
         "PSMDBBackupControllerNotLeading",
         "PSMDBWebhookDown",
         "PSMDBBackupControllerDown",
+        "PSMDBBackupStuck",
+        "PSMDBScheduleMissedSlots",
+        "PSMDBPITRLagging",
     }
 
 

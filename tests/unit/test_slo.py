@@ -116,10 +116,14 @@ def test_failures_since_the_last_success() -> None:
         backup("e1", at(2), state="error"),
         backup("e2", at(3), state="error"),
         backup("h1", at(4), state="error", ancestor="hourly"),  # never succeeded
-        backup("m1", at(5), state="error", ancestor=""),  # on-demand: no ancestor series
+        backup("m1", at(5), state="error", ancestor=""),  # on-demand: ancestor ""
     ]
     got = slo.samples([cluster(tasks=[DAILY])], backups, [], {}, NOW)
-    assert values(got, "psmdb_backup_failed_backups") == {lab(ancestor="daily"): 2, lab(ancestor="hourly"): 1}
+    assert values(got, "psmdb_backup_failed_backups") == {
+        lab(ancestor="daily"): 2,
+        lab(ancestor="hourly"): 1,
+        lab(ancestor=""): 1,
+    }
 
 
 def test_an_expected_ancestor_without_backups_reports_zero_failures_and_misses() -> None:

@@ -37,7 +37,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("namespace", "cluster", "ancestor", "source"),
     ),
     "psmdb_backup_failed_backups": (
-        "Backups of an ancestor in state error created after its newest ready Backup (failures since the last success)",
+        "Backups of an ancestor (empty: on-demand) in state error created after its newest ready Backup",
         ("namespace", "cluster", "ancestor"),
     ),
     "psmdb_backup_missed_slots": (
@@ -141,15 +141,11 @@ def _cluster_samples(
     expected = wd.expected(wd.Snapshot(cluster, schedules=schedules))
     ancestors = {e.ancestor for e in expected} | {wd.ancestor_of(b) for b in backups if wd.ancestor_of(b)}
     failed = dict.fromkeys(ancestors, 0)
-    for b in backups:
+    for b in backups:  # on-demand Backups count under ancestor ""
         t, a = wd.created(b), wd.ancestor_of(b)
-        if (
-            wd.state_of(b) == "error"
-            and a
-            and t is not None
-            and t > newest_ready_of.get(a, datetime.min.replace(tzinfo=t.tzinfo))
-        ):
-            failed[a] += 1
+        last_ok = newest_ready_of.get(a)
+        if wd.state_of(b) == "error" and t is not None and (last_ok is None or t > last_ok):
+            failed[a] = failed.get(a, 0) + 1
     for a, n in sorted(failed.items()):
         add("psmdb_backup_failed_backups", n, ancestor=a)
 
