@@ -152,7 +152,7 @@ def _cluster_samples(
     missed = {e.ancestor: 0 for e in expected}
     for e in expected:
         try:
-            p = wd.period(cron.parse(e.expr), now)
+            p = wd.period(wd.schedule_of(e.expr), now)
         except cron.CronError:
             continue  # the watchdog reports it (WD009)
         if p is not None:

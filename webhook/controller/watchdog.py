@@ -33,6 +33,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from .. import cron
@@ -259,6 +260,17 @@ def finished_at(obj: Mapping[str, Any]) -> datetime | None:
     return parse_time(st.get("completed")) or parse_time(st.get("lastTransition"))
 
 
+# Memoised: webhook/cron.py follows robfig step by step (about a millisecond per next()), and one pass meets the same
+# few expressions on many clusters at the same `now`. Schedules hash and compare by their expression.
+
+
+@lru_cache(maxsize=4096)
+def schedule_of(expr: str) -> cron.Schedule:
+    """cron.parse (raises cron.CronError)."""
+    return cron.parse(expr)
+
+
+@lru_cache(maxsize=4096)
 def period(schedule: cron.Schedule, now: datetime, slots: int = 10) -> timedelta | None:
     """The longest gap between the next `slots` slots: what "one period" means for an irregular schedule (`0 1,23 *
     * *`) or a monthly one. None for a schedule that never fires."""
@@ -340,33 +352,65 @@ def _busy_at(backups: Sequence[tuple[datetime, Mapping[str, Any]]], slot: dateti
     return False
 
 
+@lru_cache(maxsize=4096)
+def _grid(schedule: cron.Schedule, after: datetime, until: datetime, limit: int) -> tuple[datetime, ...]:
+    """The slots of a cron schedule in (after, until], then the first one after `until` (it bounds the last slot's
+    matching window)."""
+    out: list[datetime] = []
+    t = after
+    for _ in range(limit + 1):
+        n = schedule.next(t)
+        if n is None:
+            break
+        out.append(n)
+        if n > until:
+            break
+        t = n
+    return tuple(out)
+
+
 def match_slots(
     schedule: cron.Schedule,
     backups: Sequence[tuple[datetime, Mapping[str, Any]]],
     start: datetime,
     until: datetime,
     th: Thresholds,
+    floor: datetime | None = None,
 ) -> list[tuple[datetime, Mapping[str, Any] | None]]:
-    """Slots in (start, until], each with the Backup that ran it or None. `backups`: (key time, Backup) sorted."""
-    every = schedule.every_seconds
+    """Slots in (start, until], each with the Backup that ran it or None. `backups`: (key time, Backup) sorted.
+    `floor` (<= start): the pass-wide window start, so that clusters sharing an expression share its slots."""
     out: list[tuple[datetime, Mapping[str, Any] | None]] = []
-    t, i = start, 0
-    for _ in range(th.max_slots):
-        slot = schedule.next(t)
-        if slot is None or slot > until:
-            break
-        nxt = schedule.next(slot)
+    i = 0
+
+    def take(slot: datetime, nxt: datetime | None) -> tuple[datetime, Mapping[str, Any]] | None:
+        nonlocal i
         gap = (nxt - slot) if nxt else th.tolerance * 4
         early = min(th.early, gap / 4)
         hi = slot + min(th.tolerance, gap - early)
         while i < len(backups) and backups[i][0] < slot - early:
             i += 1  # created between slots: a manual or duplicate Backup, not this slot's
-        match = None
         if i < len(backups) and backups[i][0] < hi:
-            match = backups[i][1]
             i += 1
-        out.append((slot, match))
-        t = backups[i - 1][0] if (every and match is not None) else slot
+            return backups[i - 1]
+        return None
+
+    if schedule.every_seconds is None:
+        grid = _grid(schedule, floor if floor is not None and floor <= start else start, until, th.max_slots)
+        for slot, nxt in zip(grid, (*grid[1:], None)):
+            if slot > until:
+                break
+            if slot > start:
+                m = take(slot, nxt)
+                out.append((slot, m[1] if m else None))
+        return out
+    t = start  # @every: robfig counts from the previous run, so each matched Backup re-anchors the next slot
+    for _ in range(th.max_slots):
+        fire = schedule.next(t)
+        if fire is None or fire > until:
+            break
+        m = take(fire, schedule.next(fire))
+        out.append((fire, m[1] if m else None))
+        t = m[0] if m else fire
     return out
 
 
@@ -379,7 +423,7 @@ def _slot_findings(
     cname = str(_meta(snapshot.cluster).get("name") or "")
     what = f"task {exp.ancestor!r} of cluster {exp.ref.namespace}/{cname}" if exp.source == "task" else str(exp.ref)
     try:
-        schedule = cron.parse(exp.expr)
+        schedule = schedule_of(exp.expr)
     except cron.CronError as e:
         fix = (
             "The operator drops a task whose schedule does not parse; fix spec.backup.tasks[].schedule (psmdb-backup "
@@ -405,7 +449,7 @@ def _slot_findings(
         bounds.append(keyed[0][0] if every else keyed[0][0] - th.early)
     start = max(b for b in bounds if b is not None)
     judge_until = now - max(th.tolerance, exp.deadline)
-    matched = match_slots(schedule, keyed, start, now, th)
+    matched = match_slots(schedule, keyed, start, now, th, floor=now - th.lookback)
     span = period(schedule, now) or th.lookback
     out: list[WatchdogFinding] = []
     missed = [s for s, b in matched if b is None and s < judge_until and not (exp.forbid and _busy_at(keyed, s))]
