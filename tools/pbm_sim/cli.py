@@ -17,22 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import PBM_VERSION
-from .sim import (
-    BACKUP_TYPES,
-    COMPRESSIONS,
-    TERMINAL,
-    PBMFail,
-    Settings,
-    Sim,
-    StateFile,
-    byte_count_iec,
-    full_config,
-    iter_sorted_backups,
-    mask_secrets,
-    parse_config,
-    rfc3339,
-    storage_path_of,
-)
+from .backups import iter_sorted_backups, storage_path_of
+from .common import BACKUP_TYPES, COMPRESSIONS, TERMINAL, PBMFail, Settings, byte_count_iec, mask_secrets, rfc3339
+from .config import full_config, parse_config
+from .sim import Sim
+from .state import StateFile
 
 # --------------------------------------------------------------------------------------------------- flags
 
