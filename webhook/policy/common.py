@@ -42,13 +42,20 @@ def tasks(spec: Mapping[str, Any]) -> Iterator[tuple[int, Mapping[str, Any]]]:
             yield i, task
 
 
-def replset_names(spec: Mapping[str, Any]) -> list[str]:
+def mongo_replset_names(spec: Mapping[str, Any]) -> set[str]:
+    """Every name a replset of the cluster answers to in PBM: its spec name and, when its `configuration` sets
+    replication.replSetName, that name (the operator starts mongod with it: ReplsetSpec.CustomReplsetName); the
+    config server replset ("cfg", or its custom name) when sharding is enabled."""
+    from ..sidecar import replset_name_and_port  # pure; imported here to keep common.py's import light
+
     items = spec.get("replsets")
-    return [
-        rs["name"]
-        for rs in (items if isinstance(items, list) else ())
-        if isinstance(rs, dict) and isinstance(rs.get("name"), str)
-    ]
+    sets = [(text(rs.get("name")), rs) for rs in (items if isinstance(items, list) else ()) if isinstance(rs, dict)]
+    cfg = mapping(spec.get("sharding")).get("configsvrReplSet")
+    if is_sharded(spec):
+        sets.append(("cfg", cfg if isinstance(cfg, dict) else {}))
+    names = {name for name, _ in sets if name}
+    names |= {replset_name_and_port(rs, name)[0] for name, rs in sets if name}
+    return names
 
 
 def is_sharded(spec: Mapping[str, Any]) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..findings import Severity
 from . import kinds
-from .common import STORAGE_TYPES, is_sharded, mapping, quoted, replset_names, storages, text
+from .common import STORAGE_TYPES, is_sharded, mapping, mongo_replset_names, quoted, storages, text
 from .examples import CLUSTER, PHYSICAL_BACKUP, READY_BACKUP, SHARDED_CLUSTER
 from .lookup import Found, Missing
 from .registry import Context, Example, Violation, rule
@@ -521,7 +521,7 @@ def replset_remapping(ctx: Context) -> Iterable[Violation]:
             )
         seen[target] = str(source)
     cluster = ctx.cluster()
-    names = replset_names(mapping(cluster.get("spec"))) if cluster else []
+    names = mongo_replset_names(mapping(cluster.get("spec"))) if cluster else set()
     for source, target in remap.items():
         if names and target not in names:
             yield Violation(
