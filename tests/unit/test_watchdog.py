@@ -590,7 +590,7 @@ def test_findings_are_sorted_and_stable() -> None:
 def test_a_pass_wide_grid_gives_the_slots_computed_from_the_start(expr: str) -> None:
     """Clusters share one memoised slot grid per expression and pass; it must not change what a cluster sees."""
     sched = cron.parse(expr)
-    keyed = [(t, backup(f"b{i}", t)) for i, t in enumerate([at(6, 0, 3), at(7, 30, 1), at(9, 0, 2), at(10, 30)])]
+    keyed = [(t, backup(f"b{i}", t)) for i, t in enumerate([at(6, 0, 3), at(7, 0, 5), at(9, 0, 2), at(10, 30)])]
     start, th = at(5, 13, 7), wd.Thresholds()
     shared = wd.match_slots(sched, keyed, start, NOW, th, floor=NOW - timedelta(hours=24))
     own = wd.match_slots(sched, keyed, start, NOW, th)
