@@ -243,6 +243,18 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .probe import ProbeUsageError, probe
+
+    try:
+        result = probe(args.url, args.ca_file, args.timeout)
+    except ProbeUsageError as exc:
+        print(f"psmdb-backup probe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     from .completion import SHELLS
     from .lint.formats import DEFAULT_FORMAT, FORMATS
@@ -488,6 +500,17 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--cr-version", metavar="X", help="pin the cluster's spec.crVersion to this minor version (1.20 to 1.23)"
     )
     export.set_defaults(func=cmd_schemas)
+
+    probe = sub.add_parser(
+        "probe",
+        help="GET an HTTPS URL trusting only a CA file (the Helm chart's `helm test` Pod)",
+        description="GET URL over TLS, verifying the server's certificate with --ca-file. Exit 0: a 2xx answer "
+        "(printed on stdout); 1: any other answer, or no answer (said on stderr); 2: unusable URL or CA file.",
+    )
+    probe.add_argument("url", metavar="URL", help="https:// URL, e.g. https://psmdb-backup-webhook.NS.svc/readyz")
+    probe.add_argument("--ca-file", metavar="FILE", help="PEM CA bundle to trust (default: the system's)")
+    probe.add_argument("--timeout", type=float, default=5.0, help="seconds to connect and to answer (default 5)")
+    probe.set_defaults(func=cmd_probe)
 
     completion = sub.add_parser(
         "completion",

@@ -19,7 +19,7 @@ CONFIGURATION = DOCS / "configuration.md"
 TROUBLESHOOTING = DOCS / "troubleshooting.md"
 OBSERVABILITY = ROOT / "manifests" / "observability"
 ENV_RE = re.compile(r"\bPSMDB_BACKUP_[A-Z0-9_]+\b")
-SUBCOMMANDS = {"lint", "serve", "certs", "inject", "completion", "controller", "schemas"}
+SUBCOMMANDS = {"lint", "serve", "certs", "inject", "completion", "controller", "schemas", "probe"}
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:

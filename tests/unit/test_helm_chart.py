@@ -23,8 +23,10 @@ import yaml
 
 from tests.unit.test_install_manifests import (
     MANIFESTS,
+    NAME,
     NAMESPACE,
     ROOT,
+    TLS_SECRET,
     by_kind,
     ident,
     pod_templates,
@@ -78,7 +80,8 @@ _RENDERED: dict[str, list[dict[str, Any]]] = {}
 
 
 def template(values: dict[str, Any] | None = None, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    args = ["template", RELEASE, str(CHART), "--namespace", namespace, "--include-crds", *set_args(values or {})]
+    args = ["template", RELEASE, str(CHART), "--namespace", namespace, "--include-crds", "--skip-tests"]
+    args += set_args(values or {})
     key = repr(args)
     if key not in _RENDERED:
         _RENDERED[key] = [d for d in yaml.safe_load_all(run_helm(*args).stdout) if d]
@@ -336,6 +339,40 @@ def test_metrics_labels_and_interval() -> None:
     assert "ConfigMap" not in {d["kind"] for d in docs}
 
 
+TEST_POD = "templates/tests/readyz.yaml"
+
+
+def helm_test_pod(values: dict[str, Any] | None = None, namespace: str = NAMESPACE) -> dict[str, Any]:
+    proc = run_helm("template", RELEASE, str(CHART), "-n", namespace, "--show-only", TEST_POD, *set_args(values or {}))
+    [pod] = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return pod
+
+
+def test_helm_test_pod_probes_readyz_through_the_service_with_the_ca_only() -> None:
+    """`helm test` runs `psmdb-backup probe` (the image has no curl) against the Service's /readyz, trusting the CA
+    of the webhook's TLS Secret, of which nothing else is mounted. tests/e2e/test_helm_e2e.py runs the same
+    command against a webhook serving the chart's certificate."""
+    pod = helm_test_pod({"imagePullSecrets": [{"name": "regcred"}], "image.tag": "9.9"}, namespace="ops")
+    assert pod["kind"] == "Pod" and pod["metadata"]["namespace"] == "ops"
+    assert pod["metadata"]["annotations"] == {
+        "helm.sh/hook": "test",
+        "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
+    }
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never" and spec["automountServiceAccountToken"] is False
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    [container] = spec["containers"]
+    assert container["image"].endswith(":9.9")
+    args = build_parser().parse_args(container["args"])
+    assert (args.url, args.ca_file) == ("https://psmdb-backup-webhook.ops.svc:443/readyz", "/ca/ca.crt")
+    assert spec["volumes"] == [
+        {"name": "ca", "secret": {"secretName": TLS_SECRET, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+    ]
+    assert container["volumeMounts"] == [{"name": "ca", "mountPath": "/ca", "readOnly": True}]
+    assert restricted_violations(helm_test_pod()) == []  # (it also wants the chart's own image)
+    assert "Pod" not in {d["kind"] for d in template()}  # the install itself has no bare Pod
+
+
 def test_network_policy_admits_the_api_server_and_monitoring_only() -> None:
     docs = template({"networkPolicy.enabled": True, "networkPolicy.apiServerCIDRs": ["10.0.0.0/24", "fd00::/64"]})
     policies = by_kind(docs, "NetworkPolicy")
@@ -345,7 +382,9 @@ def test_network_policy_admits_the_api_server_and_monitoring_only() -> None:
         {"ipBlock": {"cidr": "10.0.0.0/24"}},
         {"ipBlock": {"cidr": "fd00::/64"}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "test"}}},
     ]
+    assert helm_test_pod()["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
     [controller_rule] = policies["psmdb-backup-controller"]["spec"]["ingress"]
     assert controller_rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
     assert policies["psmdb-backup-controller"]["spec"]["podSelector"]["matchLabels"] == {
