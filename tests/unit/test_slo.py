@@ -244,3 +244,14 @@ def test_an_undeclared_metric_is_refused_and_keeps_the_previous_pass() -> None:
     with pytest.raises(ValueError, match="psmdb_backup_nope"):
         m.update([slo.Sample("psmdb_backup_nope", {}, 1)])
     assert scrape(m)["psmdb_backup_missed_slots"][0][1] == 3.0
+
+
+def test_incomplete_objects_give_samples_or_nothing_never_an_exception() -> None:
+    broken_backups = [
+        {"metadata": {"namespace": NS}, "spec": {"clusterName": "c1"}, "status": {"state": "ready"}},
+        {"metadata": {"namespace": NS, "creationTimestamp": "bad"}, "spec": {"clusterName": "c1"}, "status": None},
+        backup("e", at(1), state="error", size=5, start="x"),
+    ]
+    scheds = [{"metadata": {"namespace": NS, "name": "s"}, "spec": {"clusterName": "c1", "schedule": 5}}]
+    got = slo.samples([{}, cluster(pitr={"enabled": True, "oplogSpanMin": None})], broken_backups, scheds, {}, NOW)
+    assert values(got, "psmdb_backup_failed_backups") == {lab(ancestor="daily"): 1, lab(ancestor="s"): 0}

@@ -596,3 +596,25 @@ def test_a_pass_wide_grid_gives_the_slots_computed_from_the_start(expr: str) -> 
     own = wd.match_slots(sched, keyed, start, NOW, th)
     assert shared == own and len(own) >= 2 and all(start < s <= NOW for s, _ in own)
     assert any(b is not None for _, b in own)
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        wd.Snapshot({}),
+        wd.Snapshot(cluster([{"enabled": True}, "not a task", {**task(), "schedule": None}])),
+        wd.Snapshot(cluster([task()]), [{"spec": {"clusterName": "c1"}}, {"metadata": {}, "status": None}]),
+        wd.Snapshot(cluster(), [backup("b", NOW, state="running", labels={})], lease={"metadata": {}, "spec": None}),
+        wd.Snapshot(cluster(), restores=[{"metadata": {"name": "r"}, "spec": {"clusterName": "c1"}, "status": {}}]),
+        wd.Snapshot(
+            cluster(),
+            schedules=[{"metadata": {"name": "s"}, "spec": {"clusterName": "c1", "startingDeadlineSeconds": "x"}}],
+        ),
+        wd.Snapshot(
+            cluster(), lease=lease(f"x-{UID}", NOW), pbm=wd.PbmView.from_status({"backups": {"snapshot": [None, {}]}})
+        ),
+    ],
+)
+def test_incomplete_objects_give_findings_or_nothing_never_an_exception(snapshot: wd.Snapshot) -> None:
+    for f in wd.detect(snapshot, NOW):
+        assert f.code.startswith("WD") and f.message

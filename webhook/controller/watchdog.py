@@ -329,10 +329,15 @@ def expected(snapshot: Snapshot) -> list[Expected]:
                 ref_of(SCHEDULE_KIND, s),
                 created(s),
                 forbid=spec.get("concurrencyPolicy", "Forbid") == "Forbid",
-                deadline=timedelta(seconds=int(spec.get("startingDeadlineSeconds") or 0)),
+                deadline=timedelta(seconds=_seconds(spec.get("startingDeadlineSeconds"))),
             )
         )
     return out
+
+
+def _seconds(v: Any) -> int:
+    """An integer field the schema guards; anything else counts as unset."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 
 
 def _key_time(b: Mapping[str, Any]) -> datetime | None:
