@@ -10,6 +10,7 @@ import pytest
 
 from webhook import cron
 from webhook.findings import Finding, Severity
+from webhook.kube import resource_path
 from webhook.policy import check
 from webhook.policy.examples import CLUSTER, example_object, lookup_for, with_backup
 
@@ -192,6 +193,12 @@ def test_task_naming_a_missing_snapshot_class_is_a_warning_at_admission() -> Non
     resp = run(post(DictReader([namespace("psmdb")]), "/validate", review(cluster)))[1]["response"]
     assert resp["allowed"] is True
     assert any(w.startswith("PSB215 spec.backup.tasks[0].volumeSnapshotClass") for w in resp["warnings"])
+
+
+def test_snapshot_class_is_read_cluster_scoped() -> None:
+    assert (
+        resource_path("VolumeSnapshotClass", "", "csi") == "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses/csi"
+    )
 
 
 def test_snapshot_class_is_unknown_in_file_lint() -> None:

@@ -14,7 +14,9 @@ from . import kinds
 from .common import text
 from .lookup import Found, Lookup, LookupResult
 
-OPERATOR_MAIN = "operator main b15af500 (2026-07-02, before 1.23.0)"
+# No v1.23.0 tag was available to read: main at b15af500 is the newest code, and the later PR #2411 (K8SPSMDB-1705, PBM
+# 2.15.0, released in 1.23.0) was diffed against it and changes no code a rule or the sidecar depends on.
+OPERATOR_MAIN = "operator main b15af500 (2026-07-02, before 1.23.0; PR #2411 for 1.23.0 changes none of it)"
 RELEASE_1_23 = "operator 1.23.0 release (docs, RN1.23.0), PBM 2.15.0"
 
 DISABLE_ANNOTATION = "psmdb-backup-webhook.io/disable-rules"
