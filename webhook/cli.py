@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__
 from .cliutil import env as _env
@@ -61,6 +62,24 @@ def explain(rule: Rule) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _crash_is_exit_2(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """An uncaught exception anywhere in lint (reading, checking, rendering the report) exits 2 with one line, never
+    Python's exit 1, which CI would read as "findings found" (docs/lint.md, Exit codes)."""
+
+    @functools.wraps(cmd)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return cmd(args)
+        except (KeyboardInterrupt, BrokenPipeError):
+            raise  # main() maps these
+        except Exception as exc:
+            print(f"psmdb-backup lint: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
+
+
+@_crash_is_exit_2
 def cmd_lint(args: argparse.Namespace) -> int:
     from .lint.catalog import all_rules
     from .lint.formats import render
@@ -126,9 +145,6 @@ def cmd_lint(args: argparse.Namespace) -> int:
                 report = run.lint_paths(args.paths or ["."])
         except KustomizeError as exc:
             print(f"psmdb-backup lint: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except Exception as exc:  # a crash must not look like "findings found" (exit 1) to CI
-            print(f"psmdb-backup lint: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         unreadable = run.unreadable
     try:

@@ -158,16 +158,28 @@ def test_kustomize_patches_are_skipped_with_an_info(tmp_path, capsys) -> None:
     assert code == 0 and report["summary"]["checked"] == 1
 
 
-def test_a_crash_is_exit_2_with_a_short_message(tmp_path, capsys, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "stage",
+    ["webhook.lint.run.check_in_run", "webhook.lint.formats.render", "webhook.lint.catalog.all_rules"],
+    ids=["checking", "rendering-the-report", "loading-the-rules"],
+)
+def test_a_crash_is_exit_2_with_a_short_message(tmp_path, capsys, monkeypatch, stage) -> None:
+    """Wherever lint crashes, CI sees 2 (internal error), not Python's 1 ("findings found")."""
     (tmp_path / "r.yaml").write_text(RESTORE)
 
     def boom(*_a, **_k):
         raise KeyError("spec")
 
-    monkeypatch.setattr("webhook.lint.run.check_in_run", boom)
+    monkeypatch.setattr(stage, boom)
     code = main(["lint", str(tmp_path)])
     _, err = capsys.readouterr()
     assert code == 2 and err.startswith("psmdb-backup lint: internal error: KeyError") and "Traceback" not in err
+
+
+def test_an_unknown_option_is_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["lint", "--no-such-option", "."])
+    assert exc.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_exit_codes_clean_and_findings(tmp_path, capsys) -> None:
