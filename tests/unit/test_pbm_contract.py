@@ -1,5 +1,6 @@
-"""Contract of the PBM CLI as the controller uses it, checked against the simulator (tools/pbm-sim/pbm) run as a local
-subprocess, writing into a moto S3 server on 127.0.0.1; and the driver (webhook/controller/pbm.py) parsing it.
+"""Contract of the PBM CLI as the operator stand-in and the companion use it, checked against the simulator
+(tools/pbm-sim/pbm) run as a local subprocess, writing into a moto S3 server on 127.0.0.1; and the drivers parsing it
+(webhook/controller/pbmread.py reads, tools/operator_standin/pbm.py writes).
 
 The pinned JSON shapes come from PBM 2.15.0's Go structs (PBM:cmd/pbm/*.go at 6f9fc3bf; shared reference
 psmdb-backup-facts.md §10.3 and errata 20-22): REQUIRED keys must be there, OPTIONAL ones (Go `omitempty`) may be.
@@ -28,9 +29,9 @@ if str(REPO) not in sys.path:
 
 from tools.storage_servers import AZURITE_ACCOUNT, AZURITE_KEY, Unavailable, start_azurite, start_moto  # noqa: E402
 from webhook.controller.kubeexec import ExecResult, KubeExec, LocalExec, PodRef, parse_exec_status  # noqa: E402
-from webhook.controller.pbm import (  # noqa: E402
+from tools.operator_standin.pbm import CliDriver, backup_type_args, pitr_time_arg  # noqa: E402
+from webhook.controller.pbmread import (  # noqa: E402
     BackupInfo,
-    CliDriver,
     ClusterRef,
     PBMBusy,
     PBMError,
@@ -39,8 +40,6 @@ from webhook.controller.pbm import (  # noqa: E402
     PBMTimeout,
     PBMTransportError,
     RestoreInfo,
-    backup_type_args,
-    pitr_time_arg,
 )
 
 SIM_DIR = REPO / "tools" / "pbm-sim"

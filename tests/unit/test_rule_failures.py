@@ -12,7 +12,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from webhook.admission.server import AdmissionApp, Settings
-from webhook.controller.runtime import Ctx
 from webhook.findings import Severity
 from webhook.kube import LiveLookup
 from webhook.policy import RULES, check, kinds
@@ -100,7 +99,9 @@ async def _post_to(app: AdmissionApp, body: dict):
         await client.close()
 
 
-def test_the_controller_counts_rule_errors(broken_rule, lenient) -> None:
+def test_the_operator_stand_in_counts_rule_errors(broken_rule, lenient) -> None:
+    from tools.operator_standin.runtime import Ctx
+
     ctx = Ctx(kube=None, driver=None, lookup=LiveLookup(world(), ttl=0.0))  # type: ignore[arg-type]
     message = run(ctx.validation_error(CLUSTER))
     assert CODE not in (message or "")  # the broken rule neither denies nor admits

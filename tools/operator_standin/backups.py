@@ -8,9 +8,9 @@ Crash safety: `requested` is written (with `lastTransition`) *before* `pbm backu
 `requested` Backup without a PBM name asks PBM for a backup started since then and adopts it, and starts one only if
 there is none; the per-cluster lock guarantees that such a backup is ours.
 
-Where the operator has known faults (design.md "Controller conventions"), this differs: a running backup never goes
-back to `waiting` and never gets a second PBM backup; PBM `canceled` is an error; the release-lock finalizer keeps
-other finalizers.
+This is the operator stand-in's (tools/operator_standin): where the operator has known faults (facts §6, design.md
+"Controller conventions"), this one does not have them yet: a running backup never goes back to `waiting` and never
+gets a second PBM backup; PBM `canceled` is an error; the release-lock finalizer keeps other finalizers.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ..policy.common import storage_block, text
+from webhook.controller.kubeapi import KubeError, psmdb_path
+from webhook.controller.leases import Held, holder_of, lock_name
+from webhook.controller.pbmread import BackupInfo, PBMBusy, PBMError, PBMNotFound, PBMTimeout, PBMTransportError
+from webhook.policy.common import storage_block, text
+
 from . import clusters, pbmconfig
-from .kubeapi import KubeError, psmdb_path
-from .leases import Held, holder_of, lock_name
-from .pbm import BackupInfo, PBMBusy, PBMError, PBMNotFound, PBMTimeout, PBMTransportError
-from .runtime import Ctx, StateMachine, cluster_ref, rfc3339
+from .runtime import StateMachine, cluster_ref, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,7 @@ FINALIZER_DELETE = "percona.com/delete-backup"
 FINALIZER_DELETE_LEGACY = "delete-backup"
 FINALIZER_LOCK = "internal.percona.com/release-lock"
 EXTERNAL_UNSUPPORTED = (
-    "snapshot (type: external) backups are not supported by the psmdb-backup controller: it "
-    "does not create VolumeSnapshots; take them with the Percona operator's backup handling"
+    "snapshot (type: external) backups are not supported by the operator stand-in: it does not create VolumeSnapshots"
 )
 
 
@@ -62,10 +62,6 @@ class BackupReconciler(StateMachine):
     noun = "backup"
     logger = log
 
-    def __init__(self, ctx: Ctx, on_terminal: Any = None) -> None:
-        super().__init__(ctx)
-        self.on_terminal = on_terminal  # callable(backup) after ready/error (retention, last-success metric)
-
     def transitions(self) -> Any:
         return self.ctx.metrics.backup_transitions
 
@@ -86,8 +82,6 @@ class BackupReconciler(StateMachine):
             ).observe(max(0.0, (ctx.clock() - started).total_seconds()))
         if cluster is not None:
             await ctx.leases.release(meta["namespace"], lock_name(cluster["metadata"]["name"]), holder_of(obj))
-        if self.on_terminal:
-            await self.on_terminal(obj)
 
     async def _new(self, obj: dict[str, Any], cluster: dict[str, Any] | None, state: str) -> float | None:
         ctx, spec, meta = self.ctx, obj.get("spec") or {}, obj["metadata"]

@@ -10,10 +10,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ..versions import Version
+from webhook.controller.kubeapi import psmdb_path
+from webhook.controller.pbmread import PBMError
+from webhook.versions import Version
+
 from . import pbmconfig
-from .kubeapi import psmdb_path
-from .pbm import PBMError
 from .runtime import Ctx, cluster_ref, cluster_secrets
 
 log = logging.getLogger(__name__)

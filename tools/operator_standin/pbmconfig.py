@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..policy.common import storage_block
+from webhook.policy.common import storage_block
 
 SecretData = Mapping[str, str]
 SecretGetter = Callable[[str], "SecretData | None"]  # Secret name -> decoded data, None when it does not exist

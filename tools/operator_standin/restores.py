@@ -21,21 +21,19 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from webhook.controller.kubeapi import KubeError, psmdb_path
+from webhook.controller.leases import Held, holder_of, lock_name
+from webhook.controller.pbmread import PBMBusy, PBMError, PBMNotFound, PBMTimeout, PBMTransportError
+
 from . import clusters, pbmconfig
 from .backups import FINALIZER_LOCK, parse_time
-from .kubeapi import KubeError, psmdb_path
-from .leases import Held, holder_of, lock_name
-from .pbm import PBMBusy, PBMError, PBMNotFound, PBMTimeout, PBMTransportError
 from .runtime import StateMachine, cluster_ref, credential_secrets, rfc3339
 
 log = logging.getLogger(__name__)
 
 KIND = "PerconaServerMongoDBRestore"
 SOURCE_STORAGES = ("azure", "s3", "minio", "gcs", "filesystem", "oss")  # the operator's order of preference
-EXTERNAL_UNSUPPORTED = (
-    "restoring a snapshot (type: external) backup is not supported by the psmdb-backup "
-    "controller: use the Percona operator's restore handling"
-)
+EXTERNAL_UNSUPPORTED = "restoring a snapshot (type: external) backup is not supported by the operator stand-in"
 
 
 class Source:

@@ -1,5 +1,6 @@
-"""What every reconciler shares: settings, the API, the caches the informers fill, PBM, events, metrics, the clock,
-and the rule engine (so a Backup or Restore that slipped past a disabled webhook fails with the webhook's message)."""
+"""What the stand-in's reconcilers share on top of the companion's context (webhook/controller/runtime.py): PBM,
+settings, Secrets, the per-cluster lock, and the rule engine (so a Backup or Restore that slipped past a disabled
+webhook fails with the webhook's message)."""
 
 from __future__ import annotations
 
@@ -8,35 +9,23 @@ import base64
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter
 
-from ..kube import LiveLookup
-from ..policy import kinds
-from ..policy.common import storage_block
-from ..policy.live import Enforcement, LookupFailure, decide, evaluate
-from ..policy.lookup import MISSING, Found, LookupResult, Ref
-from .kubeapi import Events, Kube, psmdb_path, secret_path
-from .leases import Leases
-from .metrics import Metrics
-from .pbm import ClusterRef, PBMDriver
+from webhook.controller import runtime
+from webhook.controller.kubeapi import psmdb_path, secret_path
+from webhook.controller.pbmread import ClusterRef
+from webhook.controller.runtime import TERMINAL, Store, rfc3339
+from webhook.kube import LiveLookup
+from webhook.policy import kinds
+from webhook.policy.common import storage_block
+from webhook.policy.live import Enforcement, LookupFailure, decide, evaluate
+from webhook.policy.lookup import MISSING, Found, LookupResult, Ref
+
+from .pbm import PBMDriver
 
 log = logging.getLogger(__name__)
-
-Store = dict[tuple[str, str], dict[str, Any]]
-
-
-TERMINAL = ("ready", "error")  # Backup and Restore states that end an object's work
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -69,21 +58,14 @@ class StoreLookup:
         return answers
 
 
-@dataclass
-class Ctx:
-    kube: Kube
+@dataclass(kw_only=True)
+class Ctx(runtime.Ctx):
     driver: PBMDriver
     lookup: LiveLookup
     settings: Settings = field(default_factory=Settings)
-    metrics: Metrics = field(default_factory=Metrics)
-    clock: Callable[[], datetime] = utcnow
-    clusters: Store = field(default_factory=dict)
-    backups: Store = field(default_factory=dict)
-    restores: Store = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.events = Events(self.kube)
-        self.leases = Leases(self.kube, self.clock)
+        super().__post_init__()
         self._cluster_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def cluster_lock(self, key: tuple[str, str]) -> asyncio.Lock:
@@ -119,26 +101,6 @@ class Ctx:
         data = {n: await self.secret(namespace, n) for n in dict.fromkeys(names) if n}
         return lambda n: data.get(n)
 
-    async def patch_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
-        meta = obj["metadata"]
-        updated = await self.kube.patch(
-            psmdb_path(obj["kind"], meta["namespace"], meta["name"], "status"), {"status": dict(status)}
-        )
-        return self.remember(updated, obj["kind"])
-
-    def store_for(self, kind: str) -> Store:
-        return {
-            "PerconaServerMongoDBBackup": self.backups,
-            "PerconaServerMongoDBRestore": self.restores,
-            "PerconaServerMongoDB": self.clusters,
-        }[kind]
-
-    def remember(self, obj: dict[str, Any], kind: str) -> dict[str, Any]:
-        """Keep what the API server answered in the cache at once (the watch event follows)."""
-        obj.setdefault("kind", kind)
-        self.store_for(kind)[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
-        return obj
-
     async def add_finalizer(self, obj: dict[str, Any], finalizer: str) -> dict[str, Any]:
         meta = obj["metadata"]
         have = list(meta.get("finalizers") or [])
@@ -159,11 +121,6 @@ class Ctx:
                 if o["metadata"].get("uid") == uid:
                     return (o.get("status") or {}).get("state") in TERMINAL
         return True
-
-    def cluster_of(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
-        meta = obj.get("metadata") or {}
-        name = (obj.get("spec") or {}).get("clusterName") or ""
-        return self.clusters.get((meta.get("namespace", ""), name)) if name else None
 
 
 def cluster_ref(cluster: Mapping[str, Any]) -> ClusterRef:
@@ -190,10 +147,6 @@ def cluster_secrets(cluster: Mapping[str, Any]) -> list[str]:
     ]
     sse = (spec.get("secrets") or {}).get("sse")
     return names + ([sse] if sse else [])
-
-
-def is_kind(obj: Mapping[str, Any], kind: str) -> bool:
-    return obj.get("kind") == kind and str(obj.get("apiVersion", kinds.GROUP)).startswith(kinds.GROUP)
 
 
 class StateMachine:

@@ -27,12 +27,11 @@ def add_controller_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "controller",
-        help="run scheduled and on-demand backups, restores and retention through PBM",
-        description="The backup engine for the selected PerconaServerMongoDB clusters: it runs their scheduled "
-        "tasks, PerconaServerMongoDBBackup and PerconaServerMongoDBRestore objects through PBM in the backup-agent "
-        "containers, applies retention and keeps PBM's configuration in line with the cluster spec. Run it instead "
-        "of the Percona operator's own backup handling, never beside it on the same clusters. Every flag can also "
-        "be set with the environment variable shown.",
+        help="the companion of the Percona operator: watches the PSMDB backup objects (never runs PBM itself)",
+        description="The companion controller for the selected PerconaServerMongoDB clusters. It runs beside the "
+        "stock Percona operator, which runs every PerconaServerMongoDBBackup and PerconaServerMongoDBRestore through "
+        "PBM; the companion watches those objects and writes only Kubernetes objects, never a PBM command that "
+        "changes anything. Every flag can also be set with the environment variable shown.",
     )
     p.add_argument(
         "--kubeconfig",
@@ -93,28 +92,6 @@ def add_controller_parser(sub: argparse._SubParsersAction) -> None:
         help="/metrics, /healthz, /readyz (default 0.0.0.0:8080) [PSMDB_BACKUP_METRICS_LISTEN]",
     )
     p.add_argument(
-        "--poll-interval",
-        type=_positive(float),
-        default=env("POLL_INTERVAL", "5"),
-        metavar="SECONDS",
-        help="how often a running backup or restore is polled (default 5) [PSMDB_BACKUP_POLL_INTERVAL]",
-    )
-    p.add_argument(
-        "--lock-duration",
-        type=_positive(int),
-        default=env("LOCK_DURATION", "300"),
-        metavar="SECONDS",
-        help="a cluster's operation lock expires this long after its last renewal "
-        "(default 300) [PSMDB_BACKUP_LOCK_DURATION]",
-    )
-    p.add_argument(
-        "--pbm-timeout",
-        type=_positive(float),
-        default=env("PBM_TIMEOUT", "60"),
-        metavar="SECONDS",
-        help="limit for one pbm command in a pod (default 60) [PSMDB_BACKUP_PBM_TIMEOUT]",
-    )
-    p.add_argument(
         "--workers",
         type=_positive(int),
         default=env("WORKERS", "8"),
@@ -137,7 +114,6 @@ def cmd_controller(args: argparse.Namespace) -> int:
 
     from .. import logs
     from .manager import Options, main
-    from .runtime import Settings
 
     logs.setup(args.log_level, args.log_format)
     namespaces = args.namespace or [n.strip() for n in (env("NAMESPACES") or "").split(",") if n.strip()]
@@ -153,8 +129,6 @@ def cmd_controller(args: argparse.Namespace) -> int:
         identity=args.identity,
         metrics_listen=args.metrics_listen,
         workers=args.workers,
-        pbm_timeout=args.pbm_timeout,
-        settings=Settings(poll_interval=args.poll_interval, lock_duration=args.lock_duration),
     )
     try:
         return asyncio.run(main(opts))

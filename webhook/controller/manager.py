@@ -1,7 +1,13 @@
-"""`psmdb-backup controller`: informers for the three PSMDB kinds, leader election, a keyed work queue for the
-reconcilers, the schedule timer, and a small HTTP server for /metrics, /healthz and /readyz.
+"""`psmdb-backup controller`, the companion of the stock Percona operator: informers for the PSMDB kinds, leader
+election, a keyed work queue for the reconcilers registered here, and a small HTTP server for /metrics, /healthz and
+/readyz. It writes only Kubernetes objects; the operator runs every Backup and Restore through PBM.
 
-Only the leader acts (reconciles, schedules); every replica keeps its caches warm so a new leader starts at once. A
+Reconcilers plug in with `Controller.handle(kind, handler)` (one per kind; it gets the cached object and returns the
+seconds until its next pass, or None), `Controller.on_change(callback)` (every cache change, on every replica) and
+`Controller.every(seconds, tick)` (a periodic pass while leading) and `Controller.background(loop)` (a coroutine that
+runs while leading, e.g. a timer).
+
+Only the leader acts (reconciles, ticks); every replica keeps its caches warm so a new leader starts at once. A
 leader that cannot renew its Lease exits, as client-go's default does, rather than risk acting beside the next one.
 """
 
@@ -15,30 +21,25 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..kube import KubeReader, LiveLookup, load_api_client
+from ..kube import load_api_client
 from ..policy import kinds
-from .backups import BackupReconciler
-from .clusters import reconcile_cluster
-from .informer import Informer
+from .informer import Informer, OnChange
 from .kubeapi import API_VERSION, Kube, psmdb_path
-from .kubeexec import KubeExec, PodRef
 from .leases import LeaderElector, Leases
 from .metrics import BACKUP_STATES, RESTORE_STATES, Metrics
-from .pbm import CliDriver, ClusterRef, PBMDriver
-from .restores import RestoreReconciler
-from .runtime import Ctx, Settings
-from .scheduler import Scheduler
+from .runtime import Ctx
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str]  # kind, namespace, name
+Handler = Callable[[dict[str, Any]], Awaitable[float | None]]
 
 
 @dataclass
@@ -54,8 +55,6 @@ class Options:
     identity: str = ""
     metrics_listen: tuple[str, int] = ("0.0.0.0", 8080)
     workers: int = 8
-    pbm_timeout: float = 60.0
-    settings: Settings = field(default_factory=Settings)
 
 
 class WorkQueue:
@@ -119,27 +118,56 @@ class WorkQueue:
 class Controller:
     def __init__(self, opts: Options, ctx: Ctx) -> None:
         self.opts, self.ctx = opts, ctx
-        self.scheduler = Scheduler(ctx)
-        self.backups = BackupReconciler(ctx, on_terminal=self._backup_finished)
-        self.restores = RestoreReconciler(ctx)
         self.queue = WorkQueue(self._handle, lambda key: ctx.metrics.reconcile_errors.labels(key[0]).inc())
         self.informers: list[Informer] = []
+        self.handlers: dict[str, Handler] = {}
+        self.callbacks: list[OnChange] = []
+        self.loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.acting = False
-        namespaces: list[str | None] = [*opts.namespaces] or [None]
+        for kind in kinds.KINDS:
+            selector = opts.cluster_selector if kind == kinds.CLUSTER else ""
+            self.watch(kind, functools.partial(psmdb_path, kind), API_VERSION, selector)
+
+    # ------------------------------------------------------------------ registration
+
+    def watch(self, kind: str, path: Callable[[str | None], str], api_version: str, selector: str = "") -> None:
+        """Keep `ctx.store_for(kind)` filled from the collection `path(namespace)` of every watched namespace."""
+        namespaces: list[str | None] = [*self.opts.namespaces] or [None]
         for ns in namespaces:
-            for kind in kinds.KINDS:
-                selector = opts.cluster_selector if kind == kinds.CLUSTER else ""
-                self.informers.append(
-                    Informer(
-                        ctx.kube,
-                        kind,
-                        psmdb_path(kind, ns),
-                        self._changed,
-                        label_selector=selector,
-                        api_version=API_VERSION,
-                        on_restart=functools.partial(self._watch_restarted, kind),
-                    )
+            self.informers.append(
+                Informer(
+                    self.ctx.kube,
+                    kind,
+                    path(ns),
+                    self._changed,
+                    label_selector=selector,
+                    api_version=api_version,
+                    on_restart=functools.partial(self._watch_restarted, kind),
                 )
+            )
+
+    def handle(self, kind: str, handler: Handler) -> None:
+        """`handler(obj)` reconciles every `kind` object that changes (and all of them when this replica starts
+        leading); its return value re-queues the object after that many seconds."""
+        if kind in self.handlers:
+            raise ValueError(f"a handler for {kind} is already registered")
+        self.handlers[kind] = handler
+
+    def on_change(self, callback: OnChange) -> None:
+        """`callback(kind, obj, deleted)` after every cache change, on every replica (e.g. to keep an index)."""
+        self.callbacks.append(callback)
+
+    def every(self, seconds: float, tick: Callable[[], Awaitable[None]]) -> None:
+        """`tick()` every `seconds` while this replica leads; an exception is logged and the next tick runs."""
+        self.loops.append(functools.partial(self._tick, seconds, tick))
+
+    def background(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """`loop()` runs while this replica leads (cancelled when it stops leading)."""
+        self.loops.append(loop)
+
+    def enqueue(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
+        if kind in self.handlers:
+            self.queue.add((kind, namespace, name), delay)
 
     # ------------------------------------------------------------------ events from the informers
 
@@ -147,71 +175,37 @@ class Controller:
         self.ctx.metrics.watch_restarts.labels(kind, reason).inc()
 
     def _changed(self, kind: str, obj: dict[str, Any], deleted: bool) -> None:
-        ctx = self.ctx
         key = (obj["metadata"].get("namespace", ""), obj["metadata"].get("name", ""))
-        store = ctx.store_for(kind)
+        store = self.ctx.store_for(kind)
         if deleted:
             store.pop(key, None)
         else:
             store[key] = obj
-        if kind == kinds.CLUSTER:
-            for c, message in self.scheduler.cluster_changed(obj, deleted):
-                if self.acting:
-                    asyncio.ensure_future(ctx.events.emit(c, "BackupScheduleInvalid", message, warning=True))
-            if not deleted:
-                self.queue.add((kind, *key))
-            self._enqueue_cluster_work(key[0], key[1])
-        elif deleted:  # a finished or deleted Backup/Restore may free the cluster's lock
-            self._enqueue_cluster_work(key[0], (obj.get("spec") or {}).get("clusterName", ""))
-        else:
-            self.queue.add((kind, *key))
-            if kind == kinds.BACKUP:
-                self.scheduler.last_success(obj)  # also fills the metric from existing Backups at start-up
-            if (obj.get("status") or {}).get("state") in ("ready", "error"):
-                self._enqueue_cluster_work(key[0], (obj.get("spec") or {}).get("clusterName", ""))
-
-    def _enqueue_cluster_work(self, namespace: str, cluster: str) -> None:
-        """Backups and restores of a cluster that wait for something the cluster or its lock decides."""
-        for kind, store in ((kinds.BACKUP, self.ctx.backups), (kinds.RESTORE, self.ctx.restores)):
-            for (ns, name), o in list(store.items()):
-                if (
-                    ns == namespace
-                    and (o.get("spec") or {}).get("clusterName") == cluster
-                    and (o.get("status") or {}).get("state", "") in ("", "waiting")
-                ):
-                    self.queue.add((kind, ns, name))
-
-    # ------------------------------------------------------------------ reconcile
+        for callback in self.callbacks:
+            callback(kind, obj, deleted)
+        if not deleted:
+            self.enqueue(kind, *key)
 
     async def _handle(self, key: Key) -> float | None:
         kind, ns, name = key
         if not self.acting:
             return None  # re-queued for everyone when this replica becomes the leader
         obj = self.ctx.store_for(kind).get((ns, name))
-        if obj is None:
+        handler = self.handlers.get(kind)
+        if obj is None or handler is None:
             return None
-        if kind == kinds.CLUSTER:
-            return await reconcile_cluster(self.ctx, obj)
-        if self.ctx.cluster_of(obj) is None and await self._foreign_cluster(obj):
-            return None
-        if kind == kinds.BACKUP:
-            return await self.backups.reconcile(obj)
-        return await self.restores.reconcile(obj)
+        return await handler(obj)
 
-    async def _foreign_cluster(self, obj: dict[str, Any]) -> bool:
-        """A Backup/Restore whose cluster exists but is not selected (label selector): not ours to touch."""
-        if not self.opts.cluster_selector:
-            return False
-        name = (obj.get("spec") or {}).get("clusterName")
-        if not name:
-            return False
-        return await self.ctx.kube.get(psmdb_path(kinds.CLUSTER, obj["metadata"]["namespace"], name)) is not None
-
-    async def _backup_finished(self, backup: dict[str, Any]) -> None:
-        self.scheduler.last_success(backup)
-        cluster = self.ctx.cluster_of(backup)
-        if cluster is not None and (backup.get("status") or {}).get("state") == "ready":
-            await self.scheduler.retention(cluster)
+    async def _tick(self, seconds: float, tick: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic %s failed", getattr(tick, "__qualname__", tick))
+                self.ctx.metrics.reconcile_errors.labels("tick").inc()
+            await asyncio.sleep(seconds)
 
     # ------------------------------------------------------------------ gauges and HTTP
 
@@ -228,17 +222,11 @@ class Controller:
                     continue
                 for s in states:
                     counts.setdefault((ns, cluster, s or "new"), 0)
-                counts[(ns, cluster, (o.get("status") or {}).get("state") or "new")] = (
-                    counts.get((ns, cluster, (o.get("status") or {}).get("state") or "new"), 0) + 1
-                )
+                state = (o.get("status") or {}).get("state") or "new"
+                counts[(ns, cluster, state)] = counts.get((ns, cluster, state), 0) + 1
             gauge.clear()
             for labels, n in counts.items():
                 gauge.labels(*labels).set(n)
-
-    async def _gauges(self) -> None:
-        while True:
-            self._update_gauges()
-            await asyncio.sleep(5)
 
     def http_app(self) -> web.Application:
         async def metrics(_: web.Request) -> web.Response:
@@ -264,27 +252,24 @@ class Controller:
 
     async def run(self, elector: LeaderElector | None) -> None:
         tasks = [asyncio.create_task(i.run(), name=f"informer-{i.kind}") for i in self.informers]
-        tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
         try:
             if elector is not None:
                 tasks.append(asyncio.create_task(elector.run(), name="leader-election"))
                 await elector.leading.wait()
             await asyncio.gather(*(i.synced.wait() for i in self.informers))
             self.ctx.metrics.is_leader.set(1)
-            self.scheduler.refresh()
             self.acting = True
             log.info(
-                "acting: %d clusters, %d backups, %d restores, %d scheduled tasks",
+                "acting: %d clusters, %d backups, %d restores",
                 len(self.ctx.clusters),
                 len(self.ctx.backups),
                 len(self.ctx.restores),
-                len(self.scheduler.tasks),
             )
-            for kind in kinds.KINDS:
+            for kind in self.handlers:
                 for ns, name in list(self.ctx.store_for(kind)):
                     self.queue.add((kind, ns, name))
             tasks += [asyncio.create_task(self.queue.worker(), name=f"worker-{n}") for n in range(self.opts.workers)]
-            tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
+            tasks += [asyncio.create_task(loop(), name=f"loop-{n}") for n, loop in enumerate(self.loops)]
             if elector is not None:
                 await elector.lost.wait()
                 raise SystemExit("lost the leader lease; exiting so that only the new leader acts")
@@ -297,36 +282,21 @@ class Controller:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _pod_resolver(ctx: Ctx) -> Callable[[ClusterRef], PodRef]:
-    """The pod the operator execs PBM in: `<cluster>-<first replset>-0` (facts §9.1)."""
-
-    def resolve(ref: ClusterRef) -> PodRef:
-        cluster = ctx.clusters.get((ref.namespace, ref.name)) or {}
-        replsets = (cluster.get("spec") or {}).get("replsets") or [{}]
-        first = replsets[0].get("name") if isinstance(replsets[0], dict) else None
-        return PodRef(ref.namespace, f"{ref.name}-{first or 'rs0'}-0")
-
-    return resolve
+# The companion's reconcilers: each one is a `register(controller)` that calls `controller.watch`, `handle`,
+# `on_change` and `every`; `main` runs them all on start.
+RECONCILERS: list[Callable[[Controller], None]] = []
 
 
-async def main(opts: Options, driver: PBMDriver | None = None) -> int:
+async def main(opts: Options) -> int:
     api = await load_api_client(opts.kubeconfig, opts.context)
     if api is None:
         log.error("no cluster credentials: give --kubeconfig or run in a pod with a service account")
         return 2
     kube = Kube(api)
-    execer = KubeExec.from_configuration(api.configuration)
-    lookup = LiveLookup(KubeReader(api, timeout=5.0), ttl=2.0)
-    ctx = Ctx(
-        kube=kube,
-        driver=driver or CliDriver(execer, timeout=opts.pbm_timeout),
-        lookup=lookup,
-        settings=opts.settings,
-        metrics=Metrics(),
-    )
-    if driver is None:
-        ctx.driver = CliDriver(execer, _pod_resolver(ctx), timeout=opts.pbm_timeout)
+    ctx = Ctx(kube=kube, metrics=Metrics())
     controller = Controller(opts, ctx)
+    for register in RECONCILERS:
+        register(controller)
     identity = opts.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
     elector = (
         LeaderElector(
@@ -376,7 +346,6 @@ async def main(opts: Options, driver: PBMDriver | None = None) -> int:
         if elector is not None and code == 0:
             await elector.release()
         await runner.cleanup()
-        await execer.close()
         await api.close()
     log.info("psmdb-backup controller stopped")
     return code
