@@ -1,7 +1,8 @@
 """A local cluster for the backup controller's end-to-end tests, its benchmark and the demo's scheduled backup:
 etcd + kube-apiserver + kwok (+ controller-manager and scheduler), the CRDs, moto S3 and (optionally) Azurite on
-127.0.0.1, database pods whose `backup-agent` exec runs the PBM simulator (tools/pbm_sim), and any number of
-`psmdb-backup controller` processes.
+127.0.0.1, database pods whose `backup-agent` exec runs the PBM simulator (tools/pbm_sim), the operator stand-in
+(tools/operator_standin, playing the stock Percona operator) and any number of `psmdb-backup controller` (companion)
+processes.
 
 kwok passes no pod identity to exec'd commands, so every database pod gets its own kwok `Exec` naming its cluster;
 those are kwok configuration, fixed at start: `start(clusters=[...])` lists the clusters whose pods can run PBM.
@@ -47,8 +48,8 @@ class ControllerProcess:
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
 
-    def start(self) -> ControllerProcess:
-        cmd = [
+    def command(self) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "webhook.cli",
@@ -61,18 +62,25 @@ class ControllerProcess:
             f"127.0.0.1:{self.metrics_port}",
             *self.args,
         ]
+
+    def started(self) -> bool:
+        try:
+            self.http("/healthz")
+            return True
+        except OSError:
+            return False
+
+    def start(self) -> ControllerProcess:
         with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+            self.proc = subprocess.Popen(self.command(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120  # a stand-in over 1,000 clusters (bench) needs a while
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"controller {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                self.http("/healthz")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.started():
                 return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"controller {self.name} did not start:\n{self.log_tail()}")
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
 
     @property
     def pid(self) -> int:
@@ -120,6 +128,21 @@ class ControllerProcess:
 
 
 @dataclass
+class StandinProcess(ControllerProcess):
+    """The operator stand-in (`python -m tools.operator_standin`), with the admin kubeconfig as the operator has its
+    own wide RBAC; started once its caches are filled and it acts."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tools.operator_standin", "--kubeconfig", str(self.kubeconfig), *self.args]
+
+    def started(self) -> bool:
+        return any(line.get("msg", "").startswith("acting") for line in self.log_lines())
+
+    def http(self, path: str) -> str:
+        raise RuntimeError("the operator stand-in serves no HTTP")
+
+
+@dataclass
 class CtlCluster:
     cp: ControlPlane
     work: Path
@@ -130,6 +153,7 @@ class CtlCluster:
     bucket: str
     container: str
     controllers: list[ControllerProcess] = field(default_factory=list)
+    standins: list[StandinProcess] = field(default_factory=list)
     sa_kubeconfig: Path | None = None
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -154,7 +178,7 @@ class CtlCluster:
             if value:
                 return value
             if time.monotonic() > deadline:
-                logs = "\n".join(f"--- {c.name}\n{c.log_tail(30)}" for c in self.controllers)
+                logs = "\n".join(f"--- {c.name}\n{c.log_tail(30)}" for c in [*self.standins, *self.controllers])
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
             time.sleep(interval)
 
@@ -181,6 +205,19 @@ class CtlCluster:
         )
         self.controllers.append(c)
         return c.start()
+
+    def standin(self, *args: str) -> StandinProcess:
+        """The operator stand-in for this namespace (a second call after `kill()`/`stop()` restarts it)."""
+        n = len(self.standins)
+        s = StandinProcess(
+            f"operator-standin-{n}",
+            self.cp.kubeconfig,
+            self.work / f"standin-{n}.log",
+            ["--namespace", self.namespace, *args],
+        )
+        self.standins.append(s)
+        s.start()
+        return s
 
     def sim_calls(self, cluster: str) -> builtins.list[dict[str, Any]]:
         path = self.sim_state / self.namespace / cluster / "calls.log"
@@ -365,7 +402,7 @@ def start(
 
 
 def stop(ctl: CtlCluster) -> None:
-    for c in ctl.controllers:
+    for c in [*ctl.controllers, *ctl.standins]:
         c.stop()
     ctl.cp.stop()
     if ctl.azurite:

@@ -6,9 +6,9 @@
    bucket on 127.0.0.1;
 3. applies the examples with kubectl: shows what the API server rejects (with the webhook's message) and accepts;
 4. creates a database pod and shows the backup-agent sidecar the mutating webhook injected;
-5. starts `psmdb-backup controller` (the backup engine) and gives the cluster a task that runs every 20 seconds:
-   the scheduled Backup runs through PBM in that sidecar (kwok runs the PBM simulator there) and its files land in
-   the S3 bucket;
+5. starts the operator stand-in (tools/operator_standin, playing the stock Percona operator) and gives the cluster a
+   task that runs every 20 seconds: the operator's cron makes the Backup, which runs through PBM in that sidecar
+   (kwok runs the PBM simulator there), and its files land in the S3 bucket;
 6. keeps everything running, with a KUBECONFIG line to paste, until Ctrl-C; then stops every process it started.
 
 `--no-wait` stops after step 5 (used by the tests).
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tools import devcluster  # noqa: E402
-from tools.ctlcluster import ControllerProcess  # noqa: E402
+from tools.ctlcluster import ControllerProcess, StandinProcess  # noqa: E402
 from tools.pbm_sim import SIM_DIR, kwok_exec_docs  # noqa: E402
 from tools.storage_servers import Moto, start_moto  # noqa: E402
 
@@ -62,8 +62,8 @@ def lint() -> int:
 
 
 def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto, started: list[ControllerProcess]) -> None:
-    """Step 5: the controller runs the cluster's 20-second task; wait for the first Backup to be ready in S3. The
-    controller is added to `started` (the caller stops it with the cluster)."""
+    """Step 5: the operator stand-in runs the cluster's 20-second task; wait for the first Backup to be ready in S3.
+    The stand-in is added to `started` (the caller stops it with the cluster)."""
     cluster.kubectl(
         "patch",
         "psmdb",
@@ -100,14 +100,14 @@ def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto, started:
         "-p",
         json.dumps({"status": {"state": "ready", "replsets": {"rs0": {"ready": 3, "status": "ready"}}}}),
     )
-    controller = ControllerProcess(
-        "demo",
+    standin = StandinProcess(
+        "operator-standin",
         cluster.cp.kubeconfig,
-        work / "controller.log",
-        ["--namespace", NS, "--lease-namespace", NS, "--poll-interval", "1"],
+        work / "operator-standin.log",
+        ["--namespace", NS, "--poll-interval", "1"],
     ).start()
-    started.append(controller)
-    print("task demo-every-20s (@every 20s, retention 3) added; psmdb-backup controller started", flush=True)
+    started.append(standin)
+    print("task demo-every-20s (@every 20s, retention 3) added; the operator stand-in plays the operator", flush=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         items = json.loads(
@@ -118,6 +118,7 @@ def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto, started:
         ready = [b for b in items if (b.get("status") or {}).get("state") == "ready"]
         if ready:
             b = ready[0]
+            print(f"the operator stand-in's cron created {b['metadata']['name']} and ran it through PBM:")
             print(cluster.kubectl("get", "psmdb-backup", "-n", NS, b["metadata"]["name"]).stdout)
             prefix = b["status"]["destination"].split("psmdb-backups/", 1)[1]
             keys = [
@@ -128,7 +129,7 @@ def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto, started:
                 print(f"  {k}")
             return
         time.sleep(1)
-    raise RuntimeError(f"no scheduled backup became ready:\n{controller.log_tail()}")
+    raise RuntimeError(f"no scheduled backup became ready:\n{standin.log_tail()}")
 
 
 def docs(path: str) -> list[dict]:
@@ -231,7 +232,7 @@ def main() -> int:
                 width=120,
             )
         )
-        step("5. psmdb-backup controller runs a scheduled backup through PBM into the S3 bucket")
+        step("5. the operator stand-in (playing the Percona operator) runs a scheduled backup through PBM into S3")
         scheduled_backup(cluster, work, s3, controllers)
         if args.no_wait:
             return 0 if lint_rc == 1 else 1
@@ -241,7 +242,7 @@ def main() -> int:
         print(f"  kubectl -n {NS} get psmdb,psmdb-backup,psmdb-restore,pods")
         print("  kubectl apply -f examples/bad/cluster.yaml")
         print(
-            f"webhook log: {cluster.webhook.log_file}\ncontroller log: {work / 'controller.log'}\n"
+            f"webhook log: {cluster.webhook.log_file}\noperator stand-in log: {work / 'operator-standin.log'}\n"
             "Press Ctrl-C to stop and clean up.",
             flush=True,
         )

@@ -68,24 +68,15 @@ WEBHOOK_REPORTS_RULES = {
     *(("wgpolicyk8s.io", "policyreports", v, "*") for v in ("get", "list", "create", "update")),
     *(("openreports.io", "reports", v, "*") for v in ("get", "list", "create", "update")),
 }
-# The controller (webhook/controller): watches the PSMDB kinds; creates and deletes Backups (schedules, retention);
-# patches finalizers, status and the cluster annotations it owns; reads Secrets by name for PBM credentials; execs
-# pbm in the backup-agent containers; holds Leases (operation locks, leader) and writes Events.
+# The controller (webhook/controller), the operator's companion: watches the PSMDB kinds; creates and patches the
+# operator's Backups and Restores; holds its leader Lease and writes Events. No Secrets, no pods/exec: no PBM.
 CONTROLLER_CLUSTER_RULES = {
-    *(("psmdb.percona.com", "perconaservermongodbs", v, "*") for v in ("get", "list", "watch", "patch")),
+    *(("psmdb.percona.com", "perconaservermongodbs", v, "*") for v in ("get", "list", "watch")),
     *(
-        ("psmdb.percona.com", "perconaservermongodbbackups", v, "*")
-        for v in ("get", "list", "watch", "create", "patch", "delete")
+        ("psmdb.percona.com", kind, v, "*")
+        for kind in ("perconaservermongodbbackups", "perconaservermongodbrestores")
+        for v in ("get", "list", "watch", "create", "patch")
     ),
-    *(("psmdb.percona.com", "perconaservermongodbrestores", v, "*") for v in ("get", "list", "watch", "patch")),
-    ("psmdb.percona.com", "perconaservermongodbbackups/status", "patch", "*"),
-    ("psmdb.percona.com", "perconaservermongodbrestores/status", "patch", "*"),
-    ("", "secrets", "get", "*"),
-    ("", "configmaps", "get", "*"),
-    ("", "namespaces", "get", "*"),
-    ("snapshot.storage.k8s.io", "volumesnapshotclasses", "get", "*"),
-    ("", "pods/exec", "create", "*"),
-    ("", "pods/exec", "get", "*"),
     *(("coordination.k8s.io", "leases", v, "*") for v in ("get", "create", "update", "delete")),
     ("", "events", "create", "*"),
 }

@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tools.operator_standin.pbm import CliDriver, backup_type_args, pitr_time_arg  # noqa: E402
 from tools.storage_servers import AZURITE_ACCOUNT, AZURITE_KEY, Unavailable, start_azurite, start_moto  # noqa: E402
 from webhook.controller.kubeexec import ExecResult, KubeExec, LocalExec, PodRef, parse_exec_status  # noqa: E402
-from tools.operator_standin.pbm import CliDriver, backup_type_args, pitr_time_arg  # noqa: E402
 from webhook.controller.pbmread import (  # noqa: E402
     BackupInfo,
     ClusterRef,
