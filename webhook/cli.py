@@ -501,12 +501,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     from .schemas_export import FORMATS as SCHEMA_FORMATS
 
     schemas = sub.add_parser(
-        "schemas", help="export JSON Schemas of the Percona kinds", description="Export JSON Schemas."
+        "schemas",
+        help="export JSON Schemas of the Percona kinds and the schedule kind",
+        description="Export JSON Schemas.",
     ).add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
     export = schemas.add_parser(
         "export",
         help="write standalone JSON Schemas (CEL rules included where JSON Schema can say them) for kubeconform",
-        description="Write one standalone JSON Schema per Percona kind into DIR, named as kubeconform's "
+        description="Write one standalone JSON Schema per Percona kind and for PerconaServerMongoDBBackupSchedule into "
+        "DIR, named as kubeconform's "
         "-schema-location template {{.ResourceKind}}{{.KindSuffix}}.json reads them (--format plain: "
         "openapi2jsonschema's {{.ResourceKind}}_{{.ResourceAPIVersion}}.json).",
     )

@@ -23,17 +23,12 @@ from .policy.lookup import MISSING, Found, LookupResult, Ref, Unknown
 
 log = logging.getLogger(__name__)
 
-_PSMDB_PLURALS = {
-    kinds.CLUSTER: "perconaservermongodbs",
-    kinds.BACKUP: "perconaservermongodbbackups",
-    kinds.RESTORE: "perconaservermongodbrestores",
-}
 _CORE_PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps"}
 
 
 def resource_path(kind: str, namespace: str, name: str) -> str:
-    if kind in _PSMDB_PLURALS:
-        return f"/apis/{kinds.GROUP}/v1/namespaces/{namespace}/{_PSMDB_PLURALS[kind]}/{name}"
+    if kind in kinds.PLURALS:
+        return f"/apis/{kinds.api_version(kind)}/namespaces/{namespace}/{kinds.PLURALS[kind]}/{name}"
     if kind in _CORE_PLURALS:
         return f"/api/v1/namespaces/{namespace}/{_CORE_PLURALS[kind]}/{name}"
     if kind == kinds.SNAPSHOT_CLASS:
@@ -120,11 +115,11 @@ class KubeReader:
         return data
 
     async def list(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
-        """Every object of a PSMDB kind, in one namespace or (None) in all."""
-        plural = _PSMDB_PLURALS[kind]
-        path = f"/apis/{kinds.GROUP}/v1/" + (f"namespaces/{namespace}/" if namespace else "") + plural
+        """Every object of a checked kind (kinds.CHECKED_KINDS), in one namespace or (None) in all."""
+        version = kinds.api_version(kind)
+        path = f"/apis/{version}/" + (f"namespaces/{namespace}/" if namespace else "") + kinds.PLURALS[kind]
         data = await self._get_json(path, max(self.timeout, 30))
-        return [{**item, "kind": kind, "apiVersion": f"{kinds.GROUP}/v1"} for item in data.get("items", [])]
+        return [{**item, "kind": kind, "apiVersion": version} for item in data.get("items", [])]
 
 
 class ObjectReader(Protocol):

@@ -1,10 +1,13 @@
-"""A full scan of the PSMDB, Backup and Restore objects stored in a cluster, with the admission webhook's rules and
-live lookups: what `lint --cluster` prints and what the policy reports (webhook/reporting.py) are rewritten from."""
+"""A full scan of the PSMDB, Backup, Restore and BackupSchedule objects stored in a cluster, with the admission
+webhook's rules and live lookups: what `lint --cluster` prints and what the policy reports (webhook/reporting.py) are
+rewritten from. The schedule kind is optional: without its CRD (the operator alone) there are no schedules."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from .findings import Finding
 from .kube import KubeReader, LiveLookup
@@ -19,11 +22,17 @@ class Scanned:
 
 
 async def scan(reader: KubeReader, namespace: str | None, disabled: frozenset[str] = frozenset()) -> list[Scanned]:
-    """Every stored object of the three kinds in `namespace` (None: all), with its findings (`disabled` left out)."""
+    """Every stored object of the checked kinds in `namespace` (None: all), with its findings (`disabled` left out)."""
     lookup = LiveLookup(reader, ttl=60)  # one scan reads the same clusters and Secrets again and again
     out: list[Scanned] = []
-    for kind in kinds.KINDS:
-        for obj in await reader.list(kind, namespace):
+    for kind in kinds.CHECKED_KINDS:
+        try:
+            objs = await reader.list(kind, namespace)
+        except ApiException as exc:
+            if exc.status == 404 and kind == kinds.SCHEDULE:  # its CRD is not installed
+                continue
+            raise
+        for obj in objs:
             checked = await evaluate(obj, None, lookup)
             out.append(Scanned(obj, [f for f in checked.findings if f.code not in disabled]))
     return out

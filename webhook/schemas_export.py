@@ -1,4 +1,5 @@
-"""`psmdb-backup schemas export`: standalone JSON Schemas of the Percona kinds for kubeconform and its kin.
+"""`psmdb-backup schemas export`: standalone JSON Schemas of the Percona kinds and of this project's schedule kind
+(PerconaServerMongoDBBackupSchedule, psmdb-backup-webhook.io/v1alpha1) for kubeconform and its kin.
 
 The schemas come from schemas/ (the source of the webhook's structure checks and of manifests/crds/), made
 self-contained (no `$ref`, no `$id`) and with the CRDs' CEL rules (``x-kubernetes-validations``, which kubeconform
@@ -20,8 +21,6 @@ from .policy import kinds
 from .policy.schema import SCHEMA_FILES, load_schema
 from .versions import LATEST, OLDEST_MODELLED, Version
 
-GROUP = "psmdb.percona.com"
-VERSION = "v1"
 DROPPED = frozenset({"$id", "x-message", "x-kubernetes-validations"})
 _DATE = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"
 
@@ -46,10 +45,16 @@ CEL_RULES: dict[str, dict[str, Any] | None] = {
 # kubeconform: `-schema-location 'DIR/{{.ResourceKind}}{{.KindSuffix}}.json'`; KindSuffix is "-" + the first label
 # of the group + "-" + the version. plain: openapi2jsonschema's `<kind>_<version>.json`, read with
 # `-schema-location 'DIR/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json'`.
-FORMATS = {
-    "kubeconform": lambda kind: f"{kind.lower()}-{GROUP.split('.')[0]}-{VERSION}.json",
-    "plain": lambda kind: f"{kind.lower()}_{VERSION}.json",
-}
+def _kubeconform_name(kind: str) -> str:
+    group, _, version = kinds.api_version(kind).partition("/")
+    return f"{kind.lower()}-{group.split('.')[0]}-{version}.json"
+
+
+def _plain_name(kind: str) -> str:
+    return f"{kind.lower()}_{kinds.api_version(kind).partition('/')[2]}.json"
+
+
+FORMATS = {"kubeconform": _kubeconform_name, "plain": _plain_name}
 LOCATIONS = {
     "kubeconform": "{{.ResourceKind}}{{.KindSuffix}}.json",
     "plain": "{{.ResourceKind}}_{{.ResourceAPIVersion}}.json",

@@ -51,6 +51,15 @@ def restore(ns: str, name: str = "r1", **spec) -> dict:
     }
 
 
+def schedule(ns: str, name: str = "s1", **spec) -> dict:
+    return {
+        "apiVersion": "psmdb-backup-webhook.io/v1alpha1",
+        "kind": "PerconaServerMongoDBBackupSchedule",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"clusterName": "my-cluster", "schedule": "0 1 * * *", "storageName": "s3-us-west", **spec},
+    }
+
+
 def denied(result, *needles: str) -> None:
     assert result.returncode != 0, f"expected a denial, got: {result.stdout}"
     assert 'admission webhook "validate.psmdb-backup-webhook.io" denied the request' in result.stderr, result.stderr
@@ -61,10 +70,11 @@ def denied(result, *needles: str) -> None:
 def test_good_examples_are_accepted(cluster: Cluster) -> None:
     ns = cluster.namespace()
     good_world(cluster, ns)
-    for path in ("good/backup.yaml", "good/restore.yaml"):
+    for path in ("good/backup.yaml", "good/restore.yaml", "good/schedule.yaml"):
         result = cluster.apply(load(path, ns))
         assert result.returncode == 0, result.stderr
     assert cluster.get("psmdb-backup", "before-upgrade", ns) is not None
+    assert cluster.get("psmdb-schedule", "six-hourly-minio", ns) is not None
 
 
 def cluster_with(ns: str, mutate) -> dict:
@@ -111,6 +121,18 @@ FAMILIES = {
     "backup: snapshot class": (
         lambda ns: backup(ns, type="external", storageName=None),
         ["PSB405 spec.volumeSnapshotClass"],
+    ),
+    "schedule: cron": (
+        lambda ns: load("bad/schedule.yaml", ns)[0],
+        ['PSB601 spec.schedule: schedule "0 2 * * 7" does not parse (end of range (7) above maximum (6): 7)'],
+    ),
+    "schedule: storage of the live cluster": (
+        lambda ns: schedule(ns, storageName="gcs"),
+        ['PSB604 spec.storageName: storage "gcs" is not defined in cluster my-cluster'],
+    ),
+    "schedule: named like an enabled task": (
+        lambda ns: schedule(ns, name="daily-s3"),
+        ['PSB606 metadata.name: cluster my-cluster has an enabled task "daily-s3"'],
     ),
     "restore: reference": (lambda ns: restore(ns), ["PSB506 spec: neither backupName nor backupSource"]),
     "restore: missing backup": (
@@ -194,9 +216,11 @@ def test_update_of_an_object_that_predates_the_webhook_is_not_blocked(cluster: C
 def test_cross_object_rules_see_live_objects(cluster: Cluster) -> None:
     ns = cluster.namespace()
     denied(cluster.apply(backup(ns)), 'PSB402 spec.clusterName: PerconaServerMongoDB "my-cluster" does not exist')
+    denied(cluster.apply(schedule(ns)), 'PSB603 spec.clusterName: PerconaServerMongoDB "my-cluster" does not exist')
     good_world(cluster, ns)
     time.sleep(5.5)  # the negative answer is cached for 5 s
     assert cluster.apply(backup(ns)).returncode == 0
+    assert cluster.apply(schedule(ns)).returncode == 0
     minio_missing = load("good/cluster.yaml", ns)[0]
     minio_missing["spec"]["backup"]["storages"]["minio-dr"]["minio"]["credentialsSecret"] = "no-such-secret"
     result = cluster.apply(minio_missing)  # the operator retries a missing Secret: admitted, with a warning

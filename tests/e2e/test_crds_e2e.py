@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ CRD_NAMES = [
     "perconaservermongodbs.psmdb.percona.com",
     "perconaservermongodbbackups.psmdb.percona.com",
     "perconaservermongodbrestores.psmdb.percona.com",
+    "perconaservermongodbbackupschedules.psmdb-backup-webhook.io",
 ]
 
 pytestmark = pytest.mark.e2e
@@ -114,7 +116,7 @@ def test_crds_are_established_and_accepted_without_warnings(cp: ControlPlane, cr
         assert got["status"]["acceptedNames"]["shortNames"] == got["spec"]["names"]["shortNames"]
 
 
-@pytest.mark.parametrize("file", ["cluster.yaml", "backup.yaml", "restore.yaml"])
+@pytest.mark.parametrize("file", ["cluster.yaml", "backup.yaml", "restore.yaml", "schedule.yaml"])
 def test_good_examples_are_accepted_and_nothing_is_pruned(cp: ControlPlane, crds: str, file: str) -> None:
     docs = _docs(GOOD / file)
     result = _dry_run(cp, docs)
@@ -178,6 +180,77 @@ def test_schema_requirements_are_enforced(cp: ControlPlane, crds: str) -> None:
         "spec.startingDeadlineSeconds: Invalid value: 0: spec.startingDeadlineSeconds in body should be greater "
         "than or equal to 1" in errors
     )
+
+
+def _schedule(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "psmdb-backup-webhook.io/v1alpha1",
+        "kind": "PerconaServerMongoDBBackupSchedule",
+        "metadata": {"name": "schema-check", "namespace": NAMESPACE},
+        "spec": {"clusterName": "my-cluster", "schedule": "0 1 * * *", **spec},
+    }
+
+
+def test_schedule_gets_the_crd_defaults(cp: ControlPlane, crds: str) -> None:
+    result = _dry_run(cp, _schedule(retention={"count": 3}))
+    assert result.returncode == 0, result.stderr
+    spec = json.loads(result.stdout)["spec"]
+    assert {k: spec[k] for k in ("type", "startingDeadlineSeconds", "suspend", "concurrencyPolicy")} == {
+        "type": "logical",
+        "startingDeadlineSeconds": 300,
+        "suspend": False,
+        "concurrencyPolicy": "Forbid",
+    }
+    assert spec["retention"] == {"count": 3, "deleteFromStorage": True}
+
+
+def test_schedule_schema_is_enforced(cp: ControlPlane, crds: str) -> None:
+    missing = _schedule()
+    del missing["spec"]["schedule"]
+    result = _dry_run(cp, missing)
+    assert result.returncode != 0
+    assert "spec.schedule: Required value" in _errors(result.stderr)
+    result = _dry_run(
+        cp,
+        _schedule(
+            concurrencyPolicy="Replace", type="external", startingDeadlineSeconds=-1, retention={"maxAge": "7 days"}
+        ),
+    )
+    assert result.returncode != 0
+    errors = "\n".join(_errors(result.stderr))
+    assert 'spec.concurrencyPolicy: Unsupported value: "Replace"' in errors
+    assert 'spec.type: Unsupported value: "external"' in errors
+    assert "spec.startingDeadlineSeconds in body should be greater than or equal to 0" in errors
+    assert 'spec.retention.maxAge: Invalid value: "7 days"' in errors
+
+
+def test_schedule_status_is_a_subresource(cp: ControlPlane, crds: str) -> None:
+    obj = _schedule()
+    obj["metadata"]["name"] = "status-check"
+    obj["status"] = {"missedSlots": 3}
+    cp.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    stored = json.loads(cp.kubectl("get", "psmdb-schedule", "status-check", "-n", NAMESPACE, "-o", "json").stdout)
+    assert "status" not in stored  # written only through /status
+    patch = json.dumps({"status": {"missedSlots": 2, "active": ["b1"]}})
+    cp.kubectl(
+        "patch", "psmdb-schedule", "status-check", "-n", NAMESPACE, "--subresource=status", "--type=merge", "-p", patch
+    )
+    stored = json.loads(cp.kubectl("get", "psmdb-schedule", "status-check", "-n", NAMESPACE, "-o", "json").stdout)
+    assert stored["status"] == {"missedSlots": 2, "active": ["b1"]}
+    bad = json.dumps({"status": {"missedSlots": -1}})
+    result = cp.kubectl(
+        "patch",
+        "psmdb-schedule",
+        "status-check",
+        "-n",
+        NAMESPACE,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        bad,
+        check=False,
+    )
+    assert result.returncode != 0 and "status.missedSlots" in result.stderr
 
 
 # --------------------------------------------------------------------------------------------- CEL
@@ -261,6 +334,42 @@ def test_printer_columns_and_short_names(cp: ControlPlane, crds: str) -> None:
     }
     row = cp.kubectl("get", "psmdb-backup", "before-upgrade", "-n", NAMESPACE, "--no-headers").stdout.split()
     assert row[:3] == ["before-upgrade", "my-cluster", "azure-blob"]
+
+
+def test_schedule_printer_columns_and_category(cp: ControlPlane, crds: str) -> None:
+    cp.kubectl("apply", "-f", str(GOOD / "schedule.yaml"))
+    status = {
+        "active": ["cron-my-cluster-20261203060000-abc123"],
+        "lastScheduleTime": "2026-12-03T06:00:00Z",
+        "nextScheduleTime": "2099-12-03T12:00:00Z",
+    }
+    cp.kubectl(
+        "patch",
+        "psmdb-schedule",
+        "six-hourly-minio",
+        "-n",
+        NAMESPACE,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+    header, row = cp.kubectl("get", "psmdb-schedule", "six-hourly-minio", "-n", NAMESPACE).stdout.splitlines()[:2]
+    assert re.split(r"\s{2,}", header.strip()) == [
+        "NAME",
+        "SCHEDULE",
+        "SUSPEND",
+        "ACTIVE",
+        "LAST SCHEDULE",
+        "LAST SUCCESS",
+        "NEXT",
+        "AGE",
+    ]
+    assert "CRON_TZ=Europe/Berlin 0 */6 * * *" in row and "false" in row
+    assert "cron-my-cluster-20261203060000-abc123" in row
+    assert "2099-12-03T12:00:00Z" in row  # NEXT is a string column: a date column would print <invalid>
+    listed = cp.kubectl("get", "psmdb-backup-webhook", "-n", NAMESPACE, "-o", "name").stdout.split()
+    assert "perconaservermongodbbackupschedule.psmdb-backup-webhook.io/six-hourly-minio" in listed
 
 
 # --------------------------------------------------------------------------------------------- webhook configs

@@ -181,6 +181,29 @@ def test_lookup_failure_policy_warn_allows_with_a_warning() -> None:
     assert resp["allowed"] is True and any("cross-object rules skipped" in w for w in resp["warnings"])
 
 
+SCHEDULE = yaml.safe_load((EXAMPLES / "good" / "schedule.yaml").read_text())
+BAD_SCHEDULE = yaml.safe_load((EXAMPLES / "bad" / "schedule.yaml").read_text())
+SCHEDULE_GROUP = "psmdb-backup-webhook.io"
+
+
+def test_schedules_are_checked_in_their_own_group() -> None:
+    resp = run(post(world(), "/validate", review(BAD_SCHEDULE, group=SCHEDULE_GROUP)))[1]["response"]
+    assert resp["allowed"] is False
+    msg = resp["status"]["message"]
+    assert "PerconaServerMongoDBBackupSchedule psmdb/weekly-sunday is rejected" in msg
+    assert 'PSB601 spec.schedule: schedule "0 2 * * 7" does not parse (end of range (7) above maximum (6)' in msg
+    good = run(post(world(), "/validate", review(SCHEDULE, group=SCHEDULE_GROUP)))[1]["response"]
+    assert good["allowed"] is True and "warnings" not in good
+    # The same kind name in the Percona group is not ours: allowed unchecked.
+    other = run(post(world(), "/validate", review(BAD_SCHEDULE)))[1]["response"]
+    assert other["allowed"] is True
+
+
+def test_schedule_of_a_missing_cluster_is_denied() -> None:
+    resp = run(post(DictReader([namespace("psmdb")]), "/validate", review(SCHEDULE, group=SCHEDULE_GROUP)))[1]
+    assert resp["response"]["allowed"] is False and "PSB603" in resp["response"]["status"]["message"]
+
+
 def test_without_any_cluster_single_object_rules_still_deny() -> None:
     obj = copy.deepcopy(BACKUP)
     del obj["spec"]["storageName"]

@@ -191,6 +191,8 @@ BY_KIND = {crd.kind: crd for crd in gen_crds.CRDS}
 CLUSTER = BY_KIND["PerconaServerMongoDB"]
 BACKUP = BY_KIND["PerconaServerMongoDBBackup"]
 RESTORE = BY_KIND["PerconaServerMongoDBRestore"]
+SCHEDULE = BY_KIND["PerconaServerMongoDBBackupSchedule"]
+PERCONA = (CLUSTER, BACKUP, RESTORE)
 
 
 # --------------------------------------------------------------------------------------------- up to date
@@ -282,16 +284,23 @@ def test_names_scope_and_versions() -> None:
         BACKUP: ("perconaservermongodbbackups", "perconaservermongodbbackup", ["psmdb-backup"]),
         RESTORE: ("perconaservermongodbrestores", "perconaservermongodbrestore", ["psmdb-restore"]),
     }
+    expected[SCHEDULE] = (
+        "perconaservermongodbbackupschedules",
+        "perconaservermongodbbackupschedule",
+        ["psmdb-schedule"],
+    )
     for crd, (plural, singular, short) in expected.items():
         doc = load(crd)
-        assert doc["metadata"]["name"] == f"{plural}.psmdb.percona.com"
-        assert doc["spec"]["group"] == "psmdb.percona.com"
+        group, served = ("psmdb-backup-webhook.io", "v1alpha1") if crd is SCHEDULE else ("psmdb.percona.com", "v1")
+        assert doc["metadata"]["name"] == f"{plural}.{group}"
+        assert doc["spec"]["group"] == group
         assert doc["spec"]["scope"] == "Namespaced"
         names = doc["spec"]["names"]
         assert (names["kind"], names["listKind"]) == (crd.kind, f"{crd.kind}List")
         assert (names["plural"], names["singular"], names["shortNames"]) == (plural, singular, short)
+        assert names.get("categories") == (["psmdb-backup-webhook"] if crd is SCHEDULE else None)
         [version] = doc["spec"]["versions"]
-        assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
+        assert (version["name"], version["served"], version["storage"]) == (served, True, True)
         assert version["subresources"] == {"status": {}}
 
 
@@ -323,12 +332,63 @@ def test_printer_columns_are_the_operators() -> None:
     ]
 
 
+def test_schedule_columns_are_a_cronjobs() -> None:
+    assert _columns(SCHEDULE) == [
+        ("SCHEDULE", "string", ".spec.schedule"),
+        ("SUSPEND", "boolean", ".spec.suspend"),
+        ("ACTIVE", "string", ".status.active"),
+        ("LAST SCHEDULE", "date", ".status.lastScheduleTime"),
+        ("LAST SUCCESS", "date", ".status.lastSuccessfulTime"),
+        ("NEXT", "string", ".status.nextScheduleTime"),  # a date column would print a future time as <invalid>
+        ("AGE", "date", ".metadata.creationTimestamp"),
+    ]
+
+
 def test_top_level_is_the_standard_shape_with_an_open_status() -> None:
     for crd in gen_crds.CRDS:
         schema = schema_of(crd)
         assert list(schema["properties"]) == ["apiVersion", "kind", "metadata", "spec", "status"]
-        assert schema["properties"]["status"] == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        status = schema["properties"]["status"]
+        assert status["type"] == "object" and status["x-kubernetes-preserve-unknown-fields"] is True
+        if crd in PERCONA:
+            assert status == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         assert "required" not in schema
+
+
+def test_schedule_status_is_modelled_and_stays_open() -> None:
+    status = schema_of(SCHEDULE)["properties"]["status"]
+    assert sorted(status["properties"]) == sorted(
+        [
+            "observedGeneration",
+            "lastScheduleTime",
+            "lastSuccessfulTime",
+            "lastBackupName",
+            "nextScheduleTime",
+            "active",
+            "missedSlots",
+            "conditions",
+        ]
+    )
+    condition = status["properties"]["conditions"]["items"]
+    assert condition["required"] == ["type", "status", "lastTransitionTime", "reason", "message"]
+    assert condition["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
+    closed = {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": False}
+    with pytest.raises(gen_crds.GenerationError, match="keep it open"):
+        gen_crds.openapi_schema({"properties": {"spec": closed, "status": closed}})
+
+
+def test_schedule_spec_requirements_and_defaults() -> None:
+    spec = schema_of(SCHEDULE)["properties"]["spec"]
+    assert spec["required"] == ["clusterName", "schedule"]
+    props = spec["properties"]
+    assert props["type"]["enum"] == ["logical", "physical", "incremental", "incremental-base"]
+    assert (
+        props["concurrencyPolicy"]["enum"] == ["Forbid", "Allow"] and props["concurrencyPolicy"]["default"] == "Forbid"
+    )
+    assert props["startingDeadlineSeconds"]["minimum"] == 0 and props["startingDeadlineSeconds"]["default"] == 300
+    assert props["suspend"]["default"] is False
+    assert props["retention"]["properties"]["deleteFromStorage"]["default"] is True
+    assert props["retention"]["properties"]["maxAge"]["pattern"] == "^([0-9]+[wdhm])+$"
 
 
 def test_backup_section_requires_enabled_and_image() -> None:
@@ -346,6 +406,7 @@ def test_open_json_schema_objects_preserve_unknown_fields() -> None:
     assert spec["properties"]["replsets"]["items"]["x-kubernetes-preserve-unknown-fields"] is True
     assert "x-kubernetes-preserve-unknown-fields" not in schema_of(BACKUP)["properties"]["spec"]
     assert "x-kubernetes-preserve-unknown-fields" not in schema_of(RESTORE)["properties"]["spec"]
+    assert "x-kubernetes-preserve-unknown-fields" not in schema_of(SCHEDULE)["properties"]["spec"]
 
 
 def test_maps_stay_maps() -> None:

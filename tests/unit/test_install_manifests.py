@@ -40,7 +40,7 @@ LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": NAME}
 CRDS = {
     f"{p}.psmdb.percona.com"
     for p in ("perconaservermongodbs", "perconaservermongodbbackups", "perconaservermongodbrestores")
-}
+} | {"perconaservermongodbbackupschedules.psmdb-backup-webhook.io"}
 
 # ---------------------------------------------------------------------------------------------------------------
 # The reviewed permissions: (apiGroup, resource, verb, resourceName or "*" for any name). Change these only together

@@ -53,16 +53,18 @@ def test_kubeconform_layout_names(tmp_path: Path) -> None:
     assert sorted(p.name for p in written) == [
         "perconaservermongodb-psmdb-v1.json",
         "perconaservermongodbbackup-psmdb-v1.json",
+        "perconaservermongodbbackupschedule-psmdb-backup-webhook-v1alpha1.json",
         "perconaservermongodbrestore-psmdb-v1.json",
     ]
     assert sorted(p.name for p in export(tmp_path / "plain", "plain")) == [
         "perconaservermongodb_v1.json",
         "perconaservermongodbbackup_v1.json",
+        "perconaservermongodbbackupschedule_v1alpha1.json",
         "perconaservermongodbrestore_v1.json",
     ]
 
 
-@pytest.mark.parametrize("kind", [kinds.CLUSTER, kinds.BACKUP, kinds.RESTORE])
+@pytest.mark.parametrize("kind", kinds.CHECKED_KINDS)
 def test_schema_is_standalone_and_valid_2020_12(kind: str) -> None:
     schema = standalone_schema(kind)
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -128,3 +130,14 @@ def test_cli_export_and_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["schemas", "export", str(tmp_path / "x"), "--cr-version", "1.19"]) == 2
     assert "1.20.0 to 1.23.0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_schedule_schema_checks_the_spec(tmp_path: Path) -> None:
+    [path] = [p for p in export(tmp_path) if "schedule" in p.name]
+    schema = json.loads(path.read_text())
+    [good] = docs(ROOT / "examples" / "good" / "schedule.yaml")
+    assert valid(schema, good)
+    for field, value in (("concurrencyPolicy", "Replace"), ("type", "external"), ("startingDeadlineSeconds", -1)):
+        assert not valid(schema, {**good, "spec": {**good["spec"], field: value}}), field
+    assert not valid(schema, {**good, "spec": {**good["spec"], "retention": {"maxAge": "7 days"}}})
+    assert not valid(schema, {**good, "spec": {k: v for k, v in good["spec"].items() if k != "schedule"}})

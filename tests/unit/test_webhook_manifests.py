@@ -87,13 +87,17 @@ def test_common_settings(hook: dict, path: str) -> None:
     assert hook["matchPolicy"] == "Equivalent"
 
 
-def test_validating_rules_cover_the_three_crds_on_create_and_update() -> None:
-    [rule] = VALIDATE["rules"]
-    assert rule["apiGroups"] == ["psmdb.percona.com"]
-    assert rule["apiVersions"] == ["v1"]
-    assert sorted(rule["operations"]) == ["CREATE", "UPDATE"]
-    assert sorted(rule["resources"]) == sorted(CRD_RESOURCES)  # no "/status": status writes are not validated
-    assert rule["scope"] == "Namespaced"
+def test_validating_rules_cover_the_four_crds_on_create_and_update() -> None:
+    psmdb, schedules = VALIDATE["rules"]
+    assert psmdb["apiGroups"] == ["psmdb.percona.com"]
+    assert psmdb["apiVersions"] == ["v1"]
+    assert sorted(psmdb["resources"]) == sorted(CRD_RESOURCES)  # no "/status": status writes are not validated
+    assert schedules["apiGroups"] == ["psmdb-backup-webhook.io"]
+    assert schedules["apiVersions"] == ["v1alpha1"]
+    assert schedules["resources"] == ["perconaservermongodbbackupschedules"]
+    for rule in (psmdb, schedules):
+        assert sorted(rule["operations"]) == ["CREATE", "UPDATE"]
+        assert rule["scope"] == "Namespaced"
 
 
 def test_mutating_rule_is_pod_create_only() -> None:

@@ -12,7 +12,7 @@ from ..policy.failures import RULE_ERRORS_HELP, RULE_ERRORS_METRIC
 PREFIX = "psmdb_backup_webhook"
 OTHER = "other"
 # Label values come only from these sets: a request body must never mint a new series (each costs memory forever).
-KNOWN_KINDS = frozenset((*kinds.KINDS, "Pod"))
+KNOWN_KINDS = frozenset((*kinds.CHECKED_KINDS, "Pod"))
 KNOWN_OPERATIONS = frozenset(("CREATE", "UPDATE", "DELETE", "CONNECT"))
 
 

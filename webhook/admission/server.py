@@ -142,7 +142,8 @@ class AdmissionApp:
     async def validate(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         req = await self._review(request)
-        if req.group != kinds.GROUP or req.kind not in kinds.KINDS or req.operation not in ("CREATE", "UPDATE"):
+        ours = req.kind in kinds.CHECKED_KINDS and req.group == kinds.group_of(req.kind)
+        if not ours or req.operation not in ("CREATE", "UPDATE"):
             return self._answer(
                 "validate",
                 req,

@@ -1,5 +1,5 @@
-"""`psmdb-backup lint --cluster`: the PSMDB, Backup and Restore objects already in a cluster, checked with the same
-rules and live cross-object lookups as the admission webhook; positions are `namespace/kind/name` + JSON path.
+"""`psmdb-backup lint --cluster`: the PSMDB, Backup, Restore and BackupSchedule objects already in a cluster (see
+webhook/scan.py), checked with the same rules and live cross-object lookups as the admission webhook; positions are `namespace/kind/name` + JSON path.
 With `--report`, the scan is also written as policy reports (webhook/reporting.py)."""
 
 from __future__ import annotations

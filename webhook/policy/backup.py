@@ -18,6 +18,35 @@ def _type(ctx: Context) -> str:
     return text(ctx.spec.get("type")) or "logical"
 
 
+# Shared with the schedule rules (schedule.py), which check the Backups a schedule will create.
+def missing_cluster(ctx: Context) -> str | None:
+    """What is wrong when spec.clusterName names a cluster the live API says is absent, else None."""
+    if isinstance(ctx.get(kinds.CLUSTER, ctx.spec.get("clusterName")), Missing):
+        return f'PerconaServerMongoDB "{ctx.spec["clusterName"]}" does not exist in namespace {ctx.namespace}'
+    return None
+
+
+def undefined_storage(ctx: Context, name: str) -> str | None:
+    """What is wrong when `name` is not a storage of the cluster spec.clusterName names (known clusters only)."""
+    cluster = ctx.cluster()
+    if cluster is None:
+        return None
+    defined = storages(mapping(cluster.get("spec")))
+    if name in defined:
+        return None
+    return f'storage "{name}" is not defined in cluster {ctx.spec["clusterName"]} (defined: {quoted(defined)})'
+
+
+def backups_disabled(ctx: Context) -> bool:
+    """The named cluster is known, has a spec.backup section, and backups are not enabled in it."""
+    cluster = ctx.cluster()
+    return (
+        cluster is not None
+        and isinstance(backup_spec(mapping(cluster.get("spec"))), dict)
+        and not backup_enabled(cluster)
+    )
+
+
 @rule(
     "PSB401",
     title="Backup without a cluster name",
@@ -52,12 +81,9 @@ def backup_cluster_name(ctx: Context) -> Iterable[Violation]:
     "cluster stays silent.",
 )
 def backup_cluster_exists(ctx: Context) -> Iterable[Violation]:
-    if isinstance(ctx.get(kinds.CLUSTER, ctx.spec.get("clusterName")), Missing):
-        yield Violation(
-            SPEC + ("clusterName",),
-            f'PerconaServerMongoDB "{ctx.spec["clusterName"]}" does not exist in '
-            f'namespace {ctx.namespace}: the backup fails with "cluster not found"',
-        )
+    problem = missing_cluster(ctx)
+    if problem:
+        yield Violation(SPEC + ("clusterName",), f'{problem}: the backup fails with "cluster not found"')
 
 
 @rule(
@@ -88,17 +114,10 @@ def backup_storage_name(ctx: Context) -> Iterable[Violation]:
     good=[Example("spec: {clusterName: my-cluster, storageName: azure-blob}", others=(CLUSTER,))],
 )
 def backup_storage_defined(ctx: Context) -> Iterable[Violation]:
-    cluster = ctx.cluster()
     name = text(ctx.spec.get("storageName"))
-    if cluster is None or not name or _type(ctx) == "external":
-        return
-    defined = storages(mapping(cluster.get("spec")))
-    if name not in defined:
-        yield Violation(
-            SPEC + ("storageName",),
-            f'storage "{name}" is not defined in cluster {ctx.spec["clusterName"]} '
-            f"(defined: {quoted(defined)}): the backup fails with \"unable to get storage '{name}'\"",
-        )
+    problem = undefined_storage(ctx, name) if name and _type(ctx) != "external" else None
+    if problem:
+        yield Violation(SPEC + ("storageName",), f"{problem}: the backup fails with \"unable to get storage '{name}'\"")
 
 
 @rule(
@@ -136,12 +155,7 @@ def backup_snapshot_class(ctx: Context) -> Iterable[Violation]:
     good=[Example("spec: {clusterName: my-cluster, storageName: s3-main}", others=(CLUSTER,))],
 )
 def backup_cluster_backups_enabled(ctx: Context) -> Iterable[Violation]:
-    cluster = ctx.cluster()
-    if (
-        cluster is not None
-        and isinstance(backup_spec(mapping(cluster.get("spec"))), dict)
-        and not backup_enabled(cluster)
-    ):
+    if backups_disabled(ctx):
         yield Violation(
             SPEC + ("clusterName",),
             f"cluster {ctx.spec['clusterName']} has spec.backup.enabled false: no "

@@ -29,6 +29,22 @@ def storages(spec: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {str(k): v for k, v in mapping(backup_spec(spec).get("storages")).items() if isinstance(v, dict)}
 
 
+def main_storage(spec: Mapping[str, Any]) -> tuple[str | None, str]:
+    """The operator's `MainStorage()` of a cluster spec (facts §3): the only storage, else the one with main: true.
+    (name, "") or (None, why there is none)."""
+    defined = storages(spec)
+    if len(defined) == 1:
+        return next(iter(defined)), ""
+    mains = sorted(n for n, st in defined.items() if st.get("main") is True)
+    if len(mains) == 1:
+        return mains[0], ""
+    if not defined:
+        return None, "it defines no storage"
+    if not mains:
+        return None, f"none of its {len(defined)} storages ({quoted(defined)}) has main: true"
+    return None, f"several of its storages have main: true ({quoted(mains)})"
+
+
 def storage_block(storage: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The sub-object matching the storage's type (`s3:` for `type: s3`), None when absent."""
     block = storage.get(text(storage.get("type")))

@@ -11,6 +11,12 @@ from .common import COMPRESSION_TYPES, backup_spec, mapping, tasks
 from .examples import with_backup
 from .registry import Context, Violation, rule
 
+# A schedule's Backups get its compression settings (full object: a Backup is the default kind of the examples).
+_SCHEDULE = (
+    f"{{apiVersion: {kinds.api_version(kinds.SCHEDULE)}, kind: {kinds.SCHEDULE}, metadata: {{name: nightly}}, "
+    "spec: {clusterName: my-cluster, schedule: '0 1 * * *', "
+)
+
 # gzip and pgzip refuse levels outside Go's compress/flate range (HuffmanOnly .. BestCompression).
 _LEVELS = {"gzip": (-2, 9), "pgzip": (-2, 9)}
 
@@ -35,7 +41,7 @@ def _check(path: Path, settings: Mapping[str, Any], type_key: str, consequence: 
     "PSB210",
     title="Unknown compression type or level",
     severity=Severity.ERROR,
-    kind=(kinds.CLUSTER, kinds.BACKUP),
+    kind=(kinds.CLUSTER, kinds.BACKUP, kinds.SCHEDULE),
     needs_backup_enabled=True,
     source="PBM v2.15.0@6f9fc3bf pbm/compress/compress.go:143-147 (unknown type writes uncompressed); PBM v2.15.0@6f9fc3bf pbm/config/config.go:591-594 "
     "(pitr: unsupported compression type)",
@@ -47,6 +53,7 @@ def _check(path: Path, settings: Mapping[str, Any], type_key: str, consequence: 
         ),
         with_backup("storages: {s3: {type: s3, s3: {bucket: b}}}, pitr: {enabled: true, compressionType: zip}"),
         "spec: {clusterName: my-cluster, storageName: s3-main, compressionType: gzip, compressionLevel: 11}",
+        _SCHEDULE + "compressionType: zip}}",
     ],
     good=[
         with_backup(
@@ -54,12 +61,13 @@ def _check(path: Path, settings: Mapping[str, Any], type_key: str, consequence: 
             "schedule: '0 0 * * *', storageName: s3, compressionType: zstd}]"
         ),
         "spec: {clusterName: my-cluster, storageName: s3-main, compressionType: gzip, compressionLevel: 6}",
+        _SCHEDULE + "compressionType: zstd, compressionLevel: 3}}",
     ],
 )
 def compression(ctx: Context) -> Iterable[Violation]:
     """A backup with an unknown type is silently written uncompressed; an unknown PITR type puts the cluster in error
     (even with PITR disabled, because the operator always writes the PITR section)."""
-    if ctx.kind == kinds.BACKUP:
+    if ctx.kind in (kinds.BACKUP, kinds.SCHEDULE):
         yield from _check(("spec",), ctx.spec, "compressionType", "the backup is written uncompressed")
         return
     for i, task in tasks(ctx.spec):

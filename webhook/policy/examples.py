@@ -27,6 +27,11 @@ HEADERS: dict[str, dict[str, Any]] = {
         "kind": kinds.RESTORE,
         "metadata": {"name": "restore1", "namespace": "default"},
     },
+    kinds.SCHEDULE: {
+        "apiVersion": kinds.api_version(kinds.SCHEDULE),
+        "kind": kinds.SCHEDULE,
+        "metadata": {"name": "nightly", "namespace": "default"},
+    },
 }
 
 

@@ -54,6 +54,6 @@ def _kind_schema(kind: str) -> dict[str, Any]:
 
 
 def prune_object(obj: Any) -> Any:
-    """`prune_nulls` with the schema of the object's kind (the three PSMDB kinds; any other object by itself)."""
+    """`prune_nulls` with the schema of the object's kind (the checked kinds; any other object by itself)."""
     kind = obj.get("kind") if isinstance(obj, dict) else None
-    return prune_nulls(obj, _kind_schema(kind) if kind in kinds.KINDS else _ANY)
+    return prune_nulls(obj, _kind_schema(kind) if kind in kinds.CHECKED_KINDS else _ANY)

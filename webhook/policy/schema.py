@@ -24,6 +24,7 @@ SCHEMA_FILES = {
     kinds.CLUSTER: "perconaservermongodb.json",
     kinds.BACKUP: "perconaservermongodbbackup.json",
     kinds.RESTORE: "perconaservermongodbrestore.json",
+    kinds.SCHEDULE: "perconaservermongodbbackupschedule.json",
 }
 
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}

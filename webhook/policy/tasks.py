@@ -192,7 +192,7 @@ def parse_schedule(expr: str) -> tuple[cron.Schedule | None, str | None]:
 
 
 @lru_cache(maxsize=4096)
-def _never_fires(expr: str) -> bool:
+def never_fires(expr: str) -> bool:
     schedule, _ = parse_schedule(expr)
     return schedule is not None and schedule.next(_NEVER_CHECK_FROM) is None
 
@@ -247,7 +247,7 @@ def task_schedule(ctx: Context) -> Iterable[Violation]:
 def schedule_never_fires(ctx: Context) -> Iterable[Violation]:
     for i, task in tasks(ctx.spec):
         expr = text(task.get("schedule"))
-        if _never_fires(expr):
+        if never_fires(expr):
             yield Violation(
                 ROOT + (i, "schedule"), f'schedule "{expr}" is valid but never fires: this task never makes a backup'
             )
