@@ -42,6 +42,7 @@ CEL_RULES: dict[str, dict[str, Any] | None] = {
     "(!has(self.nsFrom) && !has(self.nsTo)) || self.nsFrom != self.nsTo": None,
 }
 
+
 # kubeconform: `-schema-location 'DIR/{{.ResourceKind}}{{.KindSuffix}}.json'`; KindSuffix is "-" + the first label
 # of the group + "-" + the version. plain: openapi2jsonschema's `<kind>_<version>.json`, read with
 # `-schema-location 'DIR/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json'`.
