@@ -59,12 +59,13 @@ WEBHOOK_CLUSTER_RULES = {
     ("snapshot.storage.k8s.io", "volumesnapshotclasses", "get", "*"),
 }
 # Policy reports (webhook/reporting.py), a role of their own so an install without reports drops exactly these: the
-# background scan lists the PSMDB kinds; one report per namespace is read, listed (by label), created and updated,
+# background scan lists the PSMDB kinds and the schedules; one report per namespace is read, listed (by label), created and updated,
 # never deleted.
 REPORTS = f"{NAME}-reports"
 WEBHOOK_REPORTS_RULES = {
     *(("psmdb.percona.com", p, "list", "*") for p in ("perconaservermongodbs", "perconaservermongodbbackups")),
     ("psmdb.percona.com", "perconaservermongodbrestores", "list", "*"),
+    ("psmdb-backup-webhook.io", "perconaservermongodbbackupschedules", "list", "*"),
     *(("wgpolicyk8s.io", "policyreports", v, "*") for v in ("get", "list", "create", "update")),
     *(("openreports.io", "reports", v, "*") for v in ("get", "list", "create", "update")),
 }
