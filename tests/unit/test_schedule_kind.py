@@ -139,3 +139,23 @@ def test_lint_cluster_without_the_schedule_crd_checks_the_rest(monkeypatch: pyte
     assert report.checked == 1
     with pytest.raises(ApiException):  # a missing Percona CRD is still an error
         _lint_cluster(monkeypatch, {}, frozenset({kinds.CLUSTER}))
+
+
+def test_imported_schedules_pass_the_rules_once_the_tasks_are_disabled() -> None:
+    """`schedules import` output meets the schedule kind's schema and rules; before its patch disables the tasks,
+    every schedule collides with its task (PSB606), which is why the two go in one change."""
+    import jsonpatch
+
+    from webhook.controller.taskimport import import_tasks
+    from webhook.policy import DocumentsLookup
+
+    cluster = yaml.safe_load(CLUSTER)
+    result = import_tasks(cluster)
+    assert result.objects and not result.errors
+    patched = jsonpatch.apply_patch(cluster, result.patch)
+    for schedule in result.objects:
+        schedule["metadata"].setdefault("namespace", "psmdb")
+        before = check(schedule, lookup=DocumentsLookup([cluster]))
+        assert [f.code for f in before if f.severity.label == "error"] == ["PSB606"], before
+        after = check(schedule, lookup=DocumentsLookup([patched]))
+        assert [f for f in after if f.severity.label == "error"] == [], after
