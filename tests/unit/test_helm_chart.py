@@ -25,10 +25,13 @@ from tests.unit.test_install_manifests import (
     MANIFESTS,
     NAME,
     NAMESPACE,
+    NETWORK_POLICY,
     ROOT,
     TLS_SECRET,
+    api_server_cidr_patch,
     by_kind,
     ident,
+    overlay,
     pod_templates,
     render,
     restricted_violations,
@@ -136,6 +139,19 @@ def test_metrics_values_render_manifests_observability() -> None:
     default = {ident(d) for d in template()}
     extra = [d for d in template(on) if ident(d) not in default]
     assert_same_objects(extra, render(MANIFESTS / "observability"))
+
+
+def test_network_policy_values_render_the_networkpolicy_component(tmp_path) -> None:
+    cidrs = ["10.0.0.0/24", "fd00::/64"]
+    kust = overlay(tmp_path, [MANIFESTS / "base"], [NETWORK_POLICY], patches=[api_server_cidr_patch(cidrs)])
+    helm = template({"networkPolicy.enabled": True, "networkPolicy.apiServerCIDRs": cidrs})
+    # The chart alone has a `helm test` Pod (templates/tests/readyz.yaml), which its policy admits as well.
+    test_pod = {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": RELEASE, "app.kubernetes.io/component": "test"}}
+    }
+    webhook_policy = by_kind(helm, "NetworkPolicy")[RELEASE]
+    webhook_policy["spec"]["ingress"][0]["from"].remove(test_pod)
+    assert_same_objects(by_kind(helm, "NetworkPolicy").values(), by_kind(kust, "NetworkPolicy").values())
 
 
 def test_the_chart_readme_lists_every_value_and_is_fresh() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import ipaddress
 import os
 import subprocess
 import sys
@@ -29,6 +30,7 @@ if str(ROOT) not in sys.path:
 from tools import controlplane  # noqa: E402
 
 MANIFESTS = ROOT / "manifests"
+NETWORK_POLICY = MANIFESTS / "components" / "networkpolicy"
 NAMESPACE = "psmdb-backup-system"
 NAME = "psmdb-backup-webhook"
 IMAGE = "ghcr.io/psmdb-backup-webhook/psmdb-backup-webhook:0.1.0"
@@ -159,6 +161,32 @@ def pod_templates(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, A
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     assert set(selector) <= {"matchLabels"}, selector
     return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+
+def overlay(
+    tmp_path: Path, resources: list[Path], components: list[Path] | None = None, **more: Any
+) -> list[dict[str, Any]]:
+    """Render a user's own kustomization of install directories (kustomize refuses absolute paths)."""
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(r, tmp_path) for r in resources],
+        **({"components": [os.path.relpath(c, tmp_path) for c in components or []]} if components else {}),
+        **more,
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return render(tmp_path)
+
+
+def api_server_cidr_patch(cidrs: list[str]) -> dict[str, Any]:
+    """The patch docs/install.md gives for manifests/components/networkpolicy: the first range replaces the
+    placeholder, each further one is added after it (before the monitoring namespace, as the chart orders them)."""
+    ops = [{"op": "replace", "path": "/spec/ingress/0/from/0/ipBlock/cidr", "value": cidrs[0]}]
+    ops += [
+        {"op": "add", "path": f"/spec/ingress/0/from/{i}", "value": {"ipBlock": {"cidr": c}}}
+        for i, c in enumerate(cidrs[1:], 1)
+    ]
+    return {"target": {"kind": "NetworkPolicy", "name": NAME}, "patch": yaml.safe_dump(ops)}
 
 
 def certs_args(argv: list[str]) -> argparse.Namespace:
@@ -673,3 +701,52 @@ def test_controller_deployment_elects_a_leader_and_serves_probes_on_its_metrics_
     svc = one(base, "Service", f"{CONTROLLER}-metrics")
     assert svc["spec"]["ports"][0]["name"] == "metrics"
     assert all(pod["metadata"]["labels"].get(k) == v for k, v in svc["spec"]["selector"].items())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# manifests/components/networkpolicy (opt-in)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_network_policies_are_opt_in(full, base, cert_manager) -> None:
+    """A policy that misses the API server's addresses takes the validating webhook down: never by default."""
+    assert not [d for d in full + base + cert_manager if d["kind"] == "NetworkPolicy"]
+
+
+def test_network_policy_component_admits_the_api_server_and_monitoring_only(tmp_path, base) -> None:
+    docs = overlay(
+        tmp_path, [MANIFESTS / "base"], [NETWORK_POLICY], patches=[api_server_cidr_patch(["10.0.0.0/24", "fd00::/64"])]
+    )
+    assert [d for d in docs if d["kind"] != "NetworkPolicy"] == base
+    policies = by_kind(docs, "NetworkPolicy")
+    assert set(policies) == {NAME, CONTROLLER}
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    [webhook_rule] = policies[NAME]["spec"]["ingress"]
+    assert webhook_rule["from"] == [
+        {"ipBlock": {"cidr": "10.0.0.0/24"}},
+        {"ipBlock": {"cidr": "fd00::/64"}},
+        monitoring,
+    ]
+    [controller_rule] = policies[CONTROLLER]["spec"]["ingress"]
+    assert controller_rule["from"] == [monitoring]
+    for policy, deployment, port_name in ((NAME, NAME, "https"), (CONTROLLER, CONTROLLER, "metrics")):
+        spec = policies[policy]["spec"]
+        assert spec["policyTypes"] == ["Ingress"] and policies[policy]["metadata"]["namespace"] == NAMESPACE
+        pod = one(base, "Deployment", deployment)["spec"]["template"]
+        assert selects(spec["podSelector"], pod["metadata"]["labels"]), policy
+        others = [t for where, t in pod_templates(base) if where != f"Deployment/{deployment}"]
+        assert not any(selects(spec["podSelector"], t["metadata"].get("labels", {})) for t in others), policy
+        ports = {p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+        assert spec["ingress"][0]["ports"] == [{"port": ports[port_name], "protocol": "TCP"}], policy
+        labels = policies[policy]["metadata"]["labels"]
+        assert {k: labels.get(k) for k in LABELS} == LABELS
+
+
+def test_network_policy_component_without_the_patch_is_refused_not_open(tmp_path) -> None:
+    """Forgotten patch: the placeholder is no CIDR, so the API server refuses the policy (the e2e test shows it) and
+    the webhook stays reachable, rather than a guessed range that could shut the API server out."""
+    docs = overlay(tmp_path, [MANIFESTS / "base"], [NETWORK_POLICY])
+    cidr = one(docs, "NetworkPolicy", NAME)["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"]
+    with pytest.raises(ValueError):
+        ipaddress.ip_network(cidr)
+    assert "docs-install-md" in cidr
