@@ -499,9 +499,7 @@ def test_label_values_in_selectors_are_ones_the_code_produces(admission_scrape: 
     """state values against the controller's state lists; decision values against what the running server said."""
     known = {
         ("psmdb_backup_controller_backups", "state"): set(controller_metrics.BACKUP_STATES),
-        ("psmdb_backup_controller_backup_transitions_total", "state"): set(controller_metrics.BACKUP_STATES),
         ("psmdb_backup_controller_restores", "state"): set(controller_metrics.RESTORE_STATES),
-        ("psmdb_backup_controller_restore_transitions_total", "state"): set(controller_metrics.RESTORE_STATES),
         ("psmdb_backup_webhook_requests_total", "decision"): {
             s.labels["decision"]
             for f in text_string_to_metric_families(admission_scrape.text)

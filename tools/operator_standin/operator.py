@@ -14,13 +14,13 @@ from typing import Any
 from webhook.controller.kubeapi import Kube
 from webhook.controller.kubeexec import KubeExec, PodRef
 from webhook.controller.manager import Controller, Options
-from webhook.controller.metrics import Metrics
 from webhook.controller.pbmread import ClusterRef
 from webhook.kube import KubeReader, LiveLookup, load_api_client
 from webhook.policy import kinds
 
 from . import clusters
 from .backups import BackupReconciler
+from .metrics import Metrics
 from .pbm import CliDriver
 from .restores import RestoreReconciler
 from .runtime import Ctx, Settings

@@ -23,6 +23,7 @@ from webhook.policy.common import storage_block
 from webhook.policy.live import Enforcement, LookupFailure, decide, evaluate
 from webhook.policy.lookup import MISSING, Found, LookupResult, Ref
 
+from .metrics import Metrics
 from .pbm import PBMDriver
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Ctx(runtime.Ctx):
     driver: PBMDriver
     lookup: LiveLookup
     settings: Settings = field(default_factory=Settings)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
         super().__post_init__()

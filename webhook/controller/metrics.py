@@ -31,19 +31,6 @@ class Metrics:
             ["namespace", "cluster", "state"],
             registry=r,
         )
-        self.backup_transitions = Counter(
-            f"{PREFIX}_backup_transitions_total",
-            "Backup state changes made by the controller, by the state entered",
-            ["namespace", "cluster", "state"],
-            registry=r,
-        )
-        self.backup_duration = Histogram(
-            f"{PREFIX}_backup_duration_seconds",
-            "From the PBM start to ready or error",
-            ["namespace", "cluster", "type", "outcome"],
-            registry=r,
-            buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200),
-        )
         self.last_success = Gauge(
             f"{PREFIX}_task_last_success_timestamp_seconds",
             "Unix time when the newest ready backup of a task completed",
@@ -96,21 +83,6 @@ class Metrics:
             f"{PREFIX}_restores",
             "Restore objects of managed clusters by state",
             ["namespace", "cluster", "state"],
-            registry=r,
-        )
-        self.restore_transitions = Counter(
-            f"{PREFIX}_restore_transitions_total",
-            "Restore state changes made by the controller, by the state entered",
-            ["namespace", "cluster", "state"],
-            registry=r,
-        )
-        self.pbm_commands = Counter(
-            f"{PREFIX}_pbm_commands_total", "PBM commands run through the driver", ["command", "outcome"], registry=r
-        )
-        self.pbm_config_applies = Counter(
-            f"{PREFIX}_pbm_config_applies_total",
-            "PBM configuration applies",
-            ["namespace", "cluster", "outcome"],
             registry=r,
         )
         self.is_leader = Gauge(f"{PREFIX}_leader", "1 while this replica holds the leader Lease", registry=r)
