@@ -144,6 +144,7 @@ OWNED = [
     "architecture.md",
     "benchmarks.md",
     "lint.md",
+    "schedules.md",
 ]
 
 

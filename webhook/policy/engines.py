@@ -76,7 +76,7 @@ def in_memory_tasks(ctx: Context) -> Iterable[Violation]:
     "PSB408",
     title="Physical or incremental backup of an inMemory replset",
     severity=Severity.ERROR,
-    kind=kinds.BACKUP,
+    kind=(kinds.BACKUP, kinds.SCHEDULE),
     checked_against=RELEASE_1_23,
     source=SOURCE,
     hint="take a logical backup of this cluster",
@@ -84,7 +84,12 @@ def in_memory_tasks(ctx: Context) -> Iterable[Violation]:
         Example(
             "spec: {clusterName: my-cluster, storageName: s3-main, type: physical}",
             others=(CLUSTER.replace("replsets: [{name: rs0, size: 3}]", IN_MEMORY),),
-        )
+        ),
+        Example(  # the Backups a schedule creates
+            f"{{apiVersion: {kinds.api_version(kinds.SCHEDULE)}, kind: {kinds.SCHEDULE}, metadata: {{name: nightly}}, "
+            "spec: {clusterName: my-cluster, schedule: '0 1 * * *', storageName: s3-main, type: incremental-base}}",
+            others=(CLUSTER.replace("replsets: [{name: rs0, size: 3}]", IN_MEMORY),),
+        ),
     ],
     good=[
         Example(
@@ -93,7 +98,7 @@ def in_memory_tasks(ctx: Context) -> Iterable[Violation]:
         ),
         Example("spec: {clusterName: my-cluster, storageName: s3-main, type: physical}", others=(CLUSTER,)),
     ],
-    description="Needs the cluster (in the same lint run, or live).",
+    description="Needs the cluster (in the same lint run, or live). A schedule is checked for the Backups it creates.",
 )
 def in_memory_backup(ctx: Context) -> Iterable[Violation]:
     kind = text(ctx.spec.get("type"))
