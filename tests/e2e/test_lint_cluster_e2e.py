@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from .conftest import Cluster
-from .test_admission_e2e import backup, good_world
+from .test_admission_e2e import backup, good_world, schedule
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +35,18 @@ def test_lint_cluster_finds_what_predates_the_webhook(cluster: Cluster) -> None:
     assert any(f["file"] == hit["file"] for f in json.loads(everywhere.stdout)["findings"])
     text = lint(cluster, "-n", ns, "--color", "never")
     assert f"{ns}/PerconaServerMongoDBBackup/stored-bad error PSB404 spec.storageName" in text.stdout
+
+
+def test_lint_cluster_checks_stored_schedules(cluster: Cluster) -> None:
+    ns = cluster.namespace({"psmdb-backup-webhook.io/enforcement": "audit"})
+    good_world(cluster, ns)
+    assert cluster.apply(schedule(ns, name="stored-sunday", schedule="0 2 * * 7")).returncode == 0
+    result = lint(cluster, "-n", ns, "-f", "json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    hit = next(f for f in report["findings"] if f["rule"] == "PSB601")
+    assert hit["file"] == f"{ns}/PerconaServerMongoDBBackupSchedule/stored-sunday" and hit["path"] == "spec.schedule"
+    assert report["summary"]["checked"] == 2  # the cluster and the schedule
 
 
 def test_lint_cluster_without_credentials_is_a_usage_error(tmp_path) -> None:
