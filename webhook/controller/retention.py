@@ -35,26 +35,26 @@ demand (`others`) are all treated as kept: their retention is not ours to know.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..policy.schedule import parse_max_age as max_age_of
 from .schedule import SLOT_ANNOTATION, parse_slot
 
 FINISHED = ("ready", "error")
 FAILED_KEPT = 5
 INCREMENTAL_TYPES = ("incremental", "incremental-base")
-_MAX_AGE = re.compile(r"([0-9]+)([wdhm])")
-_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
 
 
 def parse_max_age(text: str) -> timedelta:
-    """`maxAge`: one or more <number><unit>, units w (7 days), d (24 hours), h, m, e.g. `7d`, `36h`, `1w3d`."""
-    if not isinstance(text, str) or not text or _MAX_AGE.sub("", text):
+    """`maxAge`: one or more <number><unit>, units w (7 days), d (24 hours), h, m, e.g. `7d`, `36h`, `1w3d` (the
+    grammar lives with the schedule kind's rules, webhook/policy/schedule.py, which also check it at admission)."""
+    age = max_age_of(text) if isinstance(text, str) else None
+    if age is None:
         raise ValueError(f"maxAge must be one or more <number><unit> with units w, d, h, m (such as 7d), not {text!r}")
-    return sum((int(n) * _UNITS[u] for n, u in _MAX_AGE.findall(text)), timedelta())
+    return age
 
 
 @dataclass(frozen=True)
