@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from webhook.cli import main
@@ -19,6 +20,8 @@ from webhook.lint import cluster as lint_cluster_module
 from webhook.policy import check, kinds
 from webhook.policy.common import main_storage
 from webhook.policy.schedule import parse_max_age
+
+from .test_robustness import VALUES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLUSTER = (EXAMPLES / "good" / "cluster.yaml").read_text()
@@ -159,3 +162,17 @@ def test_imported_schedules_pass_the_rules_once_the_tasks_are_disabled() -> None
         assert [f.code for f in before if f.severity.label == "error"] == ["PSB606"], before
         after = check(schedule, lookup=DocumentsLookup([patched]))
         assert [f for f in after if f.severity.label == "error"] == [], after
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=VALUES, retention=VALUES, name=VALUES)
+def test_schedule_rules_never_fail_internally(spec: object, retention: object, name: object) -> None:
+    """Whatever a schedule holds, every rule answers (the engine would turn a crash into PSB009)."""
+    from webhook.policy.examples import CLUSTER as EXAMPLE_CLUSTER
+    from webhook.policy.examples import lookup_for
+
+    body = dict(spec) if isinstance(spec, dict) else {"x": spec}
+    body.update(clusterName="my-cluster", retention=retention, schedule=name)
+    obj = {**SCHEDULE, "metadata": {"name": name, "namespace": "default"}, "spec": body}
+    findings = check(obj, lookup=lookup_for((EXAMPLE_CLUSTER,)))
+    assert "PSB009" not in [f.code for f in findings], findings
