@@ -20,19 +20,32 @@ from ..unit.test_admission import CLUSTER, POD, DictReader, namespace
 from ..unit.test_robustness import VALUES
 
 EXAMPLES = int(os.environ.get("PSMDB_FUZZ_EXAMPLES", "10000"))
-KINDS = ["PerconaServerMongoDB", "PerconaServerMongoDBBackup", "PerconaServerMongoDBRestore", "Pod", "Secret", ""]
+KINDS = [
+    "PerconaServerMongoDB",
+    "PerconaServerMongoDBBackup",
+    "PerconaServerMongoDBRestore",
+    "PerconaServerMongoDBBackupSchedule",
+    "Pod",
+    "Secret",
+    "",
+]
+SCHEDULE_SPEC = {"clusterName": "my-cluster", "schedule": "0 1 * * *", "retention": {"maxAge": "7d"}}
 
 
 def objects() -> st.SearchStrategy:
     spec = st.one_of(
-        VALUES, st.just(CLUSTER["spec"]), st.just({"clusterName": "my-cluster", "storageName": "s3-us-west"})
+        VALUES,
+        st.just(CLUSTER["spec"]),
+        st.just({"clusterName": "my-cluster", "storageName": "s3-us-west"}),
+        st.just(SCHEDULE_SPEC),
     )
     labelled = st.builds(
         lambda extra: {**POD, "metadata": {**POD["metadata"], **extra}},
         st.dictionaries(st.sampled_from(["labels", "annotations", "name"]), VALUES, max_size=2),
     )
     plain = st.builds(
-        lambda k, s, m: {"apiVersion": "psmdb.percona.com/v1", "kind": k, "metadata": m, "spec": s},
+        lambda a, k, s, m: {"apiVersion": a, "kind": k, "metadata": m, "spec": s},
+        st.sampled_from(["psmdb.percona.com/v1", "psmdb-backup-webhook.io/v1alpha1"]),
         st.sampled_from(KINDS),
         spec,
         st.one_of(VALUES, st.just({"name": "x", "namespace": "psmdb"})),
@@ -57,7 +70,7 @@ reviews = st.builds(
     st.sampled_from(["admission.k8s.io/v1"] * 9 + ["admission.k8s.io/v1beta1"]),
     st.sampled_from(["AdmissionReview"] * 9 + ["Other"]),
     st.one_of(st.uuids().map(str), st.sampled_from(["", None, 5])),
-    st.sampled_from(["psmdb.percona.com", "", "apps"]),
+    st.sampled_from(["psmdb.percona.com", "psmdb-backup-webhook.io", "", "apps"]),
     st.sampled_from(KINDS),
     st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT", 7]),
     st.sampled_from(["psmdb", "", "other"]),
