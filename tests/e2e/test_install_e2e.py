@@ -250,7 +250,8 @@ def test_webhook_service_account_can_read_every_object_the_webhook_looks_up(cp: 
         ("watch", "secrets", False),
         ("create", "secrets", False),
         ("get", "perconaservermongodbs.psmdb.percona.com", True),
-        ("list", "perconaservermongodbs.psmdb.percona.com", False),
+        ("list", "perconaservermongodbs.psmdb.percona.com", True),  # the policy reports' background scan
+        ("watch", "perconaservermongodbs.psmdb.percona.com", False),
         ("update", "perconaservermongodbs.psmdb.percona.com", False),
         ("get", "pods", False),
         ("patch", "validatingwebhookconfigurations", False),

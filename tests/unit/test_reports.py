@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from webhook.cli import main
 from webhook.findings import Finding, Severity
+from webhook.reporting import ReportsError, ReportWriter
 from webhook.reports import (
     APIS,
     build_report,
@@ -15,6 +19,7 @@ from webhook.reports import (
     results_of,
     same_results,
 )
+from webhook.scan import Scanned
 
 BACKUP = {
     "apiVersion": "psmdb.percona.com/v1",
@@ -109,3 +114,72 @@ def test_a_finding_seen_before_keeps_its_timestamp_and_unchanged_results_are_the
 def test_lint_report_needs_cluster(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lint", "--report", "examples"]) == 2
     assert "--report writes the policy reports of a cluster scan: use it with --cluster" in capsys.readouterr().err
+
+
+class FakeApi:
+    """The few API calls ReportWriter makes, on one in-memory report store; `conflicts` PUTs answer 409 first (another
+    replica wrote in between)."""
+
+    def __init__(self, conflicts: int = 0, served: bool = True) -> None:
+        self.reports: dict[str, dict] = {}
+        self.conflicts, self.served, self.writes, self.version = conflicts, served, 0, 0
+
+    async def call_api(self, path: str, method: str, query_params=(), body=None, **_: object) -> dict:
+        api = APIS["wgpolicyk8s"]
+        if path == f"/apis/{api.api_version}":
+            return {"resources": [{"name": api.plural}] if self.served else []}
+        ns = path.split("/namespaces/")[1].split("/")[0] if "/namespaces/" in path else None
+        if method == "GET" and path.endswith("/psmdb-backup-webhook"):
+            if ns not in self.reports:
+                raise ApiException(status=404, reason="Not Found")
+            return self.reports[ns]
+        if method == "GET":
+            return {"items": [r for n, r in self.reports.items() if ns in (None, n)]}
+        if method == "PUT" and self.conflicts:
+            self.conflicts -= 1
+            self.version += 1  # someone else's write
+            self.reports[ns]["metadata"]["resourceVersion"] = str(self.version)
+            raise ApiException(status=409, reason="Conflict")
+        if method == "PUT":
+            assert body["metadata"]["resourceVersion"] == self.reports[ns]["metadata"]["resourceVersion"]
+        self.version += 1
+        self.writes += 1
+        self.reports[ns] = {**body, "metadata": {**body["metadata"], "resourceVersion": str(self.version)}}
+        return self.reports[ns]
+
+
+def _scanned(obj: dict, *findings: Finding):
+    return Scanned(obj, list(findings))
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_rewrite_writes_once_and_skips_unchanged_results() -> None:
+    api = FakeApi()
+    writer = ReportWriter(api, APIS["wgpolicyk8s"], clock=lambda: 100.0)  # type: ignore[arg-type]
+    assert _run(
+        writer.rewrite(
+            [_scanned(BACKUP, ERROR), _scanned({**CLUSTER, "metadata": {"name": "c", "namespace": "x"}})], None
+        )
+    ) == ["db"]
+    assert _run(writer.rewrite([_scanned(BACKUP, ERROR)], None)) == []  # same findings: no write
+    assert api.writes == 1
+    assert _run(writer.rewrite([_scanned(BACKUP)], None)) == ["db"]  # fixed: the report is emptied, not left
+    assert api.reports["db"]["results"] == [] and api.reports["db"]["summary"]["fail"] == 0
+
+
+def test_a_conflicting_write_is_read_again_and_retried() -> None:
+    api = FakeApi()
+    writer = ReportWriter(api, APIS["wgpolicyk8s"], clock=lambda: 100.0)  # type: ignore[arg-type]
+    _run(writer.record(BACKUP, "db", [ERROR]))
+    api.conflicts = 2
+    assert _run(writer.record(CLUSTER, "db", [WARNING]))
+    assert sorted(r["rule"] for r in api.reports["db"]["results"]) == ["PSB101", "PSB404"]
+
+
+def test_a_cluster_without_the_report_crd_gets_a_clear_error() -> None:
+    writer = ReportWriter(FakeApi(served=False), APIS["wgpolicyk8s"])  # type: ignore[arg-type]
+    with pytest.raises(ReportsError, match=r"does not serve PolicyReport \(wgpolicyk8s.io/v1alpha2\): install its CRD"):
+        _run(writer.rewrite([], None))
