@@ -278,3 +278,36 @@ def test_a_firing_entry_creates_the_backup_and_unschedules_itself_when_the_clust
     del ctx.clusters[("ns", "c1")]
     asyncio.run(cron._fire(job, NOW + timedelta(seconds=10)))
     assert len(created) == 1 and cron.jobs == {}
+
+
+def test_retention_finds_a_tasks_backups_by_the_ancestor_label_and_deletes_the_oldest_ready() -> None:
+    deleted: list[str] = []
+
+    class Kube:
+        async def delete(self, path: str) -> bool:
+            deleted.append(path.rsplit("/", 1)[1])
+            return True
+
+    ctx = Ctx(kube=Kube(), driver=None, lookup=None, clock=lambda: NOW)  # type: ignore[arg-type]
+    cron = TaskCron(ctx)
+    c = cluster({"s3": S3}, tasks=[task(retention={"type": "count", "count": 1, "deleteFromStorage": True})])
+
+    def add(name: str, created: str, ancestor: str, cluster_label: str = "c1") -> None:
+        b = _backup(name, "ready", created)
+        b["metadata"].update(
+            namespace="ns", labels={"percona.com/cluster": cluster_label, "percona.com/backup-ancestor": ancestor}
+        )
+        ctx.backups[("ns", name)] = b
+        cron.backup_changed(b, False)
+
+    add("old", "2026-01-01T00:00:01Z", "daily")
+    add("new", "2026-01-01T00:00:02Z", "daily")
+    add("other-task", "2026-01-01T00:00:00Z", "weekly")
+    add("other-cluster", "2026-01-01T00:00:00Z", "daily", "c2")
+    gone = ctx.backups.pop(("ns", "new"))
+    cron.backup_changed(gone, True)  # a deleted Backup is no longer counted
+    asyncio.run(cron.retention(c, c["spec"]["backup"]["tasks"]))
+    assert deleted == []
+    add("newest", "2026-01-01T00:00:03Z", "daily")
+    asyncio.run(cron.retention(c, c["spec"]["backup"]["tasks"]))
+    assert deleted == ["old"]

@@ -52,12 +52,14 @@ class Operator:
         return min(retry or CLUSTER_RESYNC, CLUSTER_RESYNC)
 
     def _changed(self, kind: str, obj: dict[str, Any], deleted: bool) -> None:
-        """A Backup or Restore that ends or goes may free its cluster's lock: wake the ones waiting for it."""
-        if kind == kinds.CLUSTER or not (deleted or (obj.get("status") or {}).get("state") in ("ready", "error")):
-            if kind == kinds.CLUSTER and not deleted:
+        if kind == kinds.BACKUP:
+            self.cron.backup_changed(obj, deleted)
+        if kind == kinds.CLUSTER:
+            if not deleted:
                 self._wake_waiting(*_key(obj))
-            return
-        self._wake_waiting(obj["metadata"].get("namespace", ""), (obj.get("spec") or {}).get("clusterName", ""))
+        elif deleted or (obj.get("status") or {}).get("state") in ("ready", "error"):
+            # a Backup or Restore that ends or goes may free its cluster's lock: wake the ones waiting for it
+            self._wake_waiting(obj["metadata"].get("namespace", ""), (obj.get("spec") or {}).get("clusterName", ""))
 
     def _wake_waiting(self, namespace: str, cluster: str) -> None:
         for kind, store in ((kinds.BACKUP, self.ctx.backups), (kinds.RESTORE, self.ctx.restores)):

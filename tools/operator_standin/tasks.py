@@ -113,6 +113,20 @@ class TaskCron:
         self.ctx = ctx
         self.jobs: dict[JobKey, Job] = {}
         self._wake = asyncio.Event()
+        # Backup names by (namespace, percona.com/cluster, percona.com/backup-ancestor): the operator's label query
+        self.by_ancestor: dict[JobKey, set[str]] = {}
+
+    def backup_changed(self, backup: Mapping[str, Any], deleted: bool) -> None:
+        meta = backup["metadata"]
+        labels = meta.get("labels") or {}
+        if "percona.com/cluster" not in labels or "percona.com/backup-ancestor" not in labels:
+            return
+        key = (meta.get("namespace", ""), labels["percona.com/cluster"], labels["percona.com/backup-ancestor"])
+        names = self.by_ancestor.setdefault(key, set())
+        if deleted:
+            names.discard(meta["name"])
+        else:
+            names.add(meta["name"])
 
     def cluster_changed(self, cluster: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], str | None]:
         """`reconcileBackupTasks`: update the entries of a cluster with backups enabled. Returns the tasks whose
@@ -151,13 +165,8 @@ class TaskCron:
         ns, name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]
         for task in tasks:
             count, _ = retention_count(cluster, task)
-            labelled = [
-                b
-                for (bns, _), b in self.ctx.backups.items()
-                if bns == ns
-                and (b["metadata"].get("labels") or {}).get("percona.com/cluster") == name
-                and (b["metadata"].get("labels") or {}).get("percona.com/backup-ancestor") == task["name"]
-            ]
+            names = self.by_ancestor.get((ns, name, str(task["name"]))) or set()
+            labelled = [found for n in names if (found := self.ctx.backups.get((ns, n))) is not None]
             for b in retention_victims(labelled, count=count, task_type=str(task.get("type") or "logical")):
                 try:
                     await self.ctx.kube.delete(psmdb_path(BACKUP_KIND, ns, b["metadata"]["name"]))

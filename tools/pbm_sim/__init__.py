@@ -1,7 +1,7 @@
 """A simulator of the `pbm` CLI (Percona Backup for MongoDB 2.15.0) for the controller's tests.
 
-The companion controller drives PBM only through `pbm ... -o json` run in the `backup-agent` container
-(webhook/controller/pbm.py). In tests, kwok runs those exec'd commands as local processes, looked up on the kwok
+The operator stand-in drives PBM only through `pbm ... -o json` run in the `backup-agent` container
+(tools/operator_standin/pbm.py; the companion only reads, webhook/controller/pbmread.py). In tests, kwok runs those exec'd commands as local processes, looked up on the kwok
 process's PATH: put `tools/pbm-sim/` first on it (`ControlPlane(extra_path=[...])`) and `pbm` is this simulator.
 Unit tests run it as a plain subprocess (webhook/controller/kubeexec.py `LocalExec`).
 

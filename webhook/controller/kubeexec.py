@@ -1,7 +1,7 @@
 """Transports that run a command in a pod's container: `KubeExec` (the Kubernetes exec API over WebSocket) and
 `LocalExec` (a local subprocess, for unit tests and for running the PBM simulator without a cluster).
 
-Both implement the `Exec` protocol the PBM driver takes (webhook/controller/pbm.py):
+Both implement the `Exec` protocol the PBM reader takes (webhook/controller/pbmread.py):
 
     await exec(pod, container, argv, stdin) -> ExecResult(stdout, stderr, ok, exit_code, error)
 
