@@ -85,6 +85,7 @@ def test_install_creates_every_object_and_pods_are_admitted(cp: ControlPlane) ->
     assert len(docs) > 15 and all(exists(cp, d) for d in docs)
     for crd in ("perconaservermongodbs", "perconaservermongodbbackups", "perconaservermongodbrestores"):
         kubectl(cp, "get", "crd", f"{crd}.psmdb.percona.com")
+    kubectl(cp, "get", "crd", "perconaservermongodbbackupschedules.psmdb-backup-webhook.io")
     for deploy in ("psmdb-backup-webhook", "psmdb-backup-controller"):
         status = get_json(cp, "-n", NS, "deployment", deploy)["status"]
         assert status.get("readyReplicas") == 2, (deploy, status)

@@ -345,6 +345,10 @@ def test_uninstall_with_the_base_keeps_the_crds(cp: ControlPlane) -> None:
         f"customresourcedefinition.apiextensions.k8s.io/{p}.psmdb.percona.com"
         for p in ("perconaservermongodbs", "perconaservermongodbbackups", "perconaservermongodbrestores")
     }
+    assert (
+        "customresourcedefinition.apiextensions.k8s.io/perconaservermongodbbackupschedules.psmdb-backup-webhook.io"
+        in crds
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
