@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CACHE  ?= $(or $(PSMDB_BACKUP_CACHE),$(HOME)/.cache/psmdb-backup-webhook)
 AZURITE_VERSION := 3.37.0
 
-.PHONY: demo test check unit e2e control-plane helm yamlscalars azurite promtool container-tools kubeconform bench bench-controller docs clean
+.PHONY: demo test check unit e2e control-plane helm yamlscalars azurite promtool container-tools kubeconform wrk bench bench-controller docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ promtool:
 kubeconform:
 	@bash tools/build-kubeconform.sh >/dev/null
 
+# wrk (Debian) drives the admission benchmark.
+wrk:
+	@bash tools/install-wrk.sh
+
 # podman & co. (Debian) for the image end-to-end test.
 container-tools:
 	@bash tools/install-container-tools.sh
@@ -66,8 +70,10 @@ unit: $(STAMP)
 e2e: $(STAMP) control-plane
 	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest -m e2e tests
 
-bench: $(STAMP)
+# The benchmarks (docs/benchmarks.md); on demand only, never part of `make test`.
+bench: $(STAMP) wrk
 	@$(PY) bench/lint.py
+	@$(PY) bench/admission.py
 
 bench-controller: $(STAMP) control-plane
 	@$(PY) bench/controller.py

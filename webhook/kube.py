@@ -168,6 +168,10 @@ class LiveLookup:
             self._cache.popitem(last=False)
         return result
 
+    def cached(self, ref: Ref) -> LookupResult | None:
+        """The answer fetch() would give at once from the cache, or None."""
+        return self._cached(ref, time.monotonic()) if self.reader is not None else None
+
     def until(self, deadline: float) -> DeadlineLookup:
         """This lookup with every read of one admission request ending by `deadline` (time.monotonic())."""
         return DeadlineLookup(self, deadline)
@@ -198,3 +202,6 @@ class DeadlineLookup:
 
     async def fetch(self, refs: Iterable[Ref]) -> dict[Ref, LookupResult]:
         return await self.live.fetch(refs, self.deadline)
+
+    def cached(self, ref: Ref) -> LookupResult | None:
+        return self.live.cached(ref)

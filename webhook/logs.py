@@ -7,6 +7,10 @@ import logging
 import sys
 import time
 
+import orjson
+
+# Like json.dumps(default=str): datetimes and dataclasses go through str(), keys may be other than strings.
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -21,7 +25,10 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info).splitlines()[-1]
-        return json.dumps(entry, default=str)
+        try:  # orjson: a line per admission request, so the writer's speed shows in the webhook's throughput
+            return orjson.dumps(entry, default=str, option=_ORJSON_OPTIONS).decode()
+        except TypeError:  # what orjson refuses (a lone surrogate from a request) json escapes
+            return json.dumps(entry, default=str)
 
 
 def setup(level: str = "info", fmt: str = "json") -> None:

@@ -404,3 +404,35 @@ def test_nulls_are_pruned_as_the_api_server_prunes_them() -> None:
     assert not any(w.startswith("PSB001") for w in resp.get("warnings", []))
     update = run(post(world(), "/validate", review(cluster, operation="UPDATE", old=copy.deepcopy(cluster))))[1]
     assert update["response"]["allowed"] is True
+
+
+# --- the JSON fast path (orjson) reads and writes exactly what the standard library did -----------------------------
+
+
+@pytest.mark.parametrize("value", [2**64, 2**63, -(2**63) - 1, 10**30])
+def test_integers_beyond_64_bits_keep_their_value(value: int) -> None:
+    """orjson would read them as floats, which pass the int64 check: the body goes to the standard library."""
+    obj = copy.deepcopy(CLUSTER)
+    obj["spec"]["backup"]["startingDeadlineSeconds"] = value
+    resp = run(post(world(), "/validate", review(obj)))[1]["response"]
+    assert resp["allowed"] is False
+    assert f"PSB001 spec.backup.startingDeadlineSeconds: {value} does not fit in int64" in resp["status"]["message"]
+
+
+def test_lone_surrogates_in_a_review_are_read_and_answered() -> None:
+    """orjson refuses a lone surrogate both ways; the standard library reads and escapes it, as before."""
+    obj = copy.deepcopy(BAD_BACKUP)
+    obj["metadata"]["name"] = "nightly-\ud800"
+    req = review(obj)
+    status, body = run(post(world(), "/validate", json.dumps(req)))
+    assert status == 200 and body["response"]["uid"] == req["request"]["uid"]
+    assert "psmdb/nightly-\ud800 is rejected" in body["response"]["status"]["message"]
+
+
+def test_json_log_lines_take_any_text() -> None:
+    from webhook.logs import JsonFormatter
+
+    record = logging.LogRecord("x", logging.INFO, "", 0, "object %s", ("a\ud800",), None)
+    record.object, record.count = "b\udfff", 3
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["msg"], entry["object"], entry["count"]) == ("object a\ud800", "b\udfff", 3)

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ..policy.common import mapping
 
 API_VERSION = "admission.k8s.io/v1"
@@ -39,9 +41,35 @@ class Request:
         return name if isinstance(name, str) else ""
 
 
+# orjson reads integers beyond 64 bits as floats (which would slip past the schema's int64 check); the standard
+# library keeps them exact. A run of 19 digits is the shortest that can be such an integer. Found by mapping digits to
+# "0" and everything else to " " (bytes.translate and `in` are ten times faster than a regular expression here).
+_DIGITS_ONLY = bytes(b"0"[0] if chr(i).isdigit() and i < 128 else b" "[0] for i in range(256))
+_LONG_DIGITS = b"0" * 19
+
+
+def loads(body: bytes) -> Any:
+    """JSON as the standard library reads it, with orjson's speed for everything orjson reads the same way: a body
+    orjson refuses (NaN, lone surrogates, UTF-16, a BOM) or one that may hold a huge integer goes to `json`."""
+    if _LONG_DIGITS not in body.translate(_DIGITS_ONLY):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON; `json` only for what orjson refuses (lone surrogates a request may have carried in)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
 def parse(body: bytes) -> Request:
     try:
-        review = json.loads(body)
+        review = loads(body)
     except (ValueError, RecursionError) as exc:
         raise BadReview(f"body is not JSON: {exc}") from None
     if not isinstance(review, dict):
@@ -96,5 +124,5 @@ def response(
         resp["warnings"] = shown
     if patch:
         resp["patchType"] = "JSONPatch"
-        resp["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
+        resp["patch"] = base64.b64encode(dumps(patch)).decode()
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": resp}

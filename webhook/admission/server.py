@@ -137,7 +137,7 @@ class AdmissionApp:
                 **{k: clip(strip_userinfo(v)) if isinstance(v, str) else v for k, v in fields.items()},
             },
         )
-        return web.json_response(body)
+        return web.Response(body=review.dumps(body), content_type="application/json")
 
     async def validate(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -228,12 +228,21 @@ class AdmissionApp:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def serve(settings: Settings, *, started: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or `stop` is set). Starts without any cluster when none is configured."""
+async def serve(
+    settings: Settings,
+    *,
+    started: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+    lookup: LiveLookup | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set). Starts without any cluster when none is configured; a given
+    `lookup` replaces the API server (the admission benchmark serves its objects from memory)."""
     from ..certs.reload import CertReloader
 
-    api = None if settings.no_cluster else await load_api_client(settings.kubeconfig, settings.context)
-    lookup = LiveLookup(KubeReader(api, settings.lookup_timeout) if api else None, ttl=settings.cache_ttl)
+    api = None
+    if lookup is None:
+        api = None if settings.no_cluster else await load_api_client(settings.kubeconfig, settings.context)
+        lookup = LiveLookup(KubeReader(api, settings.lookup_timeout) if api else None, ttl=settings.cache_ttl)
     if settings.tls_dir is None:
         raise ValueError("--tls-dir is required: the API server only calls webhooks over HTTPS")
     reloader = CertReloader(settings.tls_dir)
@@ -284,7 +293,7 @@ async def serve(settings: Settings, *, started: asyncio.Event | None = None, sto
         settings.listen_port,
         settings.enforcement.value,
         settings.on_lookup_failure.value,
-        "none" if api is None else "connected",
+        "none" if lookup.reader is None else "connected",
     )
     if started:
         started.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 from ..versions import Version
@@ -86,7 +87,17 @@ def pbm_version_from_image(image: Any) -> Version | None:
     """The PBM version an image tag names, or None (unknown). Only an image whose repository's last path component is
     percona-backup-mongodb (any registry or mirror) names one: `perconalab/percona-server-mongodb-operator:1.1.0-backup`
     is an operator image whose tag says nothing about PBM. Digest-only references and `latest` are unknown too."""
-    ref = text(image).strip().split("@", 1)[0]  # a digest does not say the version
+    if not isinstance(image, str):
+        return None
+    return _pbm_version(image) if len(image) <= _CACHED_LENGTH else _pbm_version.__wrapped__(image)
+
+
+_CACHED_LENGTH = 256  # a request may carry huge strings: the cache keeps only image-sized ones
+
+
+@lru_cache(maxsize=1024)
+def _pbm_version(image: str) -> Version | None:  # several rules ask, per object, for the same few images
+    ref = image.strip().split("@", 1)[0]  # a digest does not say the version
     last = ref.rsplit("/", 1)[-1]
     repo, _, tag = last.partition(":")  # a registry port sits before the last "/", never in `last`
     if repo != PBM_REPOSITORY or not tag:

@@ -24,6 +24,8 @@ class AsyncLookup(Protocol):
 
     async def fetch(self, refs: Iterable[Ref]) -> Mapping[Ref, LookupResult]: ...
 
+    # Optional: `def cached(self, ref: Ref) -> LookupResult | None`, what fetch() would answer at once (its cache).
+
 
 class Enforcement(str, enum.Enum):
     ENFORCE = "enforce"  # errors deny
@@ -54,19 +56,27 @@ class Checked:
 
 
 async def evaluate(obj: Mapping[str, Any], old: Mapping[str, Any] | None, lookup: AsyncLookup) -> Checked:
-    """Run the rules, fetching whatever objects they ask for (rounds until they ask for nothing new)."""
+    """Run the rules, fetching whatever objects they ask for (rounds until they ask for nothing new). What the
+    lookup already holds (its cache) is answered at once, so with a warm cache one run of the rules is enough.
+    The old object of an update is checked only when the new one has errors: only errors can be excused as
+    pre-existing (decide()), so `old_findings` is empty otherwise."""
+    cached = getattr(lookup, "cached", None)
     known: dict[Ref, LookupResult] = {}
-    rec = RecordingLookup(known=known)
+    rec = RecordingLookup(known=known, cached=cached)
     rules = rule_pass(obj, lookup=rec, old=old)
     for _ in range(MAX_LOOKUP_ROUNDS):
         wanted = [r for r in rec.asked if r not in known]
         if not wanted:
             break
         known.update(await lookup.fetch(wanted))
-        rec = RecordingLookup(known=dict(known))
+        rec = RecordingLookup(known=dict(known), cached=cached)
         rules = rule_pass(obj, lookup=rec, old=old, previous=rules)
-    old_findings = check(old, lookup=RecordingLookup(known=dict(known))) if old else []
-    return Checked(structure_findings(obj) + rules.findings, old_findings, rec.failures(), rules.errors)
+        known = rec.known
+    findings = structure_findings(obj) + rules.findings
+    old_findings: list[Finding] = []
+    if old and any(f.severity == Severity.ERROR for f in findings):
+        old_findings = check(old, lookup=RecordingLookup(known=dict(known)))
+    return Checked(findings, old_findings, rec.failures(), rules.errors)
 
 
 def _line(f: Finding) -> str:

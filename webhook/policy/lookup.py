@@ -6,7 +6,7 @@ by itself; only a front-end that knows the lookup was authoritative turns `Missi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,16 +69,21 @@ class RecordingLookup:
     """Answers from `known`, Unknown otherwise, and remembers every reference asked for.
 
     The admission server runs the rules once with this to learn which objects to fetch from the API server, then
-    again with the fetched answers: the rules are the only place that knows what they reference.
+    again with the fetched answers: the rules are the only place that knows what they reference. `cached` answers
+    at once what is already at hand (a fetch would return the same, without a second run of the rules); what it
+    answers goes into `known`.
     """
 
     known: dict[Ref, LookupResult] = field(default_factory=dict)
     asked: list[Ref] = field(default_factory=list)
     calls: int = 0  # lets the engine tell which rules consulted the lookup
+    cached: Callable[[Ref], LookupResult | None] | None = None
 
     def get(self, kind: str, namespace: str, name: str) -> LookupResult:
         self.calls += 1
         ref = (kind, namespace, name)
+        if ref not in self.known and self.cached is not None and (hit := self.cached(ref)) is not None:
+            self.known[ref] = hit
         if ref not in self.known and ref not in self.asked:
             self.asked.append(ref)
         return self.known.get(ref, UNKNOWN)

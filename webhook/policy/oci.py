@@ -93,11 +93,11 @@ def block_problems(block: Mapping[str, Any], path: Path) -> Iterable[Violation]:
     ],
 )
 def oci_storage(ctx: Context) -> Iterable[Violation]:
+    oci = ctx.storages_by_type.get("oci")
+    if not oci:
+        return
     pbm = pbm_version_from_image(mapping(ctx.spec.get("backup")).get("image"))
-    for name, st in ctx.storages.items():
-        block = st.get("oci")
-        if st.get("type") != "oci" or not isinstance(block, dict):
-            continue
+    for name, block in oci:
         path = ("spec", "backup", "storages", name)
         yield from block_problems(block, path + ("oci",))
         if pbm is not None and pbm < PBM_OCI:

@@ -72,6 +72,19 @@ class Context:
 
         return storages(self.spec)
 
+    @cached_property
+    def storages_by_type(self) -> dict[str, list[tuple[str, Mapping[str, Any]]]]:
+        """(name, block) of the storages that have the block of their type, by type: one walk of the storages for
+        all the per-type rules, which then return at once when their type is absent."""
+        from .common import storage_block
+
+        out: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+        for name, st in self.storages.items():
+            kind, block = st.get("type"), storage_block(st)
+            if isinstance(kind, str) and block is not None:
+                out.setdefault(kind, []).append((name, block))
+        return out
+
     def get(self, kind: str, name: object) -> LookupResult | None:
         """Look up an object of this namespace; None when `name` is not a usable name."""
         if not isinstance(name, str) or not name:

@@ -21,10 +21,7 @@ PBM_OSS = Version(2, 12)
 
 def _by_type(ctx: Context, storage_type: str) -> Iterable[tuple[str, Mapping[str, Any]]]:
     """(name, block) of every storage of `storage_type` that has its block."""
-    for name, st in ctx.storages.items():
-        block = storage_block(st)
-        if st.get("type") == storage_type and block is not None:
-            yield name, block
+    return ctx.storages_by_type.get(storage_type, ())
 
 
 S3 = "s3-main: {type: s3, s3: {bucket: backups, credentialsSecret: s3-creds"
@@ -348,9 +345,9 @@ def s3_debug_log_levels(ctx: Context) -> Iterable[Violation]:
     ],
 )
 def s3_aliyun_without_secret(ctx: Context) -> Iterable[Violation]:
-    pbm = pbm_version_from_image(mapping(ctx.spec.get("backup")).get("image"))
     for name, block in _by_type(ctx, "s3"):
         if "aliyuncs.com" in text(block.get("endpointUrl")) and not text(block.get("credentialsSecret")):
+            pbm = pbm_version_from_image(mapping(ctx.spec.get("backup")).get("image"))
             sure = pbm is not None and pbm >= PBM_OSS
             yield Violation(
                 ROOT + (name, "s3", "credentialsSecret"),
@@ -521,6 +518,8 @@ def azure_credentials(ctx: Context) -> Iterable[Violation]:
     ],
 )
 def oss_required(ctx: Context) -> Iterable[Violation]:
+    if not _by_type(ctx, "oss"):
+        return
     yield from _required_fields(
         ctx,
         "oss",
