@@ -80,7 +80,8 @@ CONTROLLER_CLUSTER_RULES = {
         for kind in ("perconaservermongodbbackups", "perconaservermongodbrestores")
         for v in ("get", "list", "watch", "create", "patch")
     ),
-    *(("coordination.k8s.io", "leases", v, "*") for v in ("get", "create", "update", "delete")),
+    ("psmdb.percona.com", "perconaservermongodbbackups/status", "patch", "*"),  # watchdog --repair
+    *(("coordination.k8s.io", "leases", v, "*") for v in ("get", "list", "watch", "create", "update", "delete")),
     ("", "events", "create", "*"),
 }
 # `psmdb-backup certs` in the Job/CronJob: its own Secret (create cannot be limited by name) ...

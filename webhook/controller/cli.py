@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cliutil import env, listen
+from ..cliutil import env, env_bool, listen
 
 
 # String defaults (from the environment) go through `type` too, so a bad PSMDB_BACKUP_* value is a usage error
@@ -20,6 +20,20 @@ def _positive(kind: type) -> object:
         return v
 
     return parse
+
+
+def _threshold(value: str) -> tuple[str, float]:
+    from .watchdog_run import thresholds
+
+    name, sep, seconds = value.partition("=")
+    try:
+        pair = (name.strip(), float(seconds))
+        if not sep or pair[1] <= 0:
+            raise ValueError
+        thresholds(dict([pair]))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e) or f"expected NAME=SECONDS with SECONDS > 0, got {value!r}") from None
+    return pair
 
 
 def add_controller_parser(sub: argparse._SubParsersAction) -> None:
@@ -98,6 +112,37 @@ def add_controller_parser(sub: argparse._SubParsersAction) -> None:
         help="objects reconciled at once (default 8) [PSMDB_BACKUP_WORKERS]",
     )
     p.add_argument(
+        "--watchdog-interval",
+        type=_positive(float),
+        default=env("WATCHDOG_INTERVAL", "30"),
+        metavar="SECONDS",
+        help="seconds between watchdog passes over every cluster with backups enabled (default 30) "
+        "[PSMDB_BACKUP_WATCHDOG_INTERVAL]",
+    )
+    p.add_argument(
+        "--watchdog-threshold",
+        action="append",
+        type=_threshold,
+        default=None,
+        metavar="NAME=SECONDS",
+        help="override a watchdog threshold (repeatable): lookback, tolerance, early, lock-grace, pbm-grace, "
+        "backup-STATE, restore-STATE (STATE: new, waiting, requested, running); docs/troubleshooting.md",
+    )
+    p.add_argument(
+        "--repair",
+        action=argparse.BooleanOptionalAction,
+        default=env_bool("REPAIR", False),
+        help="let the watchdog release stale lock Leases and mark stuck Backups error in every cluster (default: "
+        "off; a cluster annotated psmdb-backup-webhook.io/watchdog-repair=true opts in alone) [PSMDB_BACKUP_REPAIR]",
+    )
+    p.add_argument(
+        "--pbm-reads",
+        action=argparse.BooleanOptionalAction,
+        default=env_bool("PBM_READS", False),
+        help="let the watchdog run read-only `pbm status`/`describe-backup`/`list` in each cluster's backup-agent "
+        "container (needs pods/exec; default: off) [PSMDB_BACKUP_PBM_READS]",
+    )
+    p.add_argument(
         "--log-level",
         default=env("LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
@@ -113,7 +158,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
     import asyncio
 
     from .. import logs
-    from .manager import Options, main
+    from .manager import RECONCILERS, Options, main
+    from .watchdog_run import register as watchdog
 
     logs.setup(args.log_level, args.log_format)
     namespaces = args.namespace or [n.strip() for n in (env("NAMESPACES") or "").split(",") if n.strip()]
@@ -129,9 +175,13 @@ def cmd_controller(args: argparse.Namespace) -> int:
         identity=args.identity,
         metrics_listen=args.metrics_listen,
         workers=args.workers,
+        watchdog_interval=args.watchdog_interval,
+        repair=args.repair,
+        pbm_reads=args.pbm_reads,
+        watchdog_thresholds=dict(args.watchdog_threshold or []),
     )
     try:
-        return asyncio.run(main(opts))
+        return asyncio.run(main(opts, [*RECONCILERS, watchdog]))
     except OSError as exc:
         print(f"psmdb-backup controller: {exc}", file=sys.stderr)
         return 2

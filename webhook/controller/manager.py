@@ -21,12 +21,12 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..kube import load_api_client
 from ..policy import kinds
@@ -55,6 +55,10 @@ class Options:
     identity: str = ""
     metrics_listen: tuple[str, int] = ("0.0.0.0", 8080)
     workers: int = 8
+    watchdog_interval: float = 30.0  # seconds between watchdog passes (watchdog_run.py)
+    repair: bool = False  # --repair: the watchdog repairs every cluster (else only those annotated)
+    pbm_reads: bool = False  # --pbm-reads: read-only pbm status/describe-backup/list in backup-agent (pods/exec)
+    watchdog_thresholds: dict[str, float] = field(default_factory=dict)  # --watchdog-threshold NAME=SECONDS
 
 
 class WorkQueue:
@@ -123,6 +127,7 @@ class Controller:
         self.handlers: dict[str, Handler] = {}
         self.callbacks: list[OnChange] = []
         self.loops: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self.leader_registries: list[CollectorRegistry] = []
         self.acting = False
         for kind in kinds.KINDS:
             selector = opts.cluster_selector if kind == kinds.CLUSTER else ""
@@ -164,6 +169,11 @@ class Controller:
     def background(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """`loop()` runs while this replica leads (cancelled when it stops leading)."""
         self.loops.append(loop)
+
+    def serve_metrics(self, registry: CollectorRegistry) -> None:
+        """Serve `registry` on /metrics next to the controller's own, only while this replica leads: a standby has
+        no passes of its own, and must not export a former leader's stale values."""
+        self.leader_registries.append(registry)
 
     def enqueue(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
         if kind in self.handlers:
@@ -231,9 +241,10 @@ class Controller:
     def http_app(self) -> web.Application:
         async def metrics(_: web.Request) -> web.Response:
             self._update_gauges()
-            return web.Response(
-                body=generate_latest(self.ctx.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            )
+            body = generate_latest(self.ctx.metrics.registry)
+            if self.acting:
+                body += b"".join(generate_latest(r) for r in self.leader_registries)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def healthz(_: web.Request) -> web.Response:
             return web.Response(text="ok")
@@ -287,7 +298,8 @@ class Controller:
 RECONCILERS: list[Callable[[Controller], None]] = []
 
 
-async def main(opts: Options) -> int:
+async def main(opts: Options, reconcilers: Sequence[Callable[[Controller], None]] | None = None) -> int:
+    """Run the controller with `reconcilers` (default RECONCILERS); the CLI adds those that import this module."""
     api = await load_api_client(opts.kubeconfig, opts.context)
     if api is None:
         log.error("no cluster credentials: give --kubeconfig or run in a pod with a service account")
@@ -295,7 +307,7 @@ async def main(opts: Options) -> int:
     kube = Kube(api)
     ctx = Ctx(kube=kube, metrics=Metrics())
     controller = Controller(opts, ctx)
-    for register in RECONCILERS:
+    for register in RECONCILERS if reconcilers is None else reconcilers:
         register(controller)
     identity = opts.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
     elector = (

@@ -92,6 +92,25 @@ class Metrics:
             ["resource", "reason"],
             registry=r,
         )
+        self.watchdog_pass_seconds = Gauge(
+            f"{PREFIX}_watchdog_pass_seconds", "Duration of the latest watchdog pass over every cluster", registry=r
+        )
+        self.watchdog_last_pass = Gauge(
+            f"{PREFIX}_watchdog_last_pass_timestamp_seconds", "Unix time of the latest watchdog pass", registry=r
+        )
+        self.watchdog_events = Counter(
+            f"{PREFIX}_watchdog_findings_total",
+            "Watchdog findings evented (each once, when it first appears), by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.watchdog_repairs = Counter(
+            f"{PREFIX}_watchdog_repairs_total",
+            "Watchdog repairs (--repair) by action (release-lease, mark-backup-error) and result (done, conflict, "
+            "error)",
+            ["action", "result"],
+            registry=r,
+        )
         self.reconcile_errors = Counter(
             f"{PREFIX}_reconcile_errors_total", "Reconcile passes that raised", ["kind"], registry=r
         )
