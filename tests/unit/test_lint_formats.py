@@ -295,6 +295,16 @@ def test_json_weird_round_trip(weird):
     assert doc["findings"][0]["path"] == "metadata.annotations.a,b:c"
 
 
+@pytest.mark.parametrize("which", ["report", "weird", "empty"])
+def test_json_bytes_are_the_json_modules(which, report, weird):
+    """The fast writer (orjson) must not change one byte of what json.dumps(indent=2, ensure_ascii=True) wrote."""
+    from webhook.lint.formats.jsonfmt import finding_dict
+
+    rep = {"report": report, "weird": weird, "empty": EMPTY}[which]
+    doc = {"findings": [finding_dict(lf) for lf in rep.findings], "summary": rep.summary()}
+    assert render("json", rep, RULES) == json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
+
+
 def test_json_empty():
     assert json.loads(render("json", EMPTY, RULES)) == {"findings": [], "summary": EMPTY.summary()}
 

@@ -59,3 +59,48 @@ def test_unquoted_timestamps_stay_strings_with_positions() -> None:
     text = "kind: PerconaServerMongoDBRestore\nspec:\n  backupName: 2024-03-07T18:00:21Z\n"
     (doc,) = parse("r.yaml", text)
     assert doc.data["spec"]["backupName"] == "2024-03-07T18:00:21Z"
+
+
+def _full_and_fast(path: Path) -> list[tuple[Any, Any]]:
+    """(full PyYAML-based construction, fast construction or None when it defers) for every document of `path`."""
+    from webhook.lint import construct
+    from webhook.lint.loader import _Loader
+
+    loader = _Loader(path.read_text())
+    pairs = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            try:
+                fast = construct.build(node)
+            except construct.Unsupported:
+                fast = None
+            try:
+                full = loader.construct_document(node)
+            except Exception as exc:  # the table has documents kubectl refuses: the fast path must defer on those
+                full = exc
+            pairs.append((full, fast))
+    finally:
+        loader.dispose()
+    return pairs
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        TABLE,
+        *sorted((ROOT / "examples").rglob("*.yaml")),
+        *sorted((ROOT / "tests" / "data" / "lint-bench").glob("*.y*ml")),
+    ],
+    ids=lambda p: p.name,
+)
+def test_fast_construction_equals_the_full_loader(path: Path) -> None:
+    """webhook/lint/construct.py builds values straight from the nodes; whatever it builds must be what the full
+    loader (PyYAML's constructor with the kubectl rules above) builds, and it must defer on everything else."""
+    pairs = _full_and_fast(path)
+    built = [(full, fast) for full, fast in pairs if fast is not None]
+    assert all(not isinstance(full, Exception) and same(fast, full) for full, fast in built), path
+    if path != TABLE:
+        assert len(built) == len(pairs)  # real manifests take the fast path
+    else:
+        assert 0 < len(built) < len(pairs)  # the table also has tags, merge keys and errors, which defer

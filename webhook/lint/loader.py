@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ..findings import Path as JsonPath
-from . import kubeyaml
+from . import construct, kubeyaml
 
 SYNTAX_CODE = "PSB000"
 EXTENSIONS = (".yaml", ".yml", ".json")
@@ -173,7 +173,7 @@ def _parse_stream(file: str, text: str, line: int, recover: bool) -> Iterator[Do
                 return
             resume = node.end_mark.index
             try:
-                data = loader.construct_document(node)
+                data = _construct(loader, node)
             except (yaml.YAMLError, TypeError, ValueError, RecursionError) as exc:
                 # TypeError: an unhashable key such as `? [a, b] : c`; RecursionError: absurdly deep nesting.
                 loader.constructed_objects, loader.recursive_objects = {}, {}
@@ -183,6 +183,13 @@ def _parse_stream(file: str, text: str, line: int, recover: bool) -> Iterator[Do
             yield Document(file, 0, data, node, line)
     finally:
         loader.dispose()
+
+
+def _construct(loader: _Loader, node: yaml.Node) -> Any:
+    try:
+        return construct.build(node)
+    except (construct.Unsupported, RecursionError):
+        return loader.construct_document(node)  # the full constructor: same values, and the errors to report
 
 
 def _recover(file: str, text: str, resume: int, line: int) -> Iterator[Document | LoadError]:

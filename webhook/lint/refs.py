@@ -13,7 +13,7 @@ from typing import Any
 
 from ..findings import Finding, Severity
 from ..policy import kinds
-from ..policy.engine import rule_pass, structure_findings
+from ..policy.engine import RulePass, rule_pass, structure_findings
 from ..policy.lookup import UNKNOWN, Found, LookupResult, Ref
 from .loader import Document
 
@@ -34,27 +34,31 @@ class RunIndex:
     """Every named object of the run, with the document it came from."""
 
     def __init__(self, docs: list[Document]) -> None:
-        self._by_ref: dict[Ref, list[Document]] = {}
+        self._by_ref: dict[Ref, list[tuple[Document, str]]] = {}  # with each document's directory, computed once
         for doc in docs:
             ref = _ref_of(doc.data) if isinstance(doc.data, dict) else None
             if ref is not None:
-                self._by_ref.setdefault(ref, []).append(doc)
+                self._by_ref.setdefault(ref, []).append((doc, os.path.dirname(doc.file)))
 
     def elsewhere(self, kind: str, name: str, namespace: str) -> list[Document]:
         """Objects of that kind and name in other namespaces."""
         return [
-            d for (k, ns, n), docs in self._by_ref.items() if (k, n) == (kind, name) and ns != namespace for d in docs
+            d
+            for (k, ns, n), docs in self._by_ref.items()
+            if (k, n) == (kind, name) and ns != namespace
+            for d, _ in docs
         ]
 
     def nearest(self, ref: Ref, near: Document) -> list[Document]:
         """The candidates for `ref` in the nearest scope that has any (never `near` itself)."""
-        found = [d for d in self._by_ref.get(ref, ()) if d is not near]
+        found = [(d, where) for d, where in self._by_ref.get(ref, ()) if d is not near]
+        if len(found) <= 1:
+            return [d for d, _ in found]
+        same_file = [d for d, _ in found if d.file == near.file]
+        if same_file:
+            return same_file
         here = os.path.dirname(near.file)
-        for scope in (lambda d: d.file == near.file, lambda d: os.path.dirname(d.file) == here):
-            close = [d for d in found if scope(d)]
-            if close:
-                return close
-        return found
+        return [d for d, where in found if where == here] or [d for d, _ in found]
 
 
 @dataclass
@@ -65,21 +69,35 @@ class _ChoiceLookup:
     near: Document
     chosen: dict[Ref, Document]
     answered: dict[Ref, Document]
+    nearest: dict[Ref, list[Document]]  # shared by the passes over one document
     calls: int = 0  # the engine tells from this which rules consulted the lookup
+
+    def candidates(self, ref: Ref) -> list[Document]:
+        found = self.nearest.get(ref)
+        if found is None:
+            found = self.nearest[ref] = self.index.nearest(ref, self.near)
+        return found
 
     def get(self, kind: str, namespace: str, name: str) -> LookupResult:
         self.calls += 1
         ref = (kind, namespace, name)
-        doc = self.chosen.get(ref) or next(iter(self.index.nearest(ref, self.near)), None)
+        doc = self.chosen.get(ref) or next(iter(self.candidates(ref)), None)
         if doc is None:
             return UNKNOWN
         self.answered[ref] = doc
         return Found(doc.data)
 
 
-def _run(doc: Document, index: RunIndex, chosen: dict[Ref, Document], disabled: frozenset[str]):
-    lookup = _ChoiceLookup(index, doc, chosen, {})
-    rp = rule_pass(doc.data, lookup=lookup, disabled=disabled)
+def _run(
+    doc: Document,
+    index: RunIndex,
+    chosen: dict[Ref, Document],
+    disabled: frozenset[str],
+    nearest: dict[Ref, list[Document]],
+    previous: RulePass | None = None,
+) -> tuple[RulePass, dict[Ref, Document]]:
+    lookup = _ChoiceLookup(index, doc, chosen, {}, nearest)
+    rp = rule_pass(doc.data, lookup=lookup, disabled=disabled, previous=previous)
     return rp, lookup.answered
 
 
@@ -89,13 +107,19 @@ def _key(f: Finding) -> tuple:
 
 def check_in_run(doc: Document, index: RunIndex, disabled: frozenset[str]) -> list[Finding]:
     """structure + rule findings of `doc`, references resolved as the module docstring says."""
-    first, answered = _run(doc, index, {}, disabled)
-    candidates = {ref: index.nearest(ref, doc) for ref in answered}
+    nearest: dict[Ref, list[Document]] = {}
+    first, answered = _run(doc, index, {}, disabled, nearest)
+    candidates = {ref: nearest[ref] for ref in answered}
     combos = [
         dict(zip(candidates, pick, strict=True))
         for pick in itertools.islice(itertools.product(*candidates.values()), MAX_COMBINATIONS)
     ]
-    runs = [(first, answered)] if len(combos) <= 1 else [_run(doc, index, c, disabled) for c in combos]
+    # Each choice re-runs only the rules that consulted the lookup (rule_pass keeps the others' findings).
+    runs = (
+        [(first, answered)]
+        if len(combos) <= 1
+        else [_run(doc, index, c, disabled, nearest, previous=first) for c in combos]
+    )
     common = set.intersection(*({_key(f) for f in rp.findings} for rp, _ in runs))
     rp0 = runs[0][0]
     used_files = sorted({d.file for _, ans in runs for d in ans.values() if d.file != doc.file})

@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ...policy.registry import Rule
 from ..report import LintReport, LocatedFinding
 
@@ -33,5 +35,13 @@ def finding_dict(lf: LocatedFinding) -> dict[str, Any]:
 def render(report: LintReport, rules: Mapping[str, Rule], *, color: bool = False) -> str:
     del rules, color
     doc = {"findings": [finding_dict(lf) for lf in report.findings], "summary": report.summary()}
-    # ensure_ascii keeps the output valid UTF-8 even for file names with undecodable bytes (lone surrogates).
+    # orjson writes the same bytes as json.dumps(indent=2) about ten times faster; the json module stays for output
+    # that is not plain ASCII, which it escapes (ensure_ascii keeps file names with undecodable bytes, lone
+    # surrogates, valid UTF-8; orjson refuses those).
+    try:
+        fast = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+    except TypeError:
+        fast = b"\x80"
+    if fast.isascii():
+        return fast.decode("ascii") + "\n"
     return json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
