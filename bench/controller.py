@@ -52,13 +52,10 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 async def baseline(ctl: ctlcluster.CtlCluster, count: int) -> list[float]:
     """Seconds from the start of a burst of `count` Backup creates to each one's answer (same client library)."""
-    from kubernetes_asyncio import client, config
-
     from webhook.controller.kubeapi import Kube, psmdb_path
+    from webhook.kube import new_api_client
 
-    cfg = client.Configuration()
-    await config.load_kube_config(config_file=str(ctl.cp.kubeconfig), client_configuration=cfg)
-    api = client.ApiClient(configuration=cfg)
+    api = await new_api_client(str(ctl.cp.kubeconfig))
     kube = Kube(api)
     t0 = time.monotonic()
 

@@ -168,6 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from . import logs
     from .admission.server import Settings, serve
     from .certs import CertsError
+    from .kube import CredentialsError
     from .policy.live import Enforcement, LookupFailure
 
     logs.setup(args.log_level, args.log_format)
@@ -193,7 +194,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     try:
         asyncio.run(serve(settings))
-    except (OSError, ValueError, CertsError) as exc:
+    except (OSError, ValueError, CertsError, CredentialsError) as exc:
         print(f"psmdb-backup serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return 0

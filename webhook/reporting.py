@@ -15,10 +15,9 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from .findings import Finding
-from .kube import KubeReader
+from .kube import KubeError, KubeReader, call_json
 from .reports import (
     MANAGED_BY,
     REPORT_NAME,
@@ -58,29 +57,16 @@ class ReportWriter:
     async def _request(
         self, method: str, path: str, body: Any = None, query: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        return await self.api.call_api(
-            path,
-            method,
-            query_params=list((query or {}).items()),
-            header_params=headers,
-            body=body,
-            response_types_map={200: "object", 201: "object"},
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            _request_timeout=self.timeout,
-        )
+        return await call_json(self.api, method, path, body, query=query, timeout=self.timeout)
 
-    def _error(self, doing: str, exc: ApiException) -> ReportsError:
+    def _error(self, doing: str, exc: KubeError) -> ReportsError:
         kind = f"{self.report_api.kind} ({self.report_api.api_version})"
         if exc.status == 403:
             return ReportsError(
                 f"{doing}: forbidden: the identity needs get, list, create and update on {self.report_api.plural}."
                 f"{self.report_api.group} (manifests/base/rbac.yaml, ClusterRole psmdb-backup-webhook-reports)"
             )
-        return ReportsError(f"{doing}: HTTP {exc.status} {exc.reason} from the API server for {kind}")
+        return ReportsError(f"{exc.about(doing)} ({kind})")
 
     async def check_available(self) -> None:
         """ReportsError unless the cluster serves the report kind (its CRD is installed); a negative answer is
@@ -94,8 +80,8 @@ class ReportWriter:
             raise missing
         try:
             found = await self._request("GET", f"/apis/{api.api_version}")
-        except ApiException as exc:
-            if exc.status != 404:
+        except KubeError as exc:
+            if not exc.not_found:
                 raise self._error(f"cannot discover {api.api_version}", exc) from None
             found = {}
         if not any(r.get("name") == api.plural for r in found.get("resources") or []):
@@ -106,8 +92,8 @@ class ReportWriter:
     async def _get(self, namespace: str) -> dict[str, Any] | None:
         try:
             return await self._request("GET", self.report_api.path(namespace, REPORT_NAME))
-        except ApiException as exc:
-            if exc.status == 404:
+        except KubeError as exc:
+            if exc.not_found:
                 return None
             raise self._error(f"cannot read {namespace}/{REPORT_NAME}", exc) from None
 
@@ -131,8 +117,8 @@ class ReportWriter:
                         body["metadata"]["resourceVersion"] = meta.get("resourceVersion")
                         await self._request("PUT", self.report_api.path(namespace, REPORT_NAME), body)
                     return True
-                except ApiException as exc:
-                    if exc.status != 409:  # 409: written or created meanwhile; read again
+                except KubeError as exc:
+                    if not exc.conflict:  # 409: written or created meanwhile; read again
                         raise self._error(f"cannot write {namespace}/{REPORT_NAME}", exc) from None
             raise ReportsError(
                 f"cannot write {namespace}/{REPORT_NAME}: it kept changing ({CONFLICT_RETRIES} conflicts)"
@@ -142,7 +128,7 @@ class ReportWriter:
         selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
         try:
             found = await self._request("GET", self.report_api.path(namespace), query={"labelSelector": selector})
-        except ApiException as exc:
+        except KubeError as exc:
             raise self._error(f"cannot list {self.report_api.plural}", exc) from None
         items = found.get("items") or []
         return {i["metadata"]["namespace"] for i in items if i.get("metadata", {}).get("name") == REPORT_NAME}
@@ -195,7 +181,7 @@ class BackgroundReports:
         try:
             await work
             self._last_error = ""
-        except (ReportsError, ApiException, OSError, TimeoutError) as exc:
+        except (ReportsError, KubeError, OSError, TimeoutError) as exc:
             self._failed(exc)
 
     def record(self, obj: Mapping[str, Any], namespace: str, findings: Iterable[Finding]) -> None:

@@ -7,10 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from .findings import Finding
-from .kube import KubeReader, LiveLookup
+from .kube import KubeError, KubeReader, LiveLookup
 from .policy import kinds
 from .policy.live import evaluate
 
@@ -28,8 +26,8 @@ async def scan(reader: KubeReader, namespace: str | None, disabled: frozenset[st
     for kind in kinds.CHECKED_KINDS:
         try:
             objs = await reader.list(kind, namespace)
-        except ApiException as exc:
-            if exc.status == 404 and kind == kinds.SCHEDULE:  # its CRD is not installed
+        except KubeError as exc:
+            if exc.not_found and kind == kinds.SCHEDULE:  # its CRD is not installed
                 continue
             raise
         for obj in objs:

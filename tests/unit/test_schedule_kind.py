@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 from hypothesis import given, settings
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from webhook.cli import main
+from webhook.kube import KubeError
 from webhook.lint import cluster as lint_cluster_module
 from webhook.policy import check, kinds
 from webhook.policy.common import main_storage
@@ -107,7 +107,7 @@ class FakeReader:
 
     async def list(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
         if kind in self.absent:
-            raise ApiException(status=404, reason="Not Found")
+            raise KubeError(404, "Not Found", "")
         return self.objects.get(kind, [])
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -124,7 +124,7 @@ def _lint_cluster(monkeypatch: pytest.MonkeyPatch, objects: dict, absent: frozen
         return FakeApi()
 
     reader = type("Reader", (FakeReader,), {"objects": objects, "absent": absent})
-    monkeypatch.setattr(lint_cluster_module, "load_api_client", api)
+    monkeypatch.setattr(lint_cluster_module, "new_api_client", api)
     monkeypatch.setattr(lint_cluster_module, "KubeReader", reader)
     return asyncio.run(lint_cluster_module.lint_cluster("kubeconfig", None, None))
 
@@ -140,7 +140,7 @@ def test_lint_cluster_lists_schedules(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_lint_cluster_without_the_schedule_crd_checks_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
     report = _lint_cluster(monkeypatch, {kinds.CLUSTER: [yaml.safe_load(CLUSTER)]}, frozenset({kinds.SCHEDULE}))
     assert report.checked == 1
-    with pytest.raises(ApiException):  # a missing Percona CRD is still an error
+    with pytest.raises(KubeError):  # a missing Percona CRD is still an error
         _lint_cluster(monkeypatch, {}, frozenset({kinds.CLUSTER}))
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..kube import CredentialsError, new_api_client
 from .files import CertState, load_or_create, write_dir
 from .pki import (
     DEFAULT_CA_COMMON_NAME,
@@ -22,7 +23,6 @@ from .pki import (
     MAX_CN,
     TLS_CERT,
     CertsError,
-    CredentialsError,
     cert_sans,
     cert_serial,
     load_cert,
@@ -31,7 +31,7 @@ from .pki import (
     pair_matches,
     service_sans,
 )
-from .store import api_client_from_config, patch_ca_bundle, read_secret, store_secret
+from .store import patch_ca_bundle, read_secret, store_secret
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ async def _with_cluster(
     before: list[str],
     lines: list[str],
 ) -> CertState:
-    api = await api_client_from_config(args.kubeconfig, args.context)
+    api = await new_api_client(args.kubeconfig, args.context)
     try:
         if secret is not None and not (directory / TLS_CERT).exists():
             stored = await read_secret(api, *secret)

@@ -37,10 +37,6 @@ class CertsError(Exception):
     """A failure meant for the user: the message says what is wrong and what to do."""
 
 
-class CredentialsError(CertsError):
-    """No usable Kubernetes credentials (a setup problem, exit 2 in the CLI)."""
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Pure helpers (cryptography only)
 # --------------------------------------------------------------------------------------------------------------

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .pki import CA_CERT, SECRET_TYPE, TLS_CERT, TLS_KEY, CertsError, CredentialsError
+from ..kube import KubeError
+from .pki import CA_CERT, SECRET_TYPE, TLS_CERT, TLS_KEY, CertsError
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +63,7 @@ def ca_bundle_ops(webhooks: Sequence[tuple[str, str | None]], ca_bundle_b64: str
 
 
 def _api_error(e: Exception) -> str:
-    import json
-
-    status, reason, body = getattr(e, "status", None), getattr(e, "reason", None), getattr(e, "body", None)
-    message = None
-    if body:
-        try:
-            message = json.loads(body).get("message")
-        except (ValueError, AttributeError, TypeError):
-            message = None
-    return f"{status} {reason}" + (f": {message}" if message else "")
+    return str(KubeError.from_api_exception(e))
 
 
 async def read_secret(api_client: Any, namespace: str, name: str) -> CertBundle | None:
@@ -222,27 +213,3 @@ async def patch_ca_bundle(
             results.append(WebhookPatch(kind, name, len(entries), len(ops) // 2))
             break
     return results
-
-
-async def api_client_from_config(kubeconfig: str | None = None, context: str | None = None) -> Any:
-    """An ``ApiClient`` from ``kubeconfig`` if given, else ``$KUBECONFIG`` / ``~/.kube/config`` if present, else the
-    in-cluster service account. The caller closes it."""
-    from kubernetes_asyncio import client, config
-    from kubernetes_asyncio.config.config_exception import ConfigException
-
-    try:
-        if kubeconfig:
-            if not os.path.exists(kubeconfig):
-                raise CredentialsError(f"kubeconfig {kubeconfig!r} does not exist")
-            return await config.new_client_from_config(config_file=kubeconfig, context=context, persist_config=False)
-        if os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
-            return await config.new_client_from_config(context=context, persist_config=False)
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            cfg = client.Configuration()
-            config.load_incluster_config(client_configuration=cfg)
-            return client.ApiClient(configuration=cfg)
-    except (ConfigException, OSError, ValueError) as e:
-        raise CredentialsError(f"could not load Kubernetes credentials: {e}") from None
-    raise CredentialsError(
-        "no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, or run in a pod with a service account"
-    )

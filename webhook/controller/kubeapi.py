@@ -1,11 +1,11 @@
 """The controller's view of the API server: plain-dict requests (GET, create, merge patch, delete), watch streams and
 Events, over one kubernetes_asyncio ApiClient. Dicts rather than generated models because the PSMDB kinds are
-custom resources and the controller patches small parts of them.
+custom resources and the controller patches small parts of them. Credentials, the error type, the request itself and
+the resource map are the shared layer's (webhook/kube/); this module keeps the controller's verbs and paths.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -17,32 +17,15 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ..kube import KubeError, call_json, resource_path
 from ..policy import kinds
+
+__all__ = ["API_VERSION", "PLURALS", "Events", "Kube", "KubeError", "lease_path", "psmdb_path", "secret_path"]
 
 log = logging.getLogger(__name__)
 
-PLURALS = {
-    kinds.CLUSTER: "perconaservermongodbs",
-    kinds.BACKUP: "perconaservermongodbbackups",
-    kinds.RESTORE: "perconaservermongodbrestores",
-}
-API_VERSION = f"{kinds.GROUP}/v1"
-
-
-class KubeError(Exception):
-    """A request the API server refused (status is the HTTP status; message the Status object's message)."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message or f"HTTP {status} {reason}")
-        self.status, self.reason, self.message = status, reason, message or f"HTTP {status} {reason}"
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
+PLURALS = kinds.PLURALS
+API_VERSION = kinds.api_version(kinds.CLUSTER)
 
 
 def now_rfc3339() -> str:
@@ -50,30 +33,15 @@ def now_rfc3339() -> str:
 
 
 def psmdb_path(kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
-    path = f"/apis/{API_VERSION}/" + (f"namespaces/{namespace}/" if namespace else "") + PLURALS[kind]
-    if name:
-        path += f"/{name}"
-    if subresource:
-        path += f"/{subresource}"
-    return path
+    return resource_path(kind, namespace, name, subresource)
 
 
 def lease_path(namespace: str, name: str | None = None) -> str:
-    return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases" + (f"/{name}" if name else "")
+    return resource_path("Lease", namespace, name)
 
 
 def secret_path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/secrets/{name}"
-
-
-def _error(exc: ApiException) -> KubeError:
-    message = ""
-    try:
-        body = json.loads(exc.body or "{}")
-        message = body.get("message", "") if isinstance(body, dict) else ""
-    except (ValueError, TypeError):
-        message = str(exc.body or "")[:500]
-    return KubeError(exc.status or 0, exc.reason or "", message)
+    return resource_path("Secret", namespace, name)
 
 
 class Kube:
@@ -91,29 +59,10 @@ class Kube:
         content_type: str = "application/json",
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        """One request; JSON in, JSON out. 429 (API server still filling a watch cache) is retried briefly."""
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        for attempt in range(6):
-            try:
-                return await self.api.call_api(
-                    path,
-                    method,
-                    query_params=list((query or {}).items()),
-                    header_params=headers,
-                    body=body,
-                    response_types_map={200: "object", 201: "object", 202: "object"},
-                    auth_settings=["BearerToken"],
-                    _return_http_data_only=True,
-                    _request_timeout=timeout or self.timeout,
-                )
-            except ApiException as exc:
-                if exc.status == 429 and attempt < 5:
-                    await asyncio.sleep(1.0)
-                    continue
-                raise _error(exc) from None
-        raise AssertionError("unreachable")
+        """One request; JSON in, JSON out (webhook.kube.call_json: 429 retried, KubeError otherwise)."""
+        return await call_json(
+            self.api, method, path, body, query=query, content_type=content_type, timeout=timeout or self.timeout
+        )
 
     async def get(self, path: str) -> dict[str, Any] | None:
         try:
@@ -131,9 +80,6 @@ class Kube:
 
     async def patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, dict(patch), content_type="application/merge-patch+json")
-
-    async def json_patch(self, path: str, ops: list[Mapping[str, Any]]) -> dict[str, Any]:
-        return await self.request("PATCH", path, list(ops), content_type="application/json-patch+json")
 
     async def delete(self, path: str, *, resource_version: str | None = None) -> bool:
         """False when it was already gone."""
@@ -171,7 +117,7 @@ class Kube:
                 _request_timeout=timeout_seconds + 30,
             )
         except ApiException as exc:
-            raise _error(exc) from None
+            raise KubeError.from_api_exception(exc) from None
         try:
             while True:
                 line = await resp.content.readline()
@@ -219,6 +165,6 @@ class Events:
             "count": 1,
         }
         try:
-            await self.kube.create(f"/api/v1/namespaces/{namespace}/events", event)
+            await self.kube.create(resource_path("Event", namespace), event)
         except (TimeoutError, KubeError, OSError) as e:  # an event is never worth failing a reconcile
             log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), e)

@@ -111,9 +111,9 @@ class KubeExec:
 
     @classmethod
     def from_configuration(cls, configuration: Any) -> KubeExec:
-        from kubernetes_asyncio.stream import WsApiClient
+        from ..kube import exec_client
 
-        return cls(WsApiClient(configuration=configuration))
+        return cls(exec_client(configuration))
 
     async def close(self) -> None:
         await self._ws.close()

@@ -4,7 +4,7 @@ With `--report`, the scan is also written as policy reports (webhook/reporting.p
 
 from __future__ import annotations
 
-from ..kube import KubeReader, load_api_client
+from ..kube import KubeReader, new_api_client
 from ..reporting import ReportWriter
 from ..reports import APIS
 from ..scan import Scanned, scan
@@ -31,11 +31,9 @@ async def lint_cluster(
     report_api: str | None = None,
 ) -> LintReport:
     """Scan, and with `report_api` (a key of webhook.reports.APIS) rewrite the policy reports of the scanned
-    namespaces (all of them when `namespace` is None). Raises ValueError and ReportsError with a message for the
-    user."""
-    api = await load_api_client(kubeconfig, context)
-    if api is None:
-        raise ValueError("no cluster credentials: pass --kubeconfig, set KUBECONFIG, or run inside a cluster")
+    namespaces (all of them when `namespace` is None). Raises CredentialsError, KubeError and ReportsError with a
+    message for the user."""
+    api = await new_api_client(kubeconfig, context)
     try:
         scanned = await scan(KubeReader(api, timeout), namespace, disabled)
         if report_api is not None:

@@ -15,27 +15,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio import client
 
-from .policy import kinds
-from .policy.lookup import MISSING, Found, LookupResult, Ref, Unknown
+from ..policy import kinds
+from ..policy.lookup import MISSING, Found, LookupResult, Ref, Unknown
+from .client import call_json
+from .errors import KubeError
+from .resources import resource_path
 
 log = logging.getLogger(__name__)
-
-_CORE_PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps"}
-
-
-def resource_path(kind: str, namespace: str, name: str) -> str:
-    if kind in kinds.PLURALS:
-        return f"/apis/{kinds.api_version(kind)}/namespaces/{namespace}/{kinds.PLURALS[kind]}/{name}"
-    if kind in _CORE_PLURALS:
-        return f"/api/v1/namespaces/{namespace}/{_CORE_PLURALS[kind]}/{name}"
-    if kind == kinds.SNAPSHOT_CLASS:
-        return f"/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses/{name}"
-    if kind == "Namespace":
-        return f"/api/v1/namespaces/{name}"
-    raise ValueError(f"no lookup for kind {kind}")
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -58,67 +46,32 @@ def redact(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def load_api_client(kubeconfig: str | None, context: str | None = None) -> client.ApiClient | None:
-    """An API client from a kubeconfig file, the in-cluster service account, or None when neither exists."""
-    cfg = client.Configuration()
-    try:
-        if kubeconfig:
-            await config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
-        else:
-            try:
-                config.load_incluster_config(client_configuration=cfg)
-            except config.ConfigException:
-                await config.load_kube_config(context=context, client_configuration=cfg)
-    except (config.ConfigException, FileNotFoundError, OSError) as exc:
-        if kubeconfig:
-            raise
-        log.info("no cluster credentials (%s): cross-object lookups will be unavailable", exc)
-        return None
-    return client.ApiClient(configuration=cfg)
-
-
 class KubeReader:
-    """GET one object as a plain dict: None on 404, ApiException/TimeoutError otherwise."""
+    """GET one object as a plain dict: None on 404, KubeError otherwise."""
 
     def __init__(self, api: client.ApiClient, timeout: float) -> None:
         self.api, self.timeout = api, timeout
 
-    async def _get_json(self, path: str, timeout: float, attempts: int = 5) -> dict[str, Any]:
-        """GET as JSON. A 429 (e.g. "storage is (re)initializing" while the API server fills the watch cache of a
-        resource on its first list) is retried after its Retry-After, at most `attempts` times."""
-        for attempt in range(attempts):
-            try:
-                return await self.api.call_api(
-                    path,
-                    "GET",
-                    header_params={"Accept": "application/json"},
-                    response_types_map={200: "object"},
-                    auth_settings=["BearerToken"],
-                    _return_http_data_only=True,
-                    _request_timeout=timeout,
-                )
-            except ApiException as exc:
-                if exc.status != 429 or attempt == attempts - 1:
-                    raise
-                retry_after = exc.headers.get("Retry-After", "1") if exc.headers else "1"
-                await asyncio.sleep(min(float(retry_after) if str(retry_after).isdigit() else 1.0, 5.0))
-        raise AssertionError("unreachable")
-
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            data = await self._get_json(resource_path(kind, namespace, name), self.timeout)
-        except ApiException as exc:
-            if exc.status == 404:
+            data: dict[str, Any] = await call_json(
+                self.api, "GET", resource_path(kind, namespace, name), timeout=self.timeout
+            )
+        except KubeError as exc:
+            if exc.not_found:
                 return None
-            raise
+            raise exc.about(f"cannot read {kind} {namespace}/{name}") from None
         data.setdefault("kind", kind)
         return data
 
     async def list(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
         """Every object of a checked kind (kinds.CHECKED_KINDS), in one namespace or (None) in all."""
+        try:
+            data = await call_json(self.api, "GET", resource_path(kind, namespace), timeout=max(self.timeout, 30))
+        except KubeError as exc:
+            where = f"namespace {namespace}" if namespace else "all namespaces"
+            raise exc.about(f"cannot list {kinds.PLURALS.get(kind, kind)} in {where}") from None
         version = kinds.api_version(kind)
-        path = f"/apis/{version}/" + (f"namespaces/{namespace}/" if namespace else "") + kinds.PLURALS[kind]
-        data = await self._get_json(path, max(self.timeout, 30))
         return [{**item, "kind": kind, "apiVersion": version} for item in data.get("items", [])]
 
 
@@ -159,9 +112,11 @@ class LiveLookup:
             return Unknown(f"could not read {ref[0]} {ref[1]}/{ref[2]}: the request's lookup budget is spent")
         try:
             obj = await asyncio.wait_for(self.reader.get(*ref), timeout)
-        except (TimeoutError, ApiException, OSError, ValueError) as exc:
-            reason = f"HTTP {exc.status} {exc.reason}" if isinstance(exc, ApiException) else type(exc).__name__
+        except KubeError as exc:
+            reason = "timed out" if exc.status == 0 else f"HTTP {exc.status} {exc.reason}"
             return Unknown(f"could not read {ref[0]} {ref[1]}/{ref[2]}: {reason}")
+        except (TimeoutError, OSError, ValueError) as exc:
+            return Unknown(f"could not read {ref[0]} {ref[1]}/{ref[2]}: {type(exc).__name__}")
         result: LookupResult = MISSING if obj is None else Found(redact(obj))
         self._cache[ref] = _Entry(now + self.ttl, result)
         while len(self._cache) > self.size:
