@@ -7,7 +7,9 @@ project's webhook configuration manifests; `make control-plane` builds it) holds
 examples/good/cluster.yaml. C clients (16) each run kubectl's server-side dry-run apply of that cluster in a loop for
 S seconds, in alternating rounds without and with the ValidatingWebhookConfiguration registered (the baseline is the
 same API server, kubectl and machine in the same run). The latency is one kubectl process's wall time, as a user or a
-CI job sees it. Target: the webhook adds <= 5 ms to the p99. The last line is machine-readable:
+CI job sees it; on a loaded machine most of it is kubectl starting, so the API server's own timing of the webhook calls
+(apiserver_admission_webhook_admission_duration_seconds: mean, and the histogram bucket holding the p99) is printed
+too. Target: the webhook adds <= 5 ms to the p99. The last line is machine-readable:
 RESULT apply_p99_added_ms=<x>
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import sys
 import tempfile
@@ -69,6 +72,33 @@ async def load(cluster: devcluster.Cluster, manifest: Path, clients: int, second
     return latencies
 
 
+WEBHOOK_METRIC = re.compile(
+    r"^apiserver_admission_webhook_admission_duration_seconds_(bucket|sum|count)\{([^}]*)\} (\S+)$", re.M
+)
+
+
+def webhook_call_timing(cluster: devcluster.Cluster) -> tuple[float, float, int]:
+    """The API server's timing of its calls to our validating webhook (admitted CREATEs, i.e. the dry-run applies):
+    (mean seconds, the upper bound of the bucket holding the p99, number of calls)."""
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for part, labels, value in WEBHOOK_METRIC.findall(text):
+        if 'type="validating"' not in labels or 'rejected="false"' not in labels or "psmdb" not in labels:
+            continue
+        if part == "bucket":
+            le = re.search(r'le="([^"]+)"', labels)
+            assert le is not None
+            bound = float(le.group(1))
+            buckets[bound] = buckets.get(bound, 0.0) + float(value)
+        elif part == "sum":
+            total += float(value)
+        else:
+            count += float(value)
+    p99 = next((b for b in sorted(buckets) if buckets[b] >= 0.99 * count), float("inf"))
+    return (total / count if count else float("nan")), p99, int(count)
+
+
 def register(cluster: devcluster.Cluster, on: bool) -> None:
     """Register or remove the ValidatingWebhookConfiguration, and wait until the API server acts on it."""
     doc: dict[str, Any] = yaml.safe_load(VALIDATING.read_text())
@@ -113,6 +143,12 @@ def main() -> int:
                 for phase in ("without", "with"):
                     register(cluster, phase == "with")
                     figures[phase] += asyncio.run(load(cluster, CLUSTER, args.clients, seconds))
+            mean, p99_bucket, calls = webhook_call_timing(cluster)
+            handled = [  # the webhook's own time per request (its log line's duration_ms), admitted applies only
+                e["duration_ms"]
+                for e in cluster.webhook.log_lines()
+                if e.get("msg", "").startswith("validate PerconaServerMongoDB ") and e.get("decision") == "allowed"
+            ]
         finally:
             devcluster.stop(cluster)
     print(
@@ -124,6 +160,11 @@ def main() -> int:
             f"  {phase + ' webhook':<16} {len(lat):6d} applies   p50 {statistics.median(lat) * 1000:7.1f} ms   "
             f"p99 {pct(lat, 0.99) * 1000:7.1f} ms"
         )
+    print(
+        f"  the API server's timing of its {calls} calls to the webhook: mean {mean * 1000:.1f} ms, "
+        f"p99 <= {p99_bucket * 1000:g} ms (histogram bucket); the webhook's own handling: p50 "
+        f"{statistics.median(handled):.1f} ms, p99 {pct(handled, 0.99):.1f} ms"
+    )
     added = (pct(figures["with"], 0.99) - pct(figures["without"], 0.99)) * 1000
     print(f"  the webhook adds {added:.1f} ms to the p99 (target <= 5 ms)")
     print(f"RESULT apply_p99_added_ms={added:.1f}")
