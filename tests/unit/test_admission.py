@@ -406,6 +406,17 @@ def test_nulls_are_pruned_as_the_api_server_prunes_them() -> None:
     assert update["response"]["allowed"] is True
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32-be"])
+def test_nulls_are_pruned_in_any_json_encoding(encoding: str) -> None:
+    """Bodies without a `null` skip the pruning walk; one in UTF-16/32 (which JSON allows) spells it differently."""
+    cluster = copy.deepcopy(CLUSTER)
+    cluster["spec"]["backup"].update(storages=None, tasks=None, pitr=None)
+    body = json.dumps(review(cluster)).encode(encoding)
+    resp = run(post(world(), "/validate", body))[1]["response"]
+    assert resp["allowed"] is True, resp.get("status")
+    assert not any(w.startswith("PSB001") for w in resp.get("warnings", []))
+
+
 # --- the JSON fast path (orjson) reads and writes exactly what the standard library did -----------------------------
 
 

@@ -31,6 +31,7 @@ class Request:
     obj: dict[str, Any] | None
     old: dict[str, Any] | None
     dry_run: bool
+    may_hold_nulls: bool = True  # False when the body has no JSON null at all (nothing to prune)
 
     @property
     def display_name(self) -> str:
@@ -67,6 +68,12 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
 
+def _may_hold_nulls(body: bytes) -> bool:
+    """A JSON null is the ASCII bytes `null` in UTF-8 text; UTF-16/32 bodies (which `json` accepts: a BOM or zero
+    bytes at the start) are not searched."""
+    return b"null" in body or b"\x00" in body[:4] or body[:2] in (b"\xff\xfe", b"\xfe\xff")
+
+
 def parse(body: bytes) -> Request:
     try:
         review = loads(body)
@@ -97,6 +104,7 @@ def parse(body: bytes) -> Request:
         obj=obj if isinstance(obj, dict) else None,
         old=old if isinstance(old, dict) else None,
         dry_run=req.get("dryRun") is True,
+        may_hold_nulls=_may_hold_nulls(body),
     )
 
 

@@ -168,9 +168,11 @@ class AdmissionApp:
             )
         # The API server drops nulls of non-nullable fields before it validates; lint prunes the same way, so a
         # `storages:` left empty means "no storages" here too (objects parsed for this request only, pruned in place).
-        prune_object(req.obj)
-        if req.old is not None:
-            prune_object(req.old)
+        # Most bodies have no null at all: then there is nothing to walk.
+        if req.may_hold_nulls:
+            prune_object(req.obj)
+            if req.old is not None:
+                prune_object(req.old)
         what = f"{req.kind} {req.namespace}/{clip(req.display_name)}"
         lookup = self.lookup.until(time.monotonic() + self.settings.lookup_budget)  # one budget for every read
         ns_ref = ("Namespace", "", req.namespace)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from ..findings import Severity
 from ..versions import LATEST, OLDEST_MODELLED, V1_22, V1_23, Version
 from . import kinds
-from .common import backup_spec, mapping, tasks, text
+from .common import backup_spec, mapping, text
 from .examples import with_backup
 from .lookup import Found
 from .registry import Context, Example, Violation, backup_enabled, rule
@@ -116,7 +116,7 @@ def configured_but_disabled(ctx: Context) -> Iterable[Violation]:
     """With backups disabled there is no backup-agent, PITR is forced off and tasks are not (re)scheduled."""
     if backup_enabled(ctx.obj) or not isinstance(ctx.spec.get("backup"), dict):
         return
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         if task.get("enabled") is True:
             yield Violation(
                 BACKUP + ("tasks", i, "enabled"),
@@ -167,7 +167,7 @@ def pitr_needs_base(ctx: Context) -> Iterable[Violation]:
     pitr = mapping(backup_spec(ctx.spec).get("pitr"))
     if pitr.get("enabled") is not True or pitr.get("oplogOnly") is True or not ctx.storages:
         return
-    if not any(t.get("enabled") is True and text(t.get("type")) != "external" for _, t in tasks(ctx.spec)):
+    if not any(t.get("enabled") is True and text(t.get("type")) != "external" for _, t in ctx.tasks):
         yield Violation(
             PITR + ("enabled",),
             "oplog slicing starts only after a full backup exists on the main "

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..findings import Path, Severity
 from . import kinds
-from .common import COMPRESSION_TYPES, backup_spec, mapping, tasks
+from .common import COMPRESSION_TYPES, backup_spec, mapping
 from .examples import with_backup
 from .registry import Context, Violation, rule
 
@@ -70,7 +70,7 @@ def compression(ctx: Context) -> Iterable[Violation]:
     if ctx.kind in (kinds.BACKUP, kinds.SCHEDULE):
         yield from _check(("spec",), ctx.spec, "compressionType", "the backup is written uncompressed")
         return
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         yield from _check(
             ("spec", "backup", "tasks", i), task, "compressionType", "backups of this task are written uncompressed"
         )

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..findings import Severity
 from . import kinds
-from .common import is_sharded, mapping, tasks, text
+from .common import is_sharded, mapping, text
 from .examples import CLUSTER, with_backup
 from .registry import RELEASE_1_23, Context, Example, Violation, rule
 
@@ -66,7 +66,7 @@ def in_memory_tasks(ctx: Context) -> Iterable[Violation]:
     names = in_memory_replsets(ctx.spec)
     if not names:
         return
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         kind = text(task.get("type"))
         if task.get("enabled") is True and kind in FILE_COPY_TYPES:
             yield Violation(("spec", "backup", "tasks", i, "type"), _message(kind, names))

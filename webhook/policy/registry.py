@@ -73,6 +73,13 @@ class Context:
         return storages(self.spec)
 
     @cached_property
+    def tasks(self) -> tuple[tuple[int, Mapping[str, Any]], ...]:
+        """(index, task) of spec.backup.tasks that are mappings (a dozen rules walk them, so computed once)."""
+        from .common import tasks
+
+        return tuple(tasks(self.spec))
+
+    @cached_property
     def storages_by_type(self) -> dict[str, list[tuple[str, Mapping[str, Any]]]]:
         """(name, block) of the storages that have the block of their type, by type: one walk of the storages for
         all the per-type rules, which then return at once when their type is absent."""

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from ..findings import Severity
 from . import kinds
-from .common import tasks, text
+from .common import text
 from .examples import CLUSTER, with_backup
 from .lookup import Missing
 from .registry import RELEASE_1_23, Context, Example, Violation, rule
@@ -55,7 +55,7 @@ def _message(name: str, what: str) -> str:
     "applied after the cluster, and backups scheduled once it exists work.",
 )
 def task_snapshot_class(ctx: Context) -> Iterable[Violation]:
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         name = task.get("volumeSnapshotClass")
         if task.get("enabled") is True and task.get("type") == "external" and _missing(ctx, name):
             yield Violation(

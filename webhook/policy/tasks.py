@@ -46,7 +46,7 @@ def _type(task: Mapping[str, Any]) -> str:
     good=[_task("storageName: s3-main")],
 )
 def task_name(ctx: Context) -> Iterable[Violation]:
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         if "name" in task and not text(task.get("name")).strip():
             yield Violation(
                 ROOT + (i, "name"),
@@ -76,9 +76,9 @@ def task_name(ctx: Context) -> Iterable[Violation]:
 )
 def duplicate_task_names(ctx: Context) -> Iterable[Violation]:
     """Tasks with the same name overwrite each other's schedule and share retention: only one of them runs."""
-    counts = Counter(text(t.get("name")) for _, t in tasks(ctx.spec))
+    counts = Counter(text(t.get("name")) for _, t in ctx.tasks)
     seen: set[str] = set()
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         name = text(task.get("name"))
         if name and counts[name] > 1:
             if name in seen:
@@ -103,7 +103,7 @@ def duplicate_task_names(ctx: Context) -> Iterable[Violation]:
 )
 def task_storage(ctx: Context) -> Iterable[Violation]:
     defined = ctx.storages
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         if _enabled(task) and _type(task) != "external":
             name = text(task.get("storageName"))
             if name not in defined:
@@ -132,7 +132,7 @@ def _cluster_name(ctx: Context) -> str:
     good=[_task("type: external, volumeSnapshotClass: csi-snapclass")],
 )
 def external_task_class(ctx: Context) -> Iterable[Violation]:
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         if _enabled(task) and _type(task) == "external" and not text(task.get("volumeSnapshotClass")):
             yield Violation(
                 ROOT + (i, "volumeSnapshotClass"),
@@ -218,7 +218,7 @@ _NEVER_CHECK_FROM = datetime(2026, 1, 1, tzinfo=UTC)
 )
 def task_schedule(ctx: Context) -> Iterable[Violation]:
     """Only enabled tasks are parsed; a bad schedule on a disabled task is reported as a warning."""
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         expr = task.get("schedule")
         if not isinstance(expr, str) and expr is not None:
             continue
@@ -245,7 +245,7 @@ def task_schedule(ctx: Context) -> Iterable[Violation]:
     good=[_task("storageName: s3-main").replace("0 0 * * *", "0 0 28 2 *")],
 )
 def schedule_never_fires(ctx: Context) -> Iterable[Violation]:
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         expr = text(task.get("schedule"))
         if never_fires(expr):
             yield Violation(
@@ -265,7 +265,7 @@ def schedule_never_fires(ctx: Context) -> Iterable[Violation]:
     good=[_task("storageName: s3-main, retention: {type: count, count: 5, deleteFromStorage: true}")],
 )
 def keep_ignored(ctx: Context) -> Iterable[Violation]:
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         keep = task.get("keep")
         if isinstance(keep, int) and keep > 0 and isinstance(task.get("retention"), dict):
             yield Violation(
@@ -286,7 +286,7 @@ def keep_ignored(ctx: Context) -> Iterable[Violation]:
     good=[_task("storageName: s3-main, type: incremental-base, retention: {type: count, count: 3}")],
 )
 def incremental_retention(ctx: Context) -> Iterable[Violation]:
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         count = mapping(task.get("retention")).get("count", task.get("keep"))
         if _type(task) == "incremental" and isinstance(count, int) and count > 0:
             yield Violation(
@@ -321,7 +321,7 @@ def late_task_change(ctx: Context) -> Iterable[Violation]:
     if ctx.old is None:
         return
     before = {text(t.get("name")): t for _, t in tasks(mapping(ctx.old.get("spec")))}
-    for i, task in tasks(ctx.spec):
+    for i, task in ctx.tasks:
         old = before.get(text(task.get("name")))
         if (
             old is None
@@ -359,8 +359,8 @@ def late_task_change(ctx: Context) -> Iterable[Violation]:
     ],
 )
 def incremental_without_base(ctx: Context) -> Iterable[Violation]:
-    bases = {text(t.get("storageName")) for _, t in tasks(ctx.spec) if _type(t) == "incremental-base" and _enabled(t)}
-    for i, task in tasks(ctx.spec):
+    bases = {text(t.get("storageName")) for _, t in ctx.tasks if _type(t) == "incremental-base" and _enabled(t)}
+    for i, task in ctx.tasks:
         if _enabled(task) and _type(task) == "incremental" and text(task.get("storageName")) not in bases:
             yield Violation(
                 ROOT + (i, "type"),
@@ -405,7 +405,7 @@ def _common_minute(a: str, b: str) -> datetime | None:
     "backup). Schedules in different CRON_TZ zones and `@every` schedules are not compared.",
 )
 def tasks_same_minute(ctx: Context) -> Iterable[Violation]:
-    enabled = [(i, t) for i, t in tasks(ctx.spec) if _enabled(t) and isinstance(t.get("schedule"), str)]
+    enabled = [(i, t) for i, t in ctx.tasks if _enabled(t) and isinstance(t.get("schedule"), str)]
     for n, (i, task) in enumerate(enabled):
         for j, other in enabled[:n]:
             when = _common_minute(other["schedule"], task["schedule"])
