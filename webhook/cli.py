@@ -499,9 +499,10 @@ def build_parser(prog: str = PROG, only_lint: bool = False) -> argparse.Argument
 
     add_certs_parser(sub)
 
-    from .controller.cli import add_controller_parser
+    from .controller.cli import add_controller_parser, add_ops_parsers
 
     add_controller_parser(sub)
+    add_ops_parsers(sub)
 
     from .schemas_export import FORMATS as SCHEMA_FORMATS
 

@@ -19,7 +19,19 @@ CONFIGURATION = DOCS / "configuration.md"
 TROUBLESHOOTING = DOCS / "troubleshooting.md"
 OBSERVABILITY = ROOT / "manifests" / "observability"
 ENV_RE = re.compile(r"\bPSMDB_BACKUP_[A-Z0-9_]+\b")
-SUBCOMMANDS = {"lint", "serve", "certs", "inject", "completion", "controller", "schemas", "probe"}
+SUBCOMMANDS = {
+    "lint",
+    "serve",
+    "certs",
+    "inject",
+    "completion",
+    "controller",
+    "schemas",
+    "probe",
+    "status",
+    "backup",
+    "restore",
+}
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:

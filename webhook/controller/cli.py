@@ -185,3 +185,150 @@ def cmd_controller(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"psmdb-backup controller: {exc}", file=sys.stderr)
         return 2
+
+
+# --------------------------------------------------------------------------------------------------- status, backup,
+# restore: one-shot commands for a person at a terminal (webhook/controller/status.py and ondemand.py)
+
+
+def _api_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kubeconfig", default=env("KUBECONFIG_FILE"), metavar="FILE", help="kubeconfig (default: kubectl's)"
+    )
+    p.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+
+
+def _timeout(value: str) -> float:
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = 0.0
+    if parsed <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return parsed
+
+
+def add_ops_parsers(sub: argparse._SubParsersAction) -> None:
+    from .ondemand import pitr_target
+
+    status = sub.add_parser(
+        "status",
+        help="backups of PSMDB clusters at a glance: storages, schedules, running operations, PITR, findings",
+        description="Show, per PerconaServerMongoDB cluster: its storages (main marked), every schedule and operator "
+        "task with last run, last success and next run, the Backups and Restores not finished, the holder of the "
+        "lock Lease, the PITR window the operator reported, the newest Backups and every watchdog finding. Read "
+        "only. Exit 0: shown; 1: the cluster does not exist or the API could not be read; 2: usage error.",
+    )
+    status.add_argument("cluster", nargs="?", metavar="CLUSTER", help="one cluster (default: every cluster)")
+    where = status.add_mutually_exclusive_group()
+    where.add_argument("-n", "--namespace", metavar="NS", help="namespace (default: the kubeconfig context's)")
+    where.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    status.add_argument("-o", "--output", choices=["text", "json"], default="text", help="format (default text)")
+    status.add_argument(
+        "--last", type=_positive(int), default=10, metavar="N", help="newest Backups shown per cluster (default 10)"
+    )
+    _api_flags(status)
+    status.set_defaults(func=cmd_status)
+
+    backup = sub.add_parser(
+        "backup",
+        help="start an on-demand backup of a cluster (creates a PerconaServerMongoDBBackup for the operator)",
+        description="Create a PerconaServerMongoDBBackup for the Percona operator to run, after checking it with the "
+        "admission webhook's rules (errors stop here, before anything is created). Exit 0: created (with --wait: "
+        "ready); 1: rejected, failed (with the operator's error), timed out or API error; 2: usage error.",
+    )
+    backup.add_argument("cluster", metavar="CLUSTER")
+    backup.add_argument("-n", "--namespace", metavar="NS", help="namespace (default: the kubeconfig context's)")
+    backup.add_argument("--storage", metavar="NAME", help="a storage of the cluster (default: its main storage)")
+    backup.add_argument(
+        "--type", choices=["logical", "physical", "incremental", "incremental-base"], help="default: logical"
+    )
+    backup.add_argument("--compression", metavar="TYPE", help="compressionType, e.g. gzip, zstd, s2 (default gzip)")
+    backup.add_argument("--compression-level", type=int, metavar="N", help="compressionLevel")
+    backup.add_argument("--name", help="the Backup's name (default: generated, CLUSTER-backup-xxxxx)")
+    _wait_flags(backup)
+    _api_flags(backup)
+    backup.set_defaults(func=cmd_backup)
+
+    restore = sub.add_parser(
+        "restore",
+        help="restore a cluster from a backup or to a point in time (creates a PerconaServerMongoDBRestore)",
+        description="Create a PerconaServerMongoDBRestore for the Percona operator to run, after checking it with "
+        "the admission webhook's rules. --pitr without --backup starts from the newest ready Backup that fits. "
+        "Exit codes as for backup.",
+    )
+    restore.add_argument("cluster", metavar="CLUSTER")
+    restore.add_argument("-n", "--namespace", metavar="NS", help="namespace (default: the kubeconfig context's)")
+    restore.add_argument("--backup", metavar="NAME", help="the PerconaServerMongoDBBackup to restore")
+    restore.add_argument(
+        "--pitr",
+        type=pitr_target,
+        metavar="'YYYY-MM-DD HH:MM:SS'|latest",
+        help="point-in-time restore to this UTC time, or to the latest restorable time",
+    )
+    restore.add_argument("--name", help="the Restore's name (default: generated, CLUSTER-restore-xxxxx)")
+    _wait_flags(restore)
+    _api_flags(restore)
+    restore.set_defaults(func=cmd_restore)
+
+
+def _wait_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", action="store_true", help="follow it until ready (exit 0) or error (exit 1)")
+    p.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="SECONDS",
+        help="with --wait: give up after this long (exit 1; the object is left running) (default: no limit)",
+    )
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    from .status import default_namespace
+
+    return args.namespace or default_namespace(args.kubeconfig, args.context)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import run
+
+    namespace = None if args.all_namespaces else _namespace(args)
+    return run(args.kubeconfig, args.context, namespace, args.cluster, output=args.output, last=args.last)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from . import ondemand
+
+    req = ondemand.backup_request(
+        args.kubeconfig,
+        args.context,
+        _namespace(args),
+        args.cluster,
+        storage=args.storage,
+        type=args.type,
+        compression=args.compression,
+        level=args.compression_level,
+        name=args.name,
+        wait=args.wait,
+        timeout=args.timeout,
+    )
+    return ondemand.run(req)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from . import ondemand
+
+    if not args.backup and not args.pitr:
+        print("psmdb-backup restore: give --backup NAME, --pitr TIME|latest, or both", file=sys.stderr)
+        return 2
+    req = ondemand.restore_request(
+        args.kubeconfig,
+        args.context,
+        _namespace(args),
+        args.cluster,
+        backup=args.backup,
+        pitr=args.pitr,
+        name=args.name,
+        wait=args.wait,
+        timeout=args.timeout,
+    )
+    return ondemand.run(req)

@@ -95,7 +95,13 @@ class Kube:
             raise
 
     async def watch(
-        self, path: str, *, resource_version: str, label_selector: str = "", timeout_seconds: int = 300
+        self,
+        path: str,
+        *,
+        resource_version: str,
+        label_selector: str = "",
+        timeout_seconds: int = 300,
+        field_selector: str = "",
     ) -> AsyncIterator[dict[str, Any]]:
         """The raw watch events (`{"type", "object"}`) of a collection from `resource_version`, with bookmarks."""
         query = {
@@ -106,6 +112,8 @@ class Kube:
         }
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:  # e.g. metadata.name=NAME: follow one object
+            query["fieldSelector"] = field_selector
         try:
             resp = await self.api.call_api(
                 path,

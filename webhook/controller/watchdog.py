@@ -135,6 +135,23 @@ class Snapshot:
     seen_since: Mapping[str, datetime] = field(default_factory=dict)
 
 
+def snapshot_of(
+    cluster: Mapping[str, Any],
+    backups: Iterable[Mapping[str, Any]],
+    restores: Iterable[Mapping[str, Any]],
+    schedules: Iterable[Mapping[str, Any]],
+    lease: Mapping[str, Any] | None,
+) -> Snapshot:
+    """One cluster's Snapshot out of namespace-wide (or cluster-wide) lists of objects (what `psmdb-backup status`
+    reads; the watchdog pass filters its informer caches the same way). `lease`: the cluster's lock Lease, if any."""
+    ref = ref_of(CLUSTER_KIND, cluster)
+
+    def mine(objs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        return [o for o in objs if _meta(o).get("namespace") == ref.namespace and belongs(o, ref.namespace, ref.name)]
+
+    return Snapshot(cluster, mine(backups), mine(restores), lease, mine(schedules))
+
+
 # --------------------------------------------------------------------------------------------------- outputs
 
 
