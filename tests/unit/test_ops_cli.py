@@ -15,6 +15,7 @@ import pytest
 from webhook.cli import build_parser
 from webhook.controller import ondemand, status
 from webhook.controller.kubeapi import KubeError
+from webhook.kube import KubeTimeout
 
 NOW = datetime(2026, 12, 3, 8, 0, 0, tzinfo=UTC)
 NS = "db"
@@ -198,6 +199,8 @@ def test_errors_name_the_verb_the_resource_and_the_server() -> None:
     assert "-A)" in str(status.explain(KubeError(403, "Forbidden", "x"), "list", "r", None))
     gone = status.explain(ConnectionRefusedError("connection refused"), "list", "r", "db", "https://10.0.0.1:6443")
     assert str(gone) == "cannot reach the API server at https://10.0.0.1:6443: connection refused"
+    late = status.explain(KubeTimeout(15), "list", "r", "db", "https://10.0.0.1:6443")
+    assert str(late) == "cannot reach the API server at https://10.0.0.1:6443: timed out after 15s"
 
 
 def test_the_default_namespace_is_the_kubeconfig_contexts(tmp_path: Any) -> None:

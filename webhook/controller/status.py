@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from .. import cron
+from ..kube import CredentialsError, new_api_client, resource_path
 from ..policy import kinds
 from ..policy.common import main_storage, storage_block, storages
 from . import watchdog as wd
@@ -41,8 +42,7 @@ class OpsError(Exception):
 
 
 def collection(kind: str, namespace: str | None) -> str:
-    version = kinds.api_version(kind)
-    return f"/apis/{version}/" + (f"namespaces/{namespace}/" if namespace else "") + kinds.PLURALS[kind]
+    return resource_path(kind, namespace)
 
 
 def resource(kind: str) -> str:
@@ -53,6 +53,8 @@ def resource(kind: str) -> str:
 def explain(e: BaseException, verb: str, what: str, namespace: str | None, host: str = "") -> OpsError:
     """A KubeError or a transport error as a message naming what was attempted."""
     where = f" in namespace {namespace}" if namespace else " in any namespace"
+    if isinstance(e, KubeError) and e.status == 0:  # no answer in time
+        return OpsError(f"cannot reach the API server{f' at {host}' if host else ''}: {e.message}")
     if isinstance(e, KubeError) and e.status in (401, 403):
         check = f"kubectl auth can-i {verb} {what}" + (f" -n {namespace}" if namespace else " -A")
         return OpsError(f"no permission to {verb} {what}{where}: {e.message} (check: {check})", e.status)
@@ -94,15 +96,11 @@ class Api:
 
 
 async def connect(kubeconfig: str | None, context: str | None) -> tuple[Api, Callable[[], Any]]:
-    """An Api and its close(); OpsError when there are no credentials."""
-    from ..kube import load_api_client
-
+    """An Api and its close(); OpsError when there are no usable credentials."""
     try:
-        client = await load_api_client(kubeconfig, context)
-    except Exception as e:  # a broken kubeconfig: say which file
-        raise OpsError(f"cannot load kubeconfig {kubeconfig}: {e}") from None
-    if client is None:
-        raise OpsError("no cluster credentials: pass --kubeconfig, set KUBECONFIG, or run inside a cluster")
+        client = await new_api_client(kubeconfig, context)
+    except CredentialsError as e:
+        raise OpsError(str(e)) from None
     return Api(Kube(client, timeout=15.0), client.configuration.host or ""), client.close
 
 
