@@ -119,11 +119,12 @@ def manifest(ver: str, digest: str) -> dict[str, Any]:
         "spec": {
             "version": f"v{ver}",
             "homepage": HOMEPAGE,
-            "shortDescription": "Lint and audit Percona MongoDB backup and restore objects",
+            "shortDescription": "Lint, audit and run Percona MongoDB backups and restores",
             "description": "Checks PerconaServerMongoDB, PerconaServerMongoDBBackup and PerconaServerMongoDBRestore\n"
             "manifests, or the objects already in a cluster (lint --cluster), against the rules the\n"
             "operator and PBM enforce; also injects the backup-agent sidecar offline and exports\n"
-            "JSON Schemas for kubeconform.\n",
+            "JSON Schemas for kubeconform. `status` shows a cluster's backups, schedules, lock and\n"
+            "findings; `backup` and `restore` start checked on-demand operations and follow them.\n",
             "caveats": "Needs python3 (3.11 or later) on PATH: the first run installs the plugin's Python\n"
             "dependencies into a venv under ~/.cache/psmdb-backup-webhook.\n",
             "platforms": [

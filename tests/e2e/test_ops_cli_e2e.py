@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -214,3 +215,28 @@ def test_status_shows_a_stale_lock_and_its_watchdog_finding(ctl: CtlCluster) -> 
     text = cli(ctl, "status", "idle", "-n", ctl.namespace).stdout
     assert "Lock: psmdb-idle-backup-lock held by gone-backup-" in text and "(no such object)" in text
     assert "ERROR   WD006 StaleLock: Lease" in text
+
+
+def test_ctrl_c_while_waiting_leaves_the_backup_and_says_so(ctl: CtlCluster) -> None:
+    before = backups_of(ctl)
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "webhook.cli", "backup", CLUSTER, "-n", ctl.namespace, "--wait"]
+        + ["--kubeconfig", str(ctl.cp.kubeconfig)],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    created = proc.stdout.readline()
+    assert " created (storage s3" in created, created + proc.communicate(timeout=30)[1]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    name = created.split()[1].split("/")[1]
+    assert f"stopped waiting; Backup {ctl.namespace}/{name} is left to the operator" in err
+    assert f"kubectl delete perconaservermongodbbackups {name} -n {ctl.namespace}" in err
+    assert backups_of(ctl) == sorted([*before, name])
+    ctl.wait_state(BACKUP, name, ["ready"])  # the operator finished it anyway

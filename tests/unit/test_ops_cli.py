@@ -362,3 +362,17 @@ def test_follow_says_when_the_object_is_deleted_and_survives_a_410() -> None:
         follow(kube, io.StringIO())
     kube = FakeKube([[{"type": "ERROR", "object": {"code": 410}}], []], {"b1": obj("ready", "9")})
     assert follow(kube, io.StringIO())["metadata"]["resourceVersion"] == "9"
+
+
+def test_the_krew_plugin_runs_the_same_commands() -> None:
+    """krew installs the console script as kubectl-psmdb_backup: `kubectl psmdb-backup status` is this parser."""
+    from webhook.cli import prog_name
+
+    parser = build_parser(prog_name("/home/u/.krew/bin/kubectl-psmdb_backup"))
+    args = parser.parse_args(["status", "my-cluster", "-n", "db", "-o", "json"])
+    assert args.func.__name__ == "cmd_status" and (args.cluster, args.namespace, args.output) == (
+        "my-cluster",
+        "db",
+        "json",
+    )
+    assert parser.prog == "kubectl psmdb-backup"
