@@ -74,3 +74,33 @@ def test_a_restore_naming_a_backup_of_another_namespace_is_its_own_finding(tmp_p
     (tmp_path / "restore.yaml").write_text(RESTORE % "psmdb")
     main(["lint", "-f", "json", str(tmp_path)])
     assert not [f for f in json.loads(capsys.readouterr().out)["findings"] if f["rule"] == "PSB008"]
+
+
+def test_objects_read_after_a_reference_count_as_if_read_first(tmp_path, capsys) -> None:
+    """The run is streamed, so a Backup can be checked before its cluster is read: it is checked again once the
+    nearer cluster is known, and its findings keep their place in the report (input order)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "1-backup.yaml").write_text(BACKUP)  # read first: no cluster known yet
+    (tmp_path / "a" / "2-cluster.yaml").write_text(OTHER_CLUSTER.replace("psmdb-backups", "b: [x"))  # no azure-blob
+    (tmp_path / "a" / "3-cluster.yaml").write_text(OTHER_CLUSTER)  # the same cluster again, equally near
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "cluster.yaml").write_text(CLUSTER)  # farther away: never the one used
+    main(["lint", "-f", "json", str(tmp_path)])
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    files = [Path(f["file"]).relative_to(tmp_path).as_posix() for f in findings]
+    assert files == sorted(files, key=lambda f: (f != "a/2-cluster.yaml", f))  # syntax error first, then input order
+    (found,) = [f for f in findings if f["rule"] == "PSB404"]
+    assert found["file"] == str(tmp_path / "a" / "1-backup.yaml")
+    assert found["message"].endswith(f"(checked against {tmp_path / 'a' / '3-cluster.yaml'})")
+
+
+def test_streaming_keeps_facts_not_documents(tmp_path) -> None:
+    """What the run keeps of an object for the references of others: no node tree, no Secret values."""
+    from webhook.lint.loader import parse
+    from webhook.lint.refs import Fact
+
+    (doc,) = parse("s.yaml", "kind: Secret\nmetadata: {name: s}\nstringData: {AWS_ACCESS_KEY_ID: secret-value}\n")
+    fact = Fact.of(7, doc)
+    assert fact is not None and fact.ref == ("Secret", "default", "s") and fact.seq == 7
+    assert fact.obj == {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"AWS_ACCESS_KEY_ID": ""}}
+    assert b"secret-value" not in bytes(fact.blob)  # type: ignore[arg-type]

@@ -125,13 +125,21 @@ def discover(paths: list[str]) -> Iterator[str | LoadError]:
             yield LoadError(raw, 0, 0, "no such file or directory", unreadable=True)
 
 
-def read_text(file: str) -> str | LoadError:
+Source = str | bytes  # the text of an input; bytes when it is plain ASCII (see read_source)
+
+
+def read_source(file: str) -> Source | LoadError:
+    """The text of an input. Plain ASCII (nearly every manifest) stays the bytes that were read: libyaml parses
+    them in place with the same positions, where a str would be copied once more into UTF-8 for it (three copies of
+    a big input at a time instead of one)."""
     try:
         raw = sys.stdin.buffer.read() if file == STDIN else Path(file).read_bytes()
     except OSError as exc:
         return LoadError(file, 0, 0, f"cannot read: {exc.strerror or exc}", unreadable=True)
     if b"\x00" in raw[:8192]:
         return LoadError(file, 1, 1, "binary file, not YAML or JSON")
+    if raw.isascii():
+        return raw
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -139,10 +147,19 @@ def read_text(file: str) -> str | LoadError:
         return LoadError(file, line, 1, f"not UTF-8 text (invalid byte at offset {exc.start})")
 
 
+def read_text(file: str) -> str | LoadError:
+    source = read_source(file)
+    return source.decode("ascii") if isinstance(source, bytes) else source
+
+
+def as_text(source: Source) -> str:
+    return source.decode("ascii") if isinstance(source, bytes) else source
+
+
 _SEPARATOR = re.compile(r"^---[ \t]*(#.*)?$", re.M)  # how kubectl's YAML reader splits a stream
 
 
-def parse(file: str, text: str) -> Iterator[Document | LoadError]:
+def parse(file: str, text: Source) -> Iterator[Document | LoadError]:
     """Every document of a (multi-document) YAML or JSON text. A document that cannot be converted is reported and
     the next one read; after a syntax error the rest is split on `---` lines, as kubectl splits a stream, so only
     the broken document is lost."""
@@ -154,7 +171,7 @@ def parse(file: str, text: str) -> Iterator[Document | LoadError]:
         yield item
 
 
-def _parse_stream(file: str, text: str, line: int, recover: bool) -> Iterator[Document | LoadError]:
+def _parse_stream(file: str, text: Source, line: int, recover: bool) -> Iterator[Document | LoadError]:
     # `line`: the line of the file where `text` starts (always at a line start).
     loader = _Loader(text)
     resume = 0  # where the text after the last complete document starts
@@ -192,9 +209,10 @@ def _construct(loader: _Loader, node: yaml.Node) -> Any:
         return loader.construct_document(node)  # the full constructor: same values, and the errors to report
 
 
-def _recover(file: str, text: str, resume: int, line: int) -> Iterator[Document | LoadError]:
+def _recover(file: str, source: Source, resume: int, line: int) -> Iterator[Document | LoadError]:
     """The documents after a syntax error: each `---`-separated chunk of the rest parsed on its own, skipping the
     first chunk with content (the broken document, reported already)."""
+    text = as_text(source)
     rest = text[resume:]
     line += text.count("\n", 0, resume)
     bounds = [0, *(m.start() for m in _SEPARATOR.finditer(rest) if m.start() > 0), len(rest)]

@@ -1,15 +1,22 @@
 """Cross-object references in a lint run. A Backup or Restore names its cluster (and a Restore its Backup) by name
 only; in a directory of unrelated examples several objects may share that name. The nearest one counts: the same
 file first, then the same directory, then the rest of the run. When several are equally near, a finding stands
-only if the check gives it against every one of them; each finding that used another object names its file."""
+only if the check gives it against every one of them; each finding that used another object names its file.
+
+The run is streamed: each document is checked against the objects read so far, and the run keeps of every named
+object only a `Fact` (its name, file and what lookups answer with), never its document text or node tree. What a
+check asked the index is recorded, so the end of the run can tell which checks a later object could change."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import orjson
 
 from ..findings import Finding, Severity
 from ..policy import kinds
@@ -20,6 +27,8 @@ from .loader import Document
 OTHER_NAMESPACE_CODE = "PSB008"
 OTHER_NAMESPACE_HINT = "create the Restore in the Backup's namespace, or name a Backup of the Restore's namespace"
 MAX_COMBINATIONS = 16  # equally near candidates checked one by one; beyond that, the first ones
+KEYS_ONLY = frozenset({"Secret", "ConfigMap"})  # rules read which keys these hold, never the values
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def _ref_of(obj: Mapping[str, Any]) -> Ref | None:
@@ -30,86 +39,169 @@ def _ref_of(obj: Mapping[str, Any]) -> Ref | None:
     return (obj["kind"], ns, name) if isinstance(name, str) and isinstance(ns, str) else None
 
 
+def _answer(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a lookup of `obj` answers with: the object less what no rule reads of another object (a Secret's and a
+    ConfigMap's values, server-side bookkeeping and kubectl's copy of the whole object in an annotation)."""
+    out = dict(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        meta = {k: v for k, v in meta.items() if k != "managedFields"}
+        if isinstance(meta.get("annotations"), dict):
+            meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != _LAST_APPLIED}
+        out["metadata"] = meta
+    if obj.get("kind") in KEYS_ONLY:
+        for part in ("data", "stringData", "binaryData"):
+            if isinstance(out.get(part), dict):
+                out[part] = dict.fromkeys(out[part], "")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """What the run keeps of a named object for the references of others."""
+
+    seq: int  # the document's number in the run
+    ref: Ref
+    file: str
+    directory: str
+    blob: bytes | dict[str, Any]  # the lookup answer as compact JSON (the object itself if JSON cannot carry it)
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        return orjson.loads(self.blob) if isinstance(self.blob, bytes) else self.blob
+
+    @staticmethod
+    def of(seq: int, doc: Document) -> Fact | None:
+        ref = _ref_of(doc.data) if isinstance(doc.data, dict) else None
+        if ref is None:
+            return None
+        answer = _answer(doc.data)
+        try:
+            # orjson's bytes keep the capacity it grew to (measured: 4x the length); a copy keeps just the length
+            blob: bytes | dict[str, Any] = bytes(memoryview(orjson.dumps(answer)))
+        except TypeError:  # integers beyond 64 bits
+            blob = json.loads(json.dumps(answer))
+        return Fact(seq, ref, doc.file, os.path.dirname(doc.file), blob)
+
+
+Query = tuple[Any, ...]
+
+
 class RunIndex:
-    """Every named object of the run, with the document it came from."""
+    """The facts of every named object read so far."""
 
-    def __init__(self, docs: list[Document]) -> None:
-        self._by_ref: dict[Ref, list[tuple[Document, str]]] = {}  # with each document's directory, computed once
-        for doc in docs:
-            ref = _ref_of(doc.data) if isinstance(doc.data, dict) else None
-            if ref is not None:
-                self._by_ref.setdefault(ref, []).append((doc, os.path.dirname(doc.file)))
+    def __init__(self) -> None:
+        self._by_ref: dict[Ref, list[Fact]] = {}
+        self._by_kind_name: dict[tuple[str, str], list[Fact]] = {}
 
-    def elsewhere(self, kind: str, name: str, namespace: str) -> list[Document]:
+    def add(self, fact: Fact) -> None:
+        self._by_ref.setdefault(fact.ref, []).append(fact)
+        self._by_kind_name.setdefault((fact.ref[0], fact.ref[2]), []).append(fact)
+
+    def elsewhere(self, kind: str, name: str, namespace: str) -> list[Fact]:
         """Objects of that kind and name in other namespaces."""
-        return [
-            d
-            for (k, ns, n), docs in self._by_ref.items()
-            if (k, n) == (kind, name) and ns != namespace
-            for d, _ in docs
-        ]
+        return [f for f in self._by_kind_name.get((kind, name), ()) if f.ref[1] != namespace]
 
-    def nearest(self, ref: Ref, near: Document) -> list[Document]:
-        """The candidates for `ref` in the nearest scope that has any (never `near` itself)."""
-        found = [(d, where) for d, where in self._by_ref.get(ref, ()) if d is not near]
+    def nearest(self, ref: Ref, seq: int, file: str) -> list[Fact]:
+        """The candidates for `ref` in the nearest scope that has any, for document `seq` of `file` (never itself)."""
+        found = [f for f in self._by_ref.get(ref, ()) if f.seq != seq]
         if len(found) <= 1:
-            return [d for d, _ in found]
-        same_file = [d for d, _ in found if d.file == near.file]
+            return found
+        same_file = [f for f in found if f.file == file]
         if same_file:
             return same_file
-        here = os.path.dirname(near.file)
-        return [d for d, where in found if where == here] or [d for d, _ in found]
+        here = os.path.dirname(file)
+        return [f for f in found if f.directory == here] or found
+
+    def answer(self, query: Query, seq: int, file: str) -> tuple[int, ...]:
+        found = self.nearest(query[1], seq, file) if query[0] == "nearest" else self.elsewhere(*query[1:])
+        return tuple(f.seq for f in found)
+
+
+@dataclass
+class Asked:
+    """The index queries of one document's check and their answers (fact numbers)."""
+
+    seq: int
+    file: str
+    answers: dict[Query, tuple[int, ...]] = field(default_factory=dict)
+
+    def still_hold(self, index: RunIndex) -> bool:
+        return all(index.answer(q, self.seq, self.file) == a for q, a in self.answers.items())
+
+
+@dataclass
+class _Probe:
+    """The index as one document's check sees it: every query recorded with its answer."""
+
+    index: RunIndex
+    asked: Asked
+
+    def nearest(self, ref: Ref) -> list[Fact]:
+        found = self.index.nearest(ref, self.asked.seq, self.asked.file)
+        self.asked.answers[("nearest", ref)] = tuple(f.seq for f in found)
+        return found
+
+    def elsewhere(self, kind: str, name: str, namespace: str) -> list[Fact]:
+        found = self.index.elsewhere(kind, name, namespace)
+        self.asked.answers[("elsewhere", kind, name, namespace)] = tuple(f.seq for f in found)
+        return found
 
 
 @dataclass
 class _ChoiceLookup:
     """Answers each reference with the chosen candidate (the nearest by default) and remembers what it answered."""
 
-    index: RunIndex
-    near: Document
-    chosen: dict[Ref, Document]
-    answered: dict[Ref, Document]
-    nearest: dict[Ref, list[Document]]  # shared by the passes over one document
+    probe: _Probe
+    chosen: dict[Ref, Fact]
+    answered: dict[Ref, Fact]
+    nearest: dict[Ref, list[Fact]]  # shared by the passes over one document
+    objects: dict[int, dict[str, Any]]  # decoded answers, shared too
     calls: int = 0  # the engine tells from this which rules consulted the lookup
 
-    def candidates(self, ref: Ref) -> list[Document]:
+    def candidates(self, ref: Ref) -> list[Fact]:
         found = self.nearest.get(ref)
         if found is None:
-            found = self.nearest[ref] = self.index.nearest(ref, self.near)
+            found = self.nearest[ref] = self.probe.nearest(ref)
         return found
 
     def get(self, kind: str, namespace: str, name: str) -> LookupResult:
         self.calls += 1
         ref = (kind, namespace, name)
-        doc = self.chosen.get(ref) or next(iter(self.candidates(ref)), None)
-        if doc is None:
+        fact = self.chosen.get(ref) or next(iter(self.candidates(ref)), None)
+        if fact is None:
             return UNKNOWN
-        self.answered[ref] = doc
-        return Found(doc.data)
+        self.answered[ref] = fact
+        obj = self.objects.get(fact.seq)
+        if obj is None:
+            obj = self.objects[fact.seq] = fact.obj
+        return Found(obj)
 
 
 def _run(
     doc: Document,
-    index: RunIndex,
-    chosen: dict[Ref, Document],
+    probe: _Probe,
+    chosen: dict[Ref, Fact],
     disabled: frozenset[str],
-    nearest: dict[Ref, list[Document]],
+    shared: _ChoiceLookup | None = None,
     previous: RulePass | None = None,
-) -> tuple[RulePass, dict[Ref, Document]]:
-    lookup = _ChoiceLookup(index, doc, chosen, {}, nearest)
+) -> tuple[RulePass, dict[Ref, Fact], _ChoiceLookup]:
+    nearest, objects = (shared.nearest, shared.objects) if shared else ({}, {})
+    lookup = _ChoiceLookup(probe, chosen, {}, nearest, objects)
     rp = rule_pass(doc.data, lookup=lookup, disabled=disabled, previous=previous)
-    return rp, lookup.answered
+    return rp, lookup.answered, lookup
 
 
 def _key(f: Finding) -> tuple:
     return (f.code, f.path, f.severity)
 
 
-def check_in_run(doc: Document, index: RunIndex, disabled: frozenset[str]) -> list[Finding]:
-    """structure + rule findings of `doc`, references resolved as the module docstring says."""
-    nearest: dict[Ref, list[Document]] = {}
-    first, answered = _run(doc, index, {}, disabled, nearest)
-    candidates = {ref: nearest[ref] for ref in answered}
+def check_in_run(doc: Document, seq: int, index: RunIndex, disabled: frozenset[str]) -> tuple[list[Finding], Asked]:
+    """structure + rule findings of `doc` (document `seq` of the run), references resolved as the module docstring
+    says against the objects indexed so far, and what the check asked the index."""
+    probe = _Probe(index, Asked(seq, doc.file))
+    first, answered, lookup = _run(doc, probe, {}, disabled)
+    candidates = {ref: lookup.nearest[ref] for ref in answered}
     combos = [
         dict(zip(candidates, pick, strict=True))
         for pick in itertools.islice(itertools.product(*candidates.values()), MAX_COMBINATIONS)
@@ -118,7 +210,7 @@ def check_in_run(doc: Document, index: RunIndex, disabled: frozenset[str]) -> li
     runs = (
         [(first, answered)]
         if len(combos) <= 1
-        else [_run(doc, index, c, disabled, nearest, previous=first) for c in combos]
+        else [_run(doc, probe, c, disabled, lookup, previous=first)[:2] for c in combos]
     )
     common = set.intersection(*({_key(f) for f in rp.findings} for rp, _ in runs))
     rp0 = runs[0][0]
@@ -129,10 +221,11 @@ def check_in_run(doc: Document, index: RunIndex, disabled: frozenset[str]) -> li
         for f in rp0.findings
         if _key(f) in common
     ]
-    return structure_findings(doc.data, disabled) + kept + _other_namespace(doc, index, disabled)
+    findings = structure_findings(doc.data, disabled) + kept + _other_namespace(doc, probe, disabled)
+    return findings, probe.asked
 
 
-def _other_namespace(doc: Document, index: RunIndex, disabled: frozenset[str]) -> list[Finding]:
+def _other_namespace(doc: Document, probe: _Probe, disabled: frozenset[str]) -> list[Finding]:
     """A Restore whose Backup is in the run only under another namespace: the operator reads the Backup from the
     Restore's own namespace, so this is a namespace mix-up."""
     ref = _ref_of(doc.data)
@@ -140,14 +233,12 @@ def _other_namespace(doc: Document, index: RunIndex, disabled: frozenset[str]) -
     name = spec.get("backupName") if isinstance(spec, dict) else None
     if OTHER_NAMESPACE_CODE in disabled or ref is None or ref[0] != kinds.RESTORE or not isinstance(name, str):
         return []
-    if index.nearest((kinds.BACKUP, ref[1], name), doc):
+    if probe.nearest((kinds.BACKUP, ref[1], name)):
         return []
-    others = index.elsewhere(kinds.BACKUP, name, ref[1])
+    others = probe.elsewhere(kinds.BACKUP, name, ref[1])
     if not others:
         return []
-    where = ", ".join(
-        sorted({f"namespace {d.data['metadata'].get('namespace') or 'default'} ({d.file})" for d in others})
-    )
+    where = ", ".join(sorted({f"namespace {f.ref[1]} ({f.file})" for f in others}))
     message = (
         f"Backup {name} is not in namespace {ref[1]} but in {where}: a Restore only uses Backups of its own namespace"
     )

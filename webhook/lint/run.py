@@ -1,8 +1,11 @@
-"""One lint run: load every document, check the PSMDB ones against each other, place each finding."""
+"""One lint run: read the documents one by one, check each PSMDB one as it is read against the objects read so far
+(webhook/lint/refs.py), place its findings and drop it; at the end, check again the few whose references a later
+object changed. Findings are reported in the order of the inputs, file-level ones (syntax, skipped files) first."""
 
 from __future__ import annotations
 
 import gc
+import itertools
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -13,8 +16,20 @@ from ..policy.common import mapping
 from ..policy.kinds import is_psmdb_object
 from ..policy.nulls import prune_object
 from .kustomize import patch_of
-from .loader import STDIN, SYNTAX_CODE, Document, LoadError, discover, list_items, parse, position, read_text
-from .refs import RunIndex, check_in_run
+from .loader import (
+    STDIN,
+    SYNTAX_CODE,
+    Document,
+    LoadError,
+    Source,
+    as_text,
+    discover,
+    list_items,
+    parse,
+    position,
+    read_source,
+)
+from .refs import Asked, Fact, RunIndex, check_in_run
 from .report import LintReport, LocatedFinding
 
 
@@ -45,9 +60,8 @@ def _error_finding(err: LoadError) -> LocatedFinding:
 
 @contextmanager
 def _collector_paused():
-    """A run keeps every document's node tree (for positions) until the end. Those trees are acyclic, so reference
-    counting frees them; letting the cyclic collector rescan the growing heap again and again costs more than
-    parsing (bench/lint.py measured 5.5 s against 3.3 s for 10,000 documents)."""
+    """A run allocates millions of small acyclic objects (values, nodes) that reference counting frees; letting the
+    cyclic collector rescan the heap again and again costs more than parsing."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -58,17 +72,34 @@ def _collector_paused():
 
 
 @dataclass
+class _Checked:
+    """A checked document whose findings depend on other objects: where its findings are in the report, and how to
+    read it again if an object read after it changes what its references resolve to."""
+
+    asked: Asked
+    index: int  # the document's number in its file (Document.index)
+    item: int | None  # its position in a List's items
+    start: int  # its findings in LintRun._findings
+    count: int
+    fresh: list[LocatedFinding] | None = None  # its findings when checked again
+
+
+@dataclass
 class LintRun:
     disabled: frozenset[str] = frozenset()
     report: LintReport = field(default_factory=LintReport)
     unreadable: bool = False  # some input could not be opened: exit code 2
+    _index: RunIndex = field(default_factory=RunIndex)
+    _findings: list[LocatedFinding] = field(default_factory=list)  # of documents; reported after the file-level ones
+    _dependent: list[_Checked] = field(default_factory=list)
+    _texts: dict[str, Source] = field(default_factory=dict)  # inputs that cannot be read twice (stdin, rendered)
+    _seq: int = 0
 
     def lint_paths(self, paths: Iterable[str]) -> LintReport:
         with _collector_paused():
             return self._lint_paths(paths)
 
     def _lint_paths(self, paths: Iterable[str]) -> LintReport:
-        docs: list[Document] = []
         for item in discover(list(paths)):
             if isinstance(item, LoadError):
                 self._fail(item)
@@ -78,31 +109,34 @@ class LintRun:
             if kustomization is not None:
                 self._note(item, f"skipped: a kustomize patch listed in {kustomization}", KUSTOMIZE_HINT)
                 continue
-            text = read_text(item)
+            text = read_source(item)
             if isinstance(text, LoadError):
                 self._fail(text)
                 continue
-            self._read(item, text, docs)
-        self.lint_documents(docs)
+            if item == STDIN:
+                self._texts[item] = text
+            self._read(item, text)
+        self._finish()
         return self.report
 
     def lint_rendered(self, name: str, text: str) -> LintReport:
         """Lint one rendered stream (`kubectl kustomize` output), findings placed in `name`."""
         with _collector_paused():
-            docs: list[Document] = []
             self.report.files += 1
-            self._read(name, text, docs)
-            self.lint_documents(docs)
+            self._texts[name] = text
+            self._read(name, text)
+            self._finish()
         return self.report
 
-    def _read(self, item: str, text: str, docs: list[Document]) -> None:
+    def _read(self, item: str, text: Source) -> None:
         for doc in parse(item, text):
             if isinstance(doc, LoadError):
-                self._fail(_with_helm_hint(doc) if "{{" in text else doc)
-            else:
-                for one in list_items(doc) or [doc]:
-                    prune_object(one.data)  # as the API server does, before any rule or lookup sees it
-                    docs.append(one)
+                self._fail(_with_helm_hint(doc) if "{{" in as_text(text) else doc)
+                continue
+            items = list_items(doc)
+            for n, one in enumerate(items or [doc]):
+                prune_object(one.data)  # as the API server does, before any rule or lookup sees it
+                self._lint_one(one, n if items is not None else None)
 
     def _note(self, file: str, message: str, hint: str) -> None:
         if SYNTAX_CODE not in self.disabled:
@@ -114,19 +148,50 @@ class LintRun:
         if SYNTAX_CODE not in self.disabled or err.unreadable:
             self.report.findings.append(_error_finding(err))
 
-    def lint_documents(self, docs: list[Document]) -> None:
-        index = RunIndex(docs)
-        for doc in docs:
-            if doc.data is None:
-                continue  # an empty document (a stray `---`) is not an object
-            self.report.documents += 1
-            if not is_psmdb_object(doc.data):
-                self.report.skipped += 1
-                continue
-            self.report.checked += 1
-            ref = object_ref(doc.data)
-            placed = [
-                LocatedFinding(f, doc.file, *position(doc.node, f.path, doc.line_offset), ref)
-                for f in check_in_run(doc, index, self.disabled)
-            ]
-            self.report.findings.extend(sorted(placed, key=lambda f: (f.line, f.column, f.code)))
+    def _lint_one(self, doc: Document, item: int | None) -> None:
+        """Check one document as it is read; its node tree and values are dropped when this returns."""
+        seq, self._seq = self._seq, self._seq + 1
+        fact = Fact.of(seq, doc)
+        if fact is not None:
+            self._index.add(fact)
+        if doc.data is None:
+            return  # an empty document (a stray `---`) is not an object
+        self.report.documents += 1
+        if not is_psmdb_object(doc.data):
+            self.report.skipped += 1
+            return
+        self.report.checked += 1
+        placed, asked = self._check(doc, seq)
+        if asked.answers:
+            self._dependent.append(_Checked(asked, doc.index, item, len(self._findings), len(placed)))
+        self._findings.extend(placed)
+
+    def _check(self, doc: Document, seq: int) -> tuple[list[LocatedFinding], Asked]:
+        found, asked = check_in_run(doc, seq, self._index, self.disabled)
+        ref = object_ref(doc.data)
+        placed = [LocatedFinding(f, doc.file, *position(doc.node, f.path, doc.line_offset), ref) for f in found]
+        return sorted(placed, key=lambda f: (f.line, f.column, f.code)), asked
+
+    def _finish(self) -> None:
+        """Check again the documents whose references an object read after them resolves differently (a Backup
+        read before its cluster), as if every object had been read first; then report the documents' findings."""
+        stale = [c for c in self._dependent if not c.asked.still_hold(self._index)]
+        for file, group in itertools.groupby(stale, key=lambda c: c.asked.file):
+            wanted = {(c.index, c.item): c for c in group}
+            text = self._texts.get(file) or read_source(file)
+            if isinstance(text, LoadError):
+                continue  # gone since: the first check stands
+            for doc in parse(file, text):
+                if not isinstance(doc, Document):
+                    continue
+                items = list_items(doc)
+                for n, one in enumerate(items or [doc]):
+                    checked = wanted.get((one.index, n if items is not None else None))
+                    if checked is not None:
+                        prune_object(one.data)
+                        checked.fresh = self._check(one, checked.asked.seq)[0]
+        for c in reversed(stale):  # from the end, so the earlier slices keep their offsets
+            if c.fresh is not None:
+                self._findings[c.start : c.start + c.count] = c.fresh
+        self.report.findings.extend(self._findings)
+        self._findings, self._dependent = [], []
