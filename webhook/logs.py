@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
+from datetime import UTC, datetime
 
 import orjson
+
+from .times import format_rfc3339
 
 # Like json.dumps(default=str): datetimes and dataclasses go through str(), keys may be other than strings.
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
@@ -17,7 +19,7 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": format_rfc3339(datetime.fromtimestamp(record.created, UTC), 3),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

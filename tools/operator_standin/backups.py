@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from webhook.controller.kubeapi import KubeError, psmdb_path
 from webhook.controller.leases import Held, holder_of, lock_name
 from webhook.controller.pbmread import BackupInfo, PBMBusy, PBMError, PBMNotFound, PBMTimeout, PBMTransportError
 from webhook.policy.common import storage_block, text
+from webhook.times import parse_rfc3339
 
 from . import clusters, pbmconfig
 from .runtime import StateMachine, cluster_ref, rfc3339
@@ -37,15 +37,6 @@ FINALIZER_LOCK = "internal.percona.com/release-lock"
 EXTERNAL_UNSUPPORTED = (
     "snapshot (type: external) backups are not supported by the operator stand-in: it does not create VolumeSnapshots"
 )
-
-
-def parse_time(v: Any) -> datetime | None:
-    if not isinstance(v, str) or not v:
-        return None
-    try:
-        return datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def pretty_size(n: int) -> str:
@@ -72,7 +63,7 @@ class BackupReconciler(StateMachine):
     async def _finished(self, obj: dict[str, Any], cluster: Mapping[str, Any] | None, outcome: str) -> None:
         ctx, meta = self.ctx, obj["metadata"]
         status = obj.get("status") or {}
-        started = parse_time(status.get("start"))
+        started = parse_rfc3339(status.get("start"))
         if started is not None:
             ctx.metrics.backup_duration.labels(
                 meta["namespace"],
@@ -90,7 +81,7 @@ class BackupReconciler(StateMachine):
             deadline = spec.get("startingDeadlineSeconds") or clusters.backup_spec(cluster or {}).get(
                 "startingDeadlineSeconds"
             )
-            created = parse_time(meta.get("creationTimestamp"))
+            created = parse_rfc3339(meta.get("creationTimestamp"))
             if isinstance(deadline, int) and deadline > 0 and created and (now - created).total_seconds() >= deadline:
                 await self._fail(obj, "starting deadline seconds exceeded", cluster)
                 return None
@@ -169,7 +160,7 @@ class BackupReconciler(StateMachine):
         """Start (or adopt) the PBM backup of a `requested` Backup that has no PBM name yet."""
         ctx, spec, status, meta = self.ctx, obj["spec"], obj.get("status") or {}, obj["metadata"]
         ref = cluster_ref(cluster)
-        since = parse_time(status.get("lastTransition")) or ctx.clock()
+        since = parse_rfc3339(status.get("lastTransition")) or ctx.clock()
         main = pbmconfig.main_storage(cluster)
         try:
             pbm_name = await ctx.driver.find_backup_since(ref, since)
@@ -285,7 +276,7 @@ class BackupReconciler(StateMachine):
             await self._finished(updated, cluster, "ready")
             return None
         if info.status == "starting":
-            started = parse_time(status.get("start"))
+            started = parse_rfc3339(status.get("start"))
             deadline = clusters.starting_deadline(cluster, ctx.settings.default_starting_deadline)
             if started and (ctx.clock() - started).total_seconds() >= deadline:
                 await self._fail(

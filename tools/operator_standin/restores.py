@@ -24,9 +24,10 @@ from typing import Any
 from webhook.controller.kubeapi import KubeError, psmdb_path
 from webhook.controller.leases import Held, holder_of, lock_name
 from webhook.controller.pbmread import PBMBusy, PBMError, PBMNotFound, PBMTimeout, PBMTransportError
+from webhook.times import parse_rfc3339
 
 from . import clusters, pbmconfig
-from .backups import FINALIZER_LOCK, parse_time
+from .backups import FINALIZER_LOCK
 from .runtime import StateMachine, cluster_ref, credential_secrets, rfc3339
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ class RestoreReconciler(StateMachine):
     async def _start(self, obj: dict[str, Any], cluster: dict[str, Any], source: Source | None = None) -> float | None:
         ctx, spec, status, meta = self.ctx, obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
         ref = cluster_ref(cluster)
-        since = parse_time(status.get("lastTransition")) or ctx.clock()
+        since = parse_rfc3339(status.get("lastTransition")) or ctx.clock()
         try:
             name = await ctx.driver.find_restore_since(ref, since)
             if name:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webhook.times import format_rfc3339_epoch, format_rfc3339_nano
+
 TERMINAL = ("done", "canceled", "error")
 BACKUP_TYPES = ("logical", "physical", "incremental", "external")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "s2", "pgzip", "zstd")
@@ -110,16 +112,8 @@ def now_f() -> float:
     return time.time()
 
 
-def rfc3339(ts: float | int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(ts)))
-
-
-def rfc3339nano(ns: int) -> str:
-    """Go's time.RFC3339Nano in UTC: the fraction loses its trailing zeros (and the dot, when it is zero)."""
-    sec, frac = divmod(ns, 1_000_000_000)
-    s = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    f = f"{frac:09d}".rstrip("0")
-    return s + ("." + f if f else "") + "Z"
+rfc3339 = format_rfc3339_epoch  # PBM's time.RFC3339 of a Unix time (whole seconds)
+rfc3339nano = format_rfc3339_nano  # PBM's time.RFC3339Nano (restore names)
 
 
 def byte_count_iec(b: int) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..kube import CredentialsError, new_api_client
+from ..times import format_rfc3339
 from .files import CertState, load_or_create, write_dir
 from .pki import (
     DEFAULT_CA_COMMON_NAME,
@@ -174,10 +175,6 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
-def _fmt_time(t: dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def cmd_certs(args: argparse.Namespace) -> int:
     sans: list[str] = list(args.san)
     if args.service or (args.namespace and not args.secret):
@@ -247,9 +244,9 @@ def cmd_certs(args: argparse.Namespace) -> int:
     ca = load_cert(state.ca_pem)
     out = [
         f"CA: {'created' if state.ca_created else 'kept'} ({ca.subject.rfc4514_string()}, serial "
-        f"{ca.serial_number:#x}, expires {_fmt_time(ca.not_valid_after_utc)})",
+        f"{ca.serial_number:#x}, expires {format_rfc3339(ca.not_valid_after_utc)})",
         f"serving certificate: {'issued' if state.cert_issued else 'kept'} ({state.reason}); serial "
-        f"{cert_serial(state.cert_pem):#x}, expires {_fmt_time(not_after(state.cert_pem))}, SANs "
+        f"{cert_serial(state.cert_pem):#x}, expires {format_rfc3339(not_after(state.cert_pem))}, SANs "
         f"{', '.join(cert_sans(state.cert_pem))}",
         f"files: {', '.join(state.written) + ' written' if state.written else 'unchanged'} in {directory}",
     ]

@@ -19,6 +19,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..kube import KubeError, call_json, resource_path
 from ..policy import kinds
+from ..times import format_rfc3339
 
 __all__ = ["API_VERSION", "PLURALS", "Events", "Kube", "KubeError", "lease_path", "psmdb_path", "secret_path"]
 
@@ -29,7 +30,7 @@ API_VERSION = kinds.api_version(kinds.CLUSTER)
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339(datetime.now(UTC))
 
 
 def psmdb_path(kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:

@@ -14,28 +14,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..times import format_rfc3339, parse_rfc3339
 from .kubeapi import Kube, KubeError, lease_path
 
 log = logging.getLogger(__name__)
-
-MICRO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _micro(t: datetime) -> str:
-    return t.astimezone(UTC).strftime(MICRO)
-
-
-def _parse(v: Any) -> datetime | None:
-    if not isinstance(v, str) or not v:
-        return None
-    try:
-        return datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+def _micro(t: datetime) -> str:  # Lease times are MicroTime
+    return format_rfc3339(t, 6)
 
 
 def expired(lease: dict[str, Any], now: datetime) -> bool:
@@ -43,7 +33,7 @@ def expired(lease: dict[str, Any], now: datetime) -> bool:
     if not spec.get("holderIdentity"):
         return True
     duration = spec.get("leaseDurationSeconds")
-    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+    renewed = parse_rfc3339(spec.get("renewTime")) or parse_rfc3339(spec.get("acquireTime"))
     if not duration or renewed is None:
         return False  # the operator's locks have no duration: never expire on their own
     return now > renewed + timedelta(seconds=int(duration))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..times import parse_rfc3339
 from .kubeexec import Exec, ExecResult, PodRef
 
 log = logging.getLogger(__name__)
@@ -85,18 +86,6 @@ def _from_ts(v: Any) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return datetime.fromtimestamp(ts, tz=UTC) if ts > 0 else None
-
-
-def _from_rfc3339(v: Any) -> datetime | None:
-    if not isinstance(v, str) or not v:
-        return None
-    try:
-        return datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        try:
-            return datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            return None
 
 
 @dataclass(frozen=True)
@@ -218,8 +207,8 @@ class RestoreInfo:
             type=str(j.get("type") or ""),
             status=j["status"],
             error=error,
-            start_time=_from_rfc3339(j.get("start")),
-            finish_time=_from_rfc3339(j.get("finish")),
+            start_time=parse_rfc3339(j.get("start")),
+            finish_time=parse_rfc3339(j.get("finish")),
             last_transition_time=_from_ts(j.get("last_transition_ts")),
             point_in_time=_from_ts(j.get("ts_to_restore")),
             replsets=reps,
@@ -431,6 +420,6 @@ def _earliest_since(names: Sequence[Any], since: datetime) -> str | None:
     """PBM names backups and restores after their start time (RFC3339 / RFC3339Nano, UTC)."""
     floor = since.astimezone(UTC).replace(microsecond=0)
     found = sorted(
-        (t, n) for n in names if isinstance(n, str) for t in [_from_rfc3339(n)] if t is not None and t >= floor
+        (t, n) for n in names if isinstance(n, str) for t in [parse_rfc3339(n)] if t is not None and t >= floor
     )
     return found[0][1] if found else None

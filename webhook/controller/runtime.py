@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..policy import kinds
+from ..times import format_rfc3339
 from .kubeapi import Events, Kube, psmdb_path
 from .leases import Leases
 from .metrics import Metrics
@@ -22,8 +23,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def rfc3339(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+rfc3339 = format_rfc3339  # status and annotation times: whole seconds, UTC
 
 
 @dataclass

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import cron
+from ..times import format_rfc3339, parse_rfc3339
 
 MAX_CATCH_UP_STEPS = 5_000  # about 3.5 days of a minutely schedule; beyond that we jump (see due())
 
@@ -72,18 +73,12 @@ _STAMP_AND_HASH = len("-YYYYMMDDhhmmss-") + 6
 
 def format_slot(slot: datetime) -> str:
     """RFC 3339 in UTC with second precision, the value of the slot annotation (`2026-11-24T10:00:00Z`)."""
-    return slot.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339(slot)
 
 
 def parse_slot(text: object) -> datetime | None:
     """The slot annotation back to a datetime; None for anything that is not an RFC 3339 time with a zone."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    return parse_rfc3339(text)
 
 
 def schedule_backup_name(namespace: str, schedule: str, slot: datetime) -> str:

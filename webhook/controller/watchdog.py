@@ -32,12 +32,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from .. import cron
 from ..findings import Severity
+from ..times import format_rfc3339, parse_rfc3339
 
 BACKUP_KIND = "PerconaServerMongoDBBackup"
 RESTORE_KIND = "PerconaServerMongoDBRestore"
@@ -204,15 +205,7 @@ class Repair:
 # --------------------------------------------------------------------------------------------------- helpers
 
 
-def parse_time(v: Any) -> datetime | None:
-    """A Kubernetes Time/MicroTime (`2026-01-02T03:04:05Z`, `...05.123456Z`); None when absent or malformed."""
-    if not isinstance(v, str) or not v:
-        return None
-    try:
-        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+parse_time = parse_rfc3339  # a Kubernetes Time/MicroTime; None when absent, malformed or without a zone
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -259,8 +252,7 @@ def human(d: timedelta) -> str:
     return "".join(parts) or "0m"
 
 
-def _stamp(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_stamp = format_rfc3339
 
 
 def last_progress(obj: Mapping[str, Any]) -> datetime | None:

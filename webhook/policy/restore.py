@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..findings import Severity
+from ..times import parse_rfc3339
 from . import kinds
 from .common import STORAGE_TYPES, is_sharded, mapping, mongo_replset_names, quoted, storages, text
 from .examples import CLUSTER, PHYSICAL_BACKUP, READY_BACKUP, SHARDED_CLUSTER
@@ -438,14 +439,13 @@ def referenced_backup(ctx: Context) -> Iterable[Violation]:
 
 
 def _parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time (a Backup's lastWriteAt) or a PITR date (UTC, the operator's layout)."""
     if not isinstance(value, str):
         return None
-    for layout in ("%Y-%m-%dT%H:%M:%SZ", PITR_LAYOUT):
-        try:
-            return datetime.strptime(value, layout).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    return None
+    try:
+        return parse_rfc3339(value) or datetime.strptime(value, PITR_LAYOUT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 @rule(
