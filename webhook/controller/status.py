@@ -22,6 +22,7 @@ from .. import cron
 from ..kube import CredentialsError, new_api_client, resource_path
 from ..policy import kinds
 from ..policy.common import main_storage, storage_block, storages
+from ..times import format_rfc3339
 from . import watchdog as wd
 from .kubeapi import Kube, KubeError, lease_path
 from .leases import lock_name
@@ -176,7 +177,7 @@ async def gather(api: Api, namespace: str | None, cluster: str | None) -> Inputs
 
 
 def stamp(t: datetime | None) -> str | None:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+    return format_rfc3339(t) if t else None
 
 
 def _meta(o: Mapping[str, Any]) -> Mapping[str, Any]:
