@@ -338,8 +338,10 @@ def start(
     azurite: bool = True,
     sim_env: dict[str, str] | None = None,
     with_controllers: bool = True,
+    cluster_sim_env: dict[str, dict[str, str]] | None = None,
 ) -> CtlCluster:
-    """Everything up; the caller stops it with `stop()` (also on failure inside this function)."""
+    """Everything up; the caller stops it with `stop()` (also on failure inside this function).
+    `cluster_sim_env`: PBM simulator settings of one cluster's pods (e.g. slower backups), over `sim_env`."""
     work.mkdir(parents=True, exist_ok=True)
     state = work / "pbm-state"
     exec_dir = work / "exec"
@@ -351,9 +353,16 @@ def start(
         "PBM_SIM_RESTORE_SECONDS": "2",
         **(sim_env or {}),
     }
-    docs = kwok_exec_docs(
-        [(namespace, f"{c}-rs0-0", c) for c in clusters], state_root=state, work_dir=exec_dir, extra_env=env
-    )
+    docs = [
+        doc
+        for c in clusters
+        for doc in kwok_exec_docs(
+            [(namespace, f"{c}-rs0-0", c)],
+            state_root=state,
+            work_dir=exec_dir,
+            extra_env={**env, **(cluster_sim_env or {}).get(c, {})},
+        )
+    ]
     moto = start_moto()
     az = None
     cp = ControlPlane(

@@ -83,6 +83,10 @@ CONTROLLER_CLUSTER_RULES = {
     ("psmdb.percona.com", "perconaservermongodbbackups/status", "patch", "*"),  # watchdog --repair
     *(("coordination.k8s.io", "leases", v, "*") for v in ("get", "list", "watch", "create", "update", "delete")),
     ("", "events", "create", "*"),
+    # schedules (webhook/controller/schedules.py): read them, write their status, retention deletes Backups
+    ("psmdb.percona.com", "perconaservermongodbbackups", "delete", "*"),
+    *(("psmdb-backup-webhook.io", "perconaservermongodbbackupschedules", v, "*") for v in ("get", "list", "watch")),
+    ("psmdb-backup-webhook.io", "perconaservermongodbbackupschedules/status", "patch", "*"),
 }
 # `psmdb-backup certs` in the Job/CronJob: its own Secret (create cannot be limited by name) ...
 CERTS_NAMESPACE_RULES = {

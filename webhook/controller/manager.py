@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ..kube import load_api_client
 from ..policy import kinds
+from . import schedules
 from .informer import Informer, OnChange
 from .kubeapi import API_VERSION, Kube, psmdb_path
 from .leases import LeaderElector, Leases
@@ -295,7 +296,7 @@ class Controller:
 
 # The companion's reconcilers: each one is a `register(controller)` that calls `controller.watch`, `handle`,
 # `on_change` and `every`; `main` runs them all on start.
-RECONCILERS: list[Callable[[Controller], None]] = []
+RECONCILERS: list[Callable[[Controller], None]] = [schedules.register]
 
 
 async def main(opts: Options, reconcilers: Sequence[Callable[[Controller], None]] | None = None) -> int:
@@ -307,6 +308,8 @@ async def main(opts: Options, reconcilers: Sequence[Callable[[Controller], None]
     kube = Kube(api)
     ctx = Ctx(kube=kube, metrics=Metrics())
     controller = Controller(opts, ctx)
+    # our schedule kind (its CRD is part of the install); not in Controller(), which the operator stand-in reuses
+    controller.watch(kinds.SCHEDULE, functools.partial(psmdb_path, kinds.SCHEDULE), kinds.api_version(kinds.SCHEDULE))
     for register in RECONCILERS if reconcilers is None else reconcilers:
         register(controller)
     identity = opts.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
