@@ -499,10 +499,11 @@ def build_parser(prog: str = PROG, only_lint: bool = False) -> argparse.Argument
 
     add_certs_parser(sub)
 
-    from .controller.cli import add_controller_parser, add_ops_parsers
+    from .controller.cli import add_controller_parser, add_ops_parsers, add_schedules_parser
 
     add_controller_parser(sub)
     add_ops_parsers(sub)
+    add_schedules_parser(sub)
 
     from .schemas_export import FORMATS as SCHEMA_FORMATS
 

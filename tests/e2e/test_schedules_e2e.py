@@ -9,6 +9,8 @@ status.missedSlots: `grid_accounted` checks that after each disturbance. The tes
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -257,3 +259,57 @@ def test_suspend_stops_new_backups_and_resuming_does_not_catch_up(ctl: CtlCluste
     items = wait_count(ctl, "once", count + 1, timeout=20)
     assert min(slots(items)[count:]) > resumed - timedelta(seconds=1)  # a slot after resuming, none from before
     assert status(ctl, "once")["missedSlots"] == missed
+    ctl.kubectl("delete", SCHEDULE, "once", "-n", ctl.namespace)
+
+
+# --------------------------------------------------------------------------------------------------- import/export
+
+
+def cli(ctl: CtlCluster, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "webhook.cli", "schedules", *args, "-n", ctl.namespace]
+    return subprocess.run([*cmd, "--kubeconfig", str(ctl.cp.kubeconfig)], capture_output=True, text=True, timeout=60)
+
+
+def cron_backups(ctl: CtlCluster) -> list[str]:
+    return [
+        b["metadata"]["name"]
+        for b in ctl.list(BACKUP, "percona.com/cluster=imp")
+        if b["metadata"]["name"].startswith("cron-")
+    ]
+
+
+def test_import_then_export_round_trip_with_the_operators_tasks_disabled_meanwhile(ctl: CtlCluster) -> None:
+    task = {
+        "name": "every5",
+        "enabled": True,
+        "schedule": "@every 5s",
+        "storageName": "s3",
+        "retention": {"type": "count", "count": 5, "deleteFromStorage": True},
+    }
+    ctl.add_cluster("imp", tasks=[task])
+    ctl.wait("the operator's task fires", lambda: cron_backups(ctl), timeout=30)
+    original = ctl.get("psmdb", "imp")["spec"]["backup"]["tasks"]
+    dry = cli(ctl, "import", "imp", "--dry-run", "-o", "yaml")
+    assert dry.returncode == 0, dry.stderr
+    assert "would create schedule ctl/every5" in dry.stderr and ctl.get(SCHEDULE, "every5") is None
+    done = cli(ctl, "import", "imp")
+    assert done.returncode == 0, done.stderr
+    assert "created schedule ctl/every5" in done.stdout and "disabled spec.backup.tasks[0]" in done.stdout
+    assert ctl.get("psmdb", "imp")["spec"]["backup"]["tasks"][0]["enabled"] is False
+    sched = ctl.get(SCHEDULE, "every5")
+    assert sched["spec"]["schedule"] == "@every 5s" and sched["spec"]["retention"] == {
+        "count": 5,
+        "deleteFromStorage": True,
+    }
+    time.sleep(2)  # a slot the operator's entry fired just before the patch
+    fired = cron_backups(ctl)
+    wait_count(ctl, "every5", 2, timeout=30)  # the companion runs the slots now ...
+    assert cron_backups(ctl) == fired  # ... and the operator's cron no more
+    out = cli(ctl, "export", "imp")
+    assert out.returncode == 0, out.stderr
+    assert "deleted schedule ctl/every5" in out.stdout
+    # the same task; the schedule kind's default type (logical, as a task's) comes back written out
+    assert ctl.get("psmdb", "imp")["spec"]["backup"]["tasks"] == [{**original[0], "type": "logical"}]
+    assert ctl.get(SCHEDULE, "every5") is None
+    assert backups_of(ctl, "every5")  # the schedule's Backups stay
+    ctl.wait("the operator's task fires again", lambda: len(cron_backups(ctl)) > len(fired), timeout=30)

@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "status",
     "backup",
     "restore",
+    "schedules",
 }
 
 

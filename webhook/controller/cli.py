@@ -332,3 +332,59 @@ def cmd_restore(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
     return ondemand.run(req)
+
+
+def add_schedules_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "schedules",
+        help="move a cluster's spec.backup.tasks to PerconaServerMongoDBBackupSchedule objects and back",
+        description="import: one schedule per enabled task of the cluster, created first; then the tasks are set "
+        "enabled: false in one JSON Patch, so no slot fires twice. export: the cluster's schedules written back as "
+        "tasks (enabled unless suspended), then the schedules deleted; their Backups stay. Warnings name every field "
+        "that has no equivalent on the other side.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, text in (
+        ("import", "turn the cluster's enabled tasks into schedules and disable the tasks"),
+        ("export", "turn the cluster's schedules into tasks and delete the schedules"),
+    ):
+        a = actions.add_parser(action, help=text, description=text)
+        a.add_argument("cluster", metavar="CLUSTER", help="PerconaServerMongoDB name")
+        a.add_argument("-n", "--namespace", help="the cluster's namespace (default: the kubeconfig context's)")
+        a.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
+        a.add_argument("--context", help="kubeconfig context")
+        a.add_argument("--dry-run", action="store_true", help="print what would be created, patched and deleted")
+        a.add_argument(
+            "-o",
+            "--output",
+            choices=["text", "yaml", "json"],
+            default="text",
+            help="yaml/json: print the schedules (import) or tasks (export) on stdout, messages on stderr",
+        )
+        a.set_defaults(func=cmd_schedules)
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..kube import CredentialsError, KubeError, new_api_client
+    from .kubeapi import Kube
+    from .status import default_namespace
+    from .taskimport_run import Out, run_export, run_import
+
+    ns = args.namespace or default_namespace(args.kubeconfig, args.context)
+    out = Out(sys.stdout, sys.stderr, args.output)
+    run = run_import if args.action == "import" else run_export
+
+    async def main() -> int:
+        api = await new_api_client(args.kubeconfig, args.context)
+        try:
+            return await run(Kube(api), ns, args.cluster, dry_run=args.dry_run, out=out)
+        finally:
+            await api.close()
+
+    try:
+        return asyncio.run(main())
+    except (CredentialsError, KubeError, OSError) as exc:
+        print(f"psmdb-backup schedules {args.action}: {exc}", file=sys.stderr)
+        return 2
