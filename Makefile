@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CACHE  ?= $(or $(PSMDB_BACKUP_CACHE),$(HOME)/.cache/psmdb-backup-webhook)
 AZURITE_VERSION := 3.37.0
 
-.PHONY: demo test check unit e2e control-plane helm yamlscalars azurite promtool container-tools kubeconform wrk bench bench-controller docs clean
+.PHONY: demo test check unit e2e control-plane helm yamlscalars azurite promtool container-tools kubeconform wrk bench bench-controller soak docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,6 +77,10 @@ bench: $(STAMP) wrk
 
 bench-controller: $(STAMP) control-plane
 	@$(PY) bench/controller.py
+
+# 10 min of admission traffic while the API server pauses and the certificate rotates (docs/benchmarks.md).
+soak: $(STAMP) control-plane
+	@$(PY) bench/soak.py
 
 docs: $(STAMP)
 	@$(PY) -m webhook.lint.rulesdoc > docs/rules.md

@@ -25,6 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.unit.test_install_manifests import (  # noqa: E402
+    NETWORK_POLICY,
+    api_server_cidr_patch,
+    write_overlay,
+    write_secrets_per_namespace,
+)
 from tools.controlplane import KWOK_NODE_NAME, ControlPlane, KubectlError, find_bin_dir  # noqa: E402
 from webhook import certs  # noqa: E402
 from webhook.kube import resource_path  # noqa: E402
@@ -58,9 +64,11 @@ def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         plane.stop()
 
 
-def kubectl(cp: ControlPlane, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+def kubectl(
+    cp: ControlPlane, *args: str, check: bool = True, timeout: float = 120, input: str | None = None
+) -> subprocess.CompletedProcess:
     try:
-        return cp.kubectl(*args, check=check, timeout=timeout)
+        return cp.kubectl(*args, check=check, timeout=timeout, input=input)
     except KubectlError as e:
         raise AssertionError(f"{e}\n--- control plane logs ---\n{cp.log_tail(15)}") from None
 
@@ -260,6 +268,63 @@ def test_webhook_service_account_can_read_every_object_the_webhook_looks_up(cp: 
 def test_webhook_service_account_has_nothing_more(cp: ControlPlane, verb: str, resource: str, allowed: bool) -> None:
     answer = kubectl(cp, "auth", "can-i", verb, resource, "-A", f"--as={WEBHOOK_USER}", check=False)
     assert answer.stdout.strip() == ("yes" if allowed else "no"), answer.stdout + answer.stderr
+
+
+@pytest.mark.e2e
+def test_secrets_per_namespace_limits_the_webhook_to_the_listed_namespaces(cp: ControlPlane, tmp_path: Path) -> None:
+    """manifests/components/secrets-per-namespace applied over the install: the webhook's account reads Secrets in
+    the listed namespace only (the exact GET of webhook/kube.py, and `can-i`); the other lookups are untouched. The
+    plain install is applied again afterwards, which brings the cluster-wide rule back."""
+    listed, other = "psmdb-listed", "psmdb-other"
+    for ns in (listed, other):
+        kubectl(cp, "create", "namespace", ns)
+    applied = kubectl(cp, "apply", "-k", str(write_secrets_per_namespace(tmp_path, [listed])))
+    assert outcomes(applied.stdout)[f"clusterrole.rbac.authorization.k8s.io/{NAME}"] == "configured"
+    assert applied.stderr == ""
+    try:
+        for ns, allowed in ((listed, True), (other, False), ("default", False)):
+            can = kubectl(cp, "auth", "can-i", "get", "secrets", "-n", ns, f"--as={WEBHOOK_USER}", check=False)
+            assert can.stdout.strip() == ("yes" if allowed else "no"), (ns, can.stdout + can.stderr)
+            answer = kubectl(cp, "get", "--raw", resource_path("Secret", ns, "x"), f"--as={WEBHOOK_USER}", check=False)
+            assert ("NotFound" if allowed else "Forbidden") in answer.stderr, (ns, answer.stderr)
+        for kind in ("PerconaServerMongoDB", "ConfigMap", "Namespace"):
+            answer = kubectl(cp, "get", "--raw", resource_path(kind, other, "x"), f"--as={WEBHOOK_USER}", check=False)
+            assert "NotFound" in answer.stderr, (kind, answer.stderr)
+        for verb in ("list", "watch"):
+            assert (
+                kubectl(
+                    cp, "auth", "can-i", verb, "secrets", "-n", listed, f"--as={WEBHOOK_USER}", check=False
+                ).stdout.strip()
+                == "no"
+            )
+    finally:
+        kubectl(cp, "apply", "-k", str(MANIFESTS))
+        kubectl(cp, "delete", "namespace", listed, other, "--wait=false")
+    can = kubectl(cp, "auth", "can-i", "get", "secrets", "-n", other, f"--as={WEBHOOK_USER}", check=False)
+    assert can.stdout.strip() == "yes"
+
+
+@pytest.mark.e2e
+def test_network_policy_component_is_refused_until_the_api_server_range_is_given(
+    cp: ControlPlane, tmp_path: Path
+) -> None:
+    """The placeholder CIDR is invalid to the API server (so a forgotten patch leaves the webhook reachable); the
+    documented patch makes both policies valid. Server-side dry runs: the kwok node enforces no policy anyway."""
+    for d in ("bare", "patched"):
+        (tmp_path / d).mkdir()
+    bare = [
+        d
+        for d in render(cp, write_overlay(tmp_path / "bare", [BASE], [NETWORK_POLICY]))
+        if d["kind"] == "NetworkPolicy"
+    ]
+    refused = kubectl(cp, "apply", "--dry-run=server", "-f", "-", check=False, input=yaml.safe_dump_all(bare))
+    assert refused.returncode != 0 and "ipBlock.cidr" in refused.stderr, refused.stdout + refused.stderr
+    patched = write_overlay(
+        tmp_path / "patched", [BASE], [NETWORK_POLICY], patches=[api_server_cidr_patch(["127.0.0.1/32", "::1/128"])]
+    )
+    docs = [d for d in render(cp, patched) if d["kind"] == "NetworkPolicy"]
+    accepted = kubectl(cp, "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs))
+    assert outcomes(accepted.stdout) == {ref(d): "created (server dry run)" for d in docs}
 
 
 @pytest.mark.e2e

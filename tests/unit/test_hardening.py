@@ -21,7 +21,7 @@ from kubernetes_asyncio import client as kclient
 
 from tests.unit.test_admission import BACKUP, CLUSTER, DictReader, namespace, post, review, run, secret, world
 from webhook.admission.server import AdmissionApp, Settings
-from webhook.kube import LAST_APPLIED, KubeReader, LiveLookup, redact
+from webhook.kube import LAST_APPLIED, KubeError, KubeReader, LiveLookup, redact
 from webhook.policy.live import LookupFailure
 from webhook.policy.schema import schema_findings
 
@@ -98,6 +98,24 @@ class HangingApi:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.runner.cleanup()
+
+
+class ForbiddingReader(DictReader):
+    """Secrets answer 403, as outside the namespaces given Secret access."""
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if kind == "Secret":
+            raise KubeError(403, "Forbidden", "secrets is forbidden")
+        return await super().get(kind, namespace, name)
+
+
+def test_a_forbidden_secret_read_names_the_rbac_and_the_fix() -> None:
+    reader = ForbiddingReader([CLUSTER, namespace("psmdb")])
+    resp = run(post(reader, "/validate", review(CLUSTER)))[1]["response"]
+    assert resp["allowed"] is False
+    message = resp["status"]["message"]
+    assert "could not read Secret psmdb/" in message and "HTTP 403 Forbidden (the webhook's RBAC" in message, message
+    assert "docs/install.md#secret-access" in message
 
 
 @pytest.mark.parametrize("policy", [LookupFailure.WARN, LookupFailure.DENY])

@@ -35,6 +35,7 @@ from tests.unit.test_install_manifests import (
     pod_templates,
     render,
     restricted_violations,
+    secrets_per_namespace,
 )
 from tools import gen_chart_readme
 from webhook.cli import build_parser
@@ -154,6 +155,13 @@ def test_network_policy_values_render_the_networkpolicy_component(tmp_path) -> N
     assert_same_objects(by_kind(helm, "NetworkPolicy").values(), by_kind(kust, "NetworkPolicy").values())
 
 
+def test_secret_namespaces_render_the_secrets_per_namespace_component(tmp_path) -> None:
+    namespaces = ["psmdb-a", "psmdb-b"]
+    kust = [d for d in secrets_per_namespace(tmp_path, namespaces) if d["kind"] != "Namespace"]
+    helm = [d for d in template({"webhook.secretNamespaces": namespaces}) if d["kind"] != "CustomResourceDefinition"]
+    assert_same_objects(helm, kust)
+
+
 def test_the_chart_readme_lists_every_value_and_is_fresh() -> None:
     assert gen_chart_readme.main(["--check"]) == 0, "run `python tools/gen_chart_readme.py`"
     values = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -193,6 +201,7 @@ def test_helm_lint_is_clean() -> None:
         ({"metrics.serviceMonitor.interval": "often"}, r"metrics/serviceMonitor/interval.*does not match pattern"),
         ({"reports.api": "kyverno"}, r"reports/api.*'wgpolicyk8s', 'openreports'"),
         ({"reports.interval": -1}, r"reports/interval.*minimum"),
+        ({"webhook.secretNamespaces": ["Not_A_Namespace"]}, r"webhook/secretNamespaces/0.*does not match pattern"),
     ],
 )
 def test_bad_values_are_refused_with_a_message_naming_them(values: dict[str, Any], message: str) -> None:

@@ -31,6 +31,7 @@ from tools import controlplane  # noqa: E402
 
 MANIFESTS = ROOT / "manifests"
 NETWORK_POLICY = MANIFESTS / "components" / "networkpolicy"
+SECRETS_PER_NAMESPACE = MANIFESTS / "components" / "secrets-per-namespace"
 NAMESPACE = "psmdb-backup-system"
 NAME = "psmdb-backup-webhook"
 IMAGE = "ghcr.io/psmdb-backup-webhook/psmdb-backup-webhook:0.1.0"
@@ -168,19 +169,23 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
 
 
-def overlay(
-    tmp_path: Path, resources: list[Path], components: list[Path] | None = None, **more: Any
-) -> list[dict[str, Any]]:
-    """Render a user's own kustomization of install directories (kustomize refuses absolute paths)."""
+def write_overlay(tmp_path: Path, resources: list[Path], components: list[Path] | None = None, **more: Any) -> Path:
+    """A user's own kustomization of install directories in `tmp_path` (kustomize refuses absolute paths)."""
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [os.path.relpath(r, tmp_path) for r in resources],
-        **({"components": [os.path.relpath(c, tmp_path) for c in components or []]} if components else {}),
+        **({"components": [os.path.relpath(c, tmp_path) for c in components]} if components else {}),
         **more,
     }
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    return render(tmp_path)
+    return tmp_path
+
+
+def overlay(
+    tmp_path: Path, resources: list[Path], components: list[Path] | None = None, **more: Any
+) -> list[dict[str, Any]]:
+    return render(write_overlay(tmp_path, resources, components, **more))
 
 
 def api_server_cidr_patch(cidrs: list[str]) -> dict[str, Any]:
@@ -192,6 +197,23 @@ def api_server_cidr_patch(cidrs: list[str]) -> dict[str, Any]:
         for i, c in enumerate(cidrs[1:], 1)
     ]
     return {"target": {"kind": "NetworkPolicy", "name": NAME}, "patch": yaml.safe_dump(ops)}
+
+
+def write_secrets_per_namespace(tmp_path: Path, namespaces: list[str]) -> Path:
+    """The base with Secret access only in `namespaces`, as manifests/components/secrets-per-namespace documents it:
+    the component, and one directory per namespace that includes its namespace/ with `namespace:` set."""
+    dirs = []
+    for ns in namespaces:
+        d = tmp_path / f"secrets-{ns}"
+        d.mkdir()
+        rel = os.path.relpath(SECRETS_PER_NAMESPACE / "namespace", d)
+        (d / "kustomization.yaml").write_text(yaml.safe_dump({"namespace": ns, "resources": [rel]}))
+        dirs.append(d)
+    return write_overlay(tmp_path, [MANIFESTS / "base", *dirs], [SECRETS_PER_NAMESPACE])
+
+
+def secrets_per_namespace(tmp_path: Path, namespaces: list[str]) -> list[dict[str, Any]]:
+    return render(write_secrets_per_namespace(tmp_path, namespaces))
 
 
 def certs_args(argv: list[str]) -> argparse.Namespace:
@@ -315,6 +337,28 @@ def test_both_webhooks_call_the_service_and_skip_their_own_namespace(base) -> No
 def test_webhook_cluster_role_is_the_reviewed_list(base) -> None:
     assert rules_of(one(base, "ClusterRole", NAME)) == WEBHOOK_CLUSTER_RULES
     assert rules_of(one(base, "ClusterRole", REPORTS)) == WEBHOOK_REPORTS_RULES
+
+
+def test_secrets_per_namespace_drops_the_cluster_wide_secret_rule(tmp_path, base) -> None:
+    docs = secrets_per_namespace(tmp_path, ["psmdb-a", "psmdb-b"])
+    assert rules_of(one(docs, "ClusterRole", NAME)) == WEBHOOK_CLUSTER_RULES - {("", "secrets", "get", "*")}
+    added = [d for d in docs if ident(d) not in {ident(b) for b in base}]
+    assert sorted(ident(d) for d in added) == sorted(
+        (kind, ns, f"{NAME}-secrets") for kind in ("Role", "RoleBinding") for ns in ("psmdb-a", "psmdb-b")
+    )
+    for ns in ("psmdb-a", "psmdb-b"):
+        role = [d for d in added if d["kind"] == "Role" and d["metadata"]["namespace"] == ns][0]
+        assert rules_of(role) == {("", "secrets", "get", "*")}
+        binding = [d for d in added if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] == ns][0]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": f"{NAME}-secrets",
+        }
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": WEBHOOK_SA, "namespace": NAMESPACE}]
+        assert {k: binding["metadata"]["labels"].get(k) for k in LABELS} == LABELS
+    changed = {ident(d) for d in docs} - {ident(d) for d in added} - {("ClusterRole", "", NAME)}
+    assert [d for d in docs if ident(d) in changed] == [d for d in base if ident(d) in changed]
 
 
 def test_controller_cluster_role_is_the_reviewed_list(base) -> None:

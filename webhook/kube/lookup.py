@@ -46,6 +46,14 @@ def redact(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# A 403 is a configuration matter, not a flaky API server: most likely Secrets readable only in listed namespaces
+# (manifests/components/secrets-per-namespace, Helm webhook.secretNamespaces) and a cluster outside them.
+FORBIDDEN_HINT = (
+    "the webhook's RBAC does not allow this read; with Secret access per namespace, add this namespace: "
+    "docs/install.md#secret-access"
+)
+
+
 class KubeReader:
     """GET one object as a plain dict: None on 404, KubeError otherwise."""
 
@@ -114,6 +122,8 @@ class LiveLookup:
             obj = await asyncio.wait_for(self.reader.get(*ref), timeout)
         except KubeError as exc:
             reason = "timed out" if exc.status == 0 else f"HTTP {exc.status} {exc.reason}"
+            if exc.status == 403:
+                reason += f" ({FORBIDDEN_HINT})"
             return Unknown(f"could not read {ref[0]} {ref[1]}/{ref[2]}: {reason}")
         except (TimeoutError, OSError, ValueError) as exc:
             return Unknown(f"could not read {ref[0]} {ref[1]}/{ref[2]}: {type(exc).__name__}")
