@@ -111,7 +111,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
     if args.cluster:
         import asyncio
 
-        from .lint.cluster import lint_cluster
+        from .lint.cluster_scan import lint_cluster
 
         if args.paths:
             print("psmdb-backup lint: give either PATHs or --cluster, not both", file=sys.stderr)

@@ -1,5 +1,5 @@
 """Contract of the PBM CLI as the operator stand-in and the companion use it, checked against the simulator
-(tools/pbm-sim/pbm) run as a local subprocess, writing into a moto S3 server on 127.0.0.1; and the drivers parsing it
+(tools/pbm_sim/bin/pbm) run as a local subprocess, writing into a moto S3 server on 127.0.0.1; and the drivers parsing it
 (webhook/controller/pbmread.py reads, tools/operator_standin/pbm.py writes).
 
 The pinned JSON shapes come from PBM 2.15.0's Go structs (PBM:cmd/pbm/*.go at 6f9fc3bf; shared reference
@@ -42,7 +42,7 @@ from webhook.controller.pbmread import (  # noqa: E402
     RestoreInfo,
 )
 
-SIM_DIR = REPO / "tools" / "pbm-sim"
+SIM_DIR = REPO / "tools" / "pbm_sim" / "bin"
 PBM = str(SIM_DIR / "pbm")
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 RFC3339NANO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")

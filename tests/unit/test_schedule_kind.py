@@ -16,7 +16,7 @@ from hypothesis import given, settings
 
 from webhook.cli import main
 from webhook.kube import KubeError
-from webhook.lint import cluster as lint_cluster_module
+from webhook.lint import cluster_scan as lint_cluster_module
 from webhook.policy import check, kinds
 from webhook.policy.common import main_storage
 from webhook.policy.schedule import parse_max_age

@@ -2,12 +2,12 @@
 
 The operator stand-in drives PBM only through `pbm ... -o json` run in the `backup-agent` container
 (tools/operator_standin/pbm.py; the companion only reads, webhook/controller/pbmread.py). In tests, kwok runs those exec'd commands as local processes, looked up on the kwok
-process's PATH: put `tools/pbm-sim/` first on it (`ControlPlane(extra_path=[...])`) and `pbm` is this simulator.
+process's PATH: put `tools/pbm_sim/bin/` (SIM_DIR) first on it (`ControlPlane(extra_path=[...])`) and `pbm` is this simulator.
 Unit tests run it as a plain subprocess (webhook/controller/kubeexec.py `LocalExec`).
 
 How it runs
-    `tools/pbm-sim/pbm` is a POSIX sh wrapper: it execs `python -m pbm_sim "$@"` with `<repo>/tools` on PYTHONPATH,
-    using `$PSMDB_PBM_SIM_PYTHON`, else `<repo>/.venv/bin/python`, else `python3`. A venv Python is
+    `tools/pbm_sim/bin/pbm` is a POSIX sh wrapper: it execs `python -m pbm_sim "$@"` with `<repo>/tools` and `<repo>`
+    on PYTHONPATH, using `$PSMDB_PBM_SIM_PYTHON`, else `<repo>/.venv/bin/python`, else `python3`. A venv Python is
     needed because the simulator writes real objects with boto3 (s3, minio) or azure-storage-blob (azure); both
     are imported only when a storage of that type is touched.
 
@@ -77,7 +77,7 @@ from typing import Any
 
 PBM_VERSION = "2.15.0"
 
-SIM_DIR = Path(__file__).resolve().parent.parent / "pbm-sim"  # put this on kwok's PATH
+SIM_DIR = Path(__file__).resolve().parent / "bin"  # the `pbm` wrapper: put this on kwok's PATH
 
 
 def kwok_exec_docs(

@@ -1,4 +1,4 @@
-"""`python -m pbm_sim ARGS` (with tools/ on the path) = the simulated `pbm ARGS`; tools/pbm-sim/pbm execs this."""
+"""`python -m pbm_sim ARGS` (with tools/ on the path) = the simulated `pbm ARGS`; tools/pbm_sim/bin/pbm execs this."""
 
 import sys
 
