@@ -408,7 +408,7 @@ def test_nulls_are_pruned_as_the_api_server_prunes_them() -> None:
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-32-be"])
 def test_nulls_are_pruned_in_any_json_encoding(encoding: str) -> None:
-    """Bodies without a `null` skip the pruning walk; one in UTF-16/32 (which JSON allows) spells it differently."""
+    """The JSON is read whatever its encoding (JSON allows UTF-16/32), and the nulls in it are pruned."""
     cluster = copy.deepcopy(CLUSTER)
     cluster["spec"]["backup"].update(storages=None, tasks=None, pitr=None)
     body = json.dumps(review(cluster)).encode(encoding)
@@ -447,3 +447,35 @@ def test_json_log_lines_take_any_text() -> None:
     record.object, record.count = "b\udfff", 3
     entry = json.loads(JsonFormatter().format(record))
     assert (entry["msg"], entry["object"], entry["count"]) == ("object a\ud800", "b\udfff", 3)
+
+
+def test_objects_without_nulls_are_not_walked_for_them(monkeypatch) -> None:
+    import webhook.admission.server as server
+
+    walked: list = []
+    monkeypatch.setattr(server, "prune_object", lambda obj: walked.append(obj) or obj)
+    assert run(post(world(), "/validate", review(CLUSTER)))[1]["response"]["allowed"] is True
+    assert walked == []  # the review's own `oldObject: null` does not count
+    cluster = copy.deepcopy(CLUSTER)
+    cluster["spec"]["backup"]["pitr"] = None
+    run(post(world(), "/validate", review(cluster, operation="UPDATE", old=CLUSTER)))
+    assert walked == [cluster]
+
+
+def test_a_body_that_stops_arriving_gets_408() -> None:
+    async def go():
+        client = await _client(world(), read_timeout=0.3)
+        try:
+            reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+            writer.write(
+                b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(4096), 10)
+            writer.close()
+            return answer
+        finally:
+            await client.close()
+
+    answer = run(go())
+    assert answer.startswith(b"HTTP/1.1 408") and b"request body not received in time" in answer
