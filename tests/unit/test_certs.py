@@ -10,6 +10,7 @@ import datetime as dt
 import ipaddress
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
@@ -427,6 +428,76 @@ def test_watch_picks_up_new_files(tmp_path, ca) -> None:
             await asyncio.sleep(0.01)
         task.cancel()
         assert reloader.serial == cert_serial(new)
+
+    asyncio.run(main())
+
+
+def test_watch_tells_the_server_of_each_new_pair_and_outlives_a_failing_callback(tmp_path, ca, caplog) -> None:
+    """The admission server's expiry metric follows rotations through `on_reload` (no second loop of its own)."""
+    cert_pem, key_pem = make_serving_cert(*ca, SANS, 30)
+    write_dir(tmp_path, ca[0], cert_pem, key_pem)
+    reloader = CertReloader(tmp_path)
+    told: list[int] = []
+
+    def on_reload(r: CertReloader) -> None:
+        told.append(r.serial)
+        if len(told) == 1:
+            raise RuntimeError("metric backend down")
+
+    async def rotate_and_wait() -> int:
+        new, new_key = make_serving_cert(*ca, SANS, 30)
+        write_dir(tmp_path, ca[0], new, new_key)
+        for _ in range(300):
+            if told and told[-1] == cert_serial(new):
+                break
+            await asyncio.sleep(0.01)
+        return cert_serial(new)
+
+    async def main() -> None:
+        task = asyncio.create_task(reloader.watch(0.01, on_reload=on_reload))
+        first = await rotate_and_wait()
+        second = await rotate_and_wait()  # still watching after the callback raised
+        task.cancel()
+        assert told == [first, second]
+
+    with caplog.at_level(logging.ERROR, logger="webhook.certs"):
+        asyncio.run(main())
+    assert "reload callback failed" in caplog.text
+
+
+def test_the_admission_server_reports_the_expiry_of_a_rotated_certificate(tmp_path, ca) -> None:
+    from webhook.admission.server import Settings, serve
+
+    cert_pem, key_pem = make_serving_cert(*ca, SANS, 30)
+    write_dir(tmp_path, ca[0], cert_pem, key_pem)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(listen_port=port, tls_dir=str(tmp_path), no_cluster=True, cert_check_interval=0.01)
+    metric = "psmdb_backup_webhook_certificate_expiry_timestamp_seconds"
+
+    async def expiry(session: aiohttp.ClientSession) -> float:
+        async with session.get(f"https://127.0.0.1:{port}/metrics") as r:
+            line = next(x for x in (await r.text()).splitlines() if x.startswith(metric + " "))
+        return float(line.split()[1])
+
+    async def main() -> None:
+        started, stop = asyncio.Event(), asyncio.Event()
+        server = asyncio.create_task(serve(settings, started=started, stop=stop))
+        await asyncio.wait_for(started.wait(), 10)
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusting(ca[0]))) as session:
+                assert await expiry(session) == not_after(cert_pem).timestamp()
+                new, new_key = make_serving_cert(*ca, SANS, 60)
+                write_dir(tmp_path, ca[0], new, new_key)
+                for _ in range(300):
+                    if await expiry(session) == not_after(new).timestamp():
+                        break
+                    await asyncio.sleep(0.01)
+                assert await expiry(session) == not_after(new).timestamp()
+        finally:
+            stop.set()
+            await server
 
     asyncio.run(main())
 

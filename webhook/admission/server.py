@@ -278,13 +278,10 @@ async def serve(
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
 
-    async def watch_certs() -> None:
-        while not stop.is_set():
-            await asyncio.sleep(settings.cert_check_interval)
-            reloader.maybe_reload()
-            admission.metrics.cert_expiry.set(reloader.expiry.timestamp())
+    def cert_reloaded(r: CertReloader) -> None:
+        admission.metrics.cert_expiry.set(r.expiry.timestamp())
 
-    watcher = asyncio.create_task(watch_certs())
+    watcher = asyncio.create_task(reloader.watch(settings.cert_check_interval, on_reload=cert_reloaded))
     if api is not None and settings.report_api:
         writer = ReportWriter(api, APIS[settings.report_api], timeout=max(settings.lookup_timeout, 10))
         admission.reports = BackgroundReports(writer, KubeReader(api, 30), settings.report_interval)

@@ -9,6 +9,7 @@ import logging
 import os
 import ssl
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -170,8 +171,14 @@ class CertReloader:
     def serial(self) -> int:
         return self.certificate.serial_number
 
-    async def watch(self, interval: float = 10.0) -> None:
-        """Check for new files every ``interval`` seconds, forever (cancel the task to stop)."""
+    async def watch(self, interval: float = 10.0, on_reload: Callable[[CertReloader], None] | None = None) -> None:
+        """Check for new files every ``interval`` seconds, forever (cancel the task to stop); ``on_reload`` is called
+        after each new pair went live (e.g. to update an expiry metric). The one reload loop: servers run this."""
         while True:
-            self.maybe_reload()  # never raises: the watcher must not die, or rotation would silently stop
+            # neither raises out of here: the watcher must not die, or rotation would silently stop
+            if self.maybe_reload() and on_reload is not None:
+                try:
+                    on_reload(self)
+                except Exception:
+                    log.exception("certificate reload callback failed")
             await asyncio.sleep(interval)
