@@ -191,12 +191,15 @@ class CtlCluster:
 
         return self.wait(f"{kind} {name} in {sorted(wanted)}", reached, timeout)
 
-    def controller(self, name: str, *args: str) -> ControllerProcess:
-        """A controller with the credentials of the install's controller ServiceAccount (least privilege, proven)."""
+    def controller(self, name: str, *args: str, extra_rbac: Iterable[Path] = ()) -> ControllerProcess:
+        """A controller with the credentials of the install's controller ServiceAccount (least privilege, proven),
+        plus the rules of `extra_rbac` (e.g. manifests/components/pbm-reads/rbac.yaml for --pbm-reads)."""
         if self.sa_kubeconfig is None:
             self.sa_kubeconfig = self.cp.service_account_kubeconfig(
                 install_rbac(MANIFESTS / "base" / "controller.yaml"), INSTALL_NAMESPACE, "psmdb-backup-controller"
             )
+        for path in extra_rbac:
+            self.apply(install_rbac(path))
         c = ControllerProcess(
             name,
             self.sa_kubeconfig,

@@ -26,6 +26,7 @@ from tests.unit.test_install_manifests import (
     NAME,
     NAMESPACE,
     NETWORK_POLICY,
+    PBM_READS,
     ROOT,
     TLS_SECRET,
     api_server_cidr_patch,
@@ -160,6 +161,25 @@ def test_secret_namespaces_render_the_secrets_per_namespace_component(tmp_path) 
     kust = [d for d in secrets_per_namespace(tmp_path, namespaces) if d["kind"] != "Namespace"]
     helm = [d for d in template({"webhook.secretNamespaces": namespaces}) if d["kind"] != "CustomResourceDefinition"]
     assert_same_objects(helm, kust)
+
+
+def test_pbm_reads_value_renders_the_pbm_reads_component(tmp_path) -> None:
+    """pods/exec and `--pbm-reads` only when asked: the chart's value and the kustomize component agree."""
+    kust = overlay(tmp_path, [MANIFESTS / "base"], [PBM_READS])
+    helm = template({"controller.pbmReads": True})
+    rbac = "psmdb-backup-controller-pbm-reads"
+    pick = [("ClusterRole", rbac), ("ClusterRoleBinding", rbac), ("Deployment", "psmdb-backup-controller")]
+    assert_same_objects(
+        [d for d in helm if (d["kind"], d["metadata"]["name"]) in pick],
+        [d for d in kust if (d["kind"], d["metadata"]["name"]) in pick],
+    )
+    assert "--pbm-reads" in _container(helm, "psmdb-backup-controller")["args"]
+    default = template()
+    assert "--pbm-reads" not in _container(default, "psmdb-backup-controller")["args"]
+    assert not [d for d in default if d["metadata"]["name"] == rbac]
+    assert not [
+        r for d in default if d["kind"] == "ClusterRole" for r in d.get("rules", []) if "pods/exec" in r["resources"]
+    ]
 
 
 def test_the_chart_readme_lists_every_value_and_is_fresh() -> None:

@@ -32,6 +32,7 @@ from tools import controlplane  # noqa: E402
 MANIFESTS = ROOT / "manifests"
 NETWORK_POLICY = MANIFESTS / "components" / "networkpolicy"
 SECRETS_PER_NAMESPACE = MANIFESTS / "components" / "secrets-per-namespace"
+PBM_READS = MANIFESTS / "components" / "pbm-reads"
 NAMESPACE = "psmdb-backup-system"
 NAME = "psmdb-backup-webhook"
 IMAGE = "ghcr.io/psmdb-backup-webhook/psmdb-backup-webhook:0.1.0"

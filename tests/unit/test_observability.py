@@ -589,7 +589,6 @@ def test_prometheusrule_structure() -> None:
         "PSMDBBackupNeverSucceeded",
         "PSMDBBackupFailed",
         "PSMDBRestoreFailed",
-        "PSMDBBackupMissedSlots",
         "PSMDBBackupScheduleInvalid",
         "PSMDBWebhookDenialsSpiking",
         "PSMDBWebhookCertificateExpiring",

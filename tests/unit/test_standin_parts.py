@@ -311,3 +311,34 @@ def test_retention_finds_a_tasks_backups_by_the_ancestor_label_and_deletes_the_o
     add("newest", "2026-01-01T00:00:03Z", "daily")
     asyncio.run(cron.retention(c, c["spec"]["backup"]["tasks"]))
     assert deleted == ["old"]
+
+
+def test_on_start_the_cron_runs_the_latest_missed_slot_once_unless_it_loses_slots_like_the_operator() -> None:
+    from tools.operator_standin.faults import LOSE_SLOTS
+    from tools.operator_standin.runtime import Settings
+
+    c = cluster({"s3": S3}, tasks=[task(schedule="0 * * * *")])
+    last = {
+        "metadata": {
+            "namespace": "ns",
+            "name": "cron-c1-old",
+            "creationTimestamp": (NOW - timedelta(hours=3, minutes=6)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "labels": backup_labels(c, "daily"),
+        },
+        "spec": {"clusterName": "c1"},
+    }
+    fixed = TaskCron(cron_ctx())
+    fixed.ctx.backups[("ns", "cron-c1-old")] = last
+    fixed.cluster_changed(c)
+    # NOW is 05:06:07: the slots 03:00, 04:00 and 05:00 passed while it was down; only 05:00 runs, once
+    assert fixed.jobs[("ns", "c1", "daily")].next == NOW.replace(minute=0, second=0)
+    faulty_ctx = cron_ctx()
+    faulty_ctx.settings = Settings(faults=frozenset({LOSE_SLOTS}))
+    faulty = TaskCron(faulty_ctx)
+    faulty.ctx.backups[("ns", "cron-c1-old")] = last
+    faulty.cluster_changed(c)
+    assert faulty.jobs[("ns", "c1", "daily")].next == NOW.replace(hour=6, minute=0, second=0)
+    # a task without Backups has no slot to catch up; a schedule change later is not a restart
+    fresh = TaskCron(cron_ctx())
+    fresh.cluster_changed(c)
+    assert fresh.jobs[("ns", "c1", "daily")].next == NOW.replace(hour=6, minute=0, second=0)

@@ -248,3 +248,16 @@ def test_pbm_reads_feed_a_canceled_backup_left_running_and_run_only_reads() -> N
     assert {(a[0], a[1]) for a in execer.argv} == {(PodRef(NS, "c1-cfg0-0"), "backup-agent")}
     samples = [s for s in dog.slo._collector._samples if s.metric.startswith("psmdb_backup_pitr_latest")]
     assert [s.value for s in samples] == [float(pitr_end)]
+
+
+def test_pbm_is_read_only_where_it_can_change_a_finding_or_a_gauge() -> None:
+    execer = FakeExec({"status": {"backups": {"snapshot": []}, "running": {}}})
+    views = PbmViews(execer, {})
+    dog, _ = make(pbm=views)
+    views.clusters = dog.ctx.clusters
+    put(dog, cluster(), backup("b0", "ready", created=NOW - timedelta(hours=1), completed=stamp(NOW)))
+    asyncio.run(dog.run_pass())
+    assert execer.argv == []  # nothing running, no PITR: no exec
+    put(dog, backup("b1", "running", created=NOW - timedelta(minutes=5), pbmName="2026-03-01T11:55:00Z"))
+    asyncio.run(dog.run_pass())
+    assert [a[2][1] for a in execer.argv] == ["status", "describe-backup"]  # not listed by status: asked by name

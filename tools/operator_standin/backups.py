@@ -9,8 +9,10 @@ Crash safety: `requested` is written (with `lastTransition`) *before* `pbm backu
 there is none; the per-cluster lock guarantees that such a backup is ours.
 
 This is the operator stand-in's (tools/operator_standin): where the operator has known faults (facts §6, design.md
-"Controller conventions"), this one does not have them yet: a running backup never goes back to `waiting` and never
-gets a second PBM backup; PBM `canceled` is an error; the release-lock finalizer keeps other finalizers.
+"Controller conventions"), this one does not have them unless asked (`--fault`, faults.py): a running backup never
+goes back to `waiting` and never gets a second PBM backup (RESTORE_RESETS); PBM `canceled` is an error
+(CANCELED_RUNNING); a deleted Backup releases its lock (LEAVE_LEASE). The release-lock finalizer keeps other
+finalizers.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from webhook.policy.common import storage_block, text
 from webhook.times import parse_rfc3339
 
 from . import clusters, pbmconfig
+from .faults import CANCELED_RUNNING, LEAVE_LEASE, RESTORE_RESETS
 from .runtime import StateMachine, cluster_ref, rfc3339
 
 log = logging.getLogger(__name__)
@@ -107,12 +110,13 @@ class BackupReconciler(StateMachine):
             lock_name(cluster["metadata"]["name"]),
             holder_of(obj),
             ctx.settings.lock_duration,
-            ctx.holder_finished,
+            ctx.may_steal,
         )
         if isinstance(held, Held):
             await self._wait(obj, state, f"another backup or restore holds the cluster's lock ({held.holder})")
             return ctx.settings.poll_interval
-        obj = await ctx.add_finalizer(obj, FINALIZER_LOCK)
+        if LEAVE_LEASE not in ctx.settings.faults:
+            obj = await ctx.add_finalizer(obj, FINALIZER_LOCK)
         storage_name = spec.get("storageName") or ""
         storage = pbmconfig.storages(cluster).get(storage_name)
         if storage is None:
@@ -148,11 +152,16 @@ class BackupReconciler(StateMachine):
             await self._set(obj, "waiting", "BackupWaiting", why)
 
     def _restore_running(self, cluster: Mapping[str, Any]) -> bool:
+        """A Restore of the cluster runs. With RESTORE_RESETS as the operator's HasActiveJobs: any Restore not ready,
+        error or waiting, a new one included."""
         ns, name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]
+        active = (
+            ("", "requested", "running") if RESTORE_RESETS in self.ctx.settings.faults else ("requested", "running")
+        )
         return any(
             r["metadata"]["namespace"] == ns
             and (r.get("spec") or {}).get("clusterName") == name
-            and (r.get("status") or {}).get("state") in ("requested", "running")
+            and (r.get("status") or {}).get("state", "") in active
             for r in self.ctx.restores.values()
         )
 
@@ -219,12 +228,15 @@ class BackupReconciler(StateMachine):
         if cluster is None:
             await self._fail(obj, "cluster not found", None)
             return None
+        if RESTORE_RESETS in ctx.settings.faults and self._restore_running(cluster):
+            await self._set(obj, "waiting", "BackupWaiting", "a restore of the cluster is active")
+            return ctx.settings.poll_interval
         held = await ctx.leases.acquire(
             meta["namespace"],
             lock_name(cluster["metadata"]["name"]),
             holder_of(obj),
             ctx.settings.lock_duration,
-            ctx.holder_finished,
+            ctx.may_steal,
         )
         if isinstance(held, Held):  # someone took our expired lock: this backup's PBM operation may still run
             self._log(
@@ -259,7 +271,7 @@ class BackupReconciler(StateMachine):
                 message = "incremental base backup not found"
             await self._fail(obj, message, cluster)
             return None
-        if info.status == "canceled":
+        if info.status == "canceled" and CANCELED_RUNNING not in ctx.settings.faults:
             await self._fail(obj, "the backup was canceled in PBM", cluster)
             return None
         if info.status == "done":

@@ -100,7 +100,11 @@ async def main(opts: Options, settings: Settings, pbm_timeout: float = 60.0) -> 
     ctx.driver = CliDriver(execer, pod_resolver(ctx), timeout=pbm_timeout)
     controller = Controller(opts, ctx)
     Operator(controller, ctx)
-    log.info("operator stand-in started: namespaces %s", opts.namespaces or "all")
+    log.info(
+        "operator stand-in started: namespaces %s, operator faults %s",
+        opts.namespaces or "all",
+        sorted(settings.faults) or "none",
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -177,7 +177,7 @@ class RestoreReconciler(StateMachine):
             lock_name(cluster["metadata"]["name"]),
             holder_of(obj),
             ctx.settings.lock_duration,
-            ctx.holder_finished,
+            ctx.may_steal,
         )
         if isinstance(held, Held):
             if state != "waiting":
@@ -284,7 +284,7 @@ class RestoreReconciler(StateMachine):
             lock_name(cluster["metadata"]["name"]),
             holder_of(obj),
             ctx.settings.lock_duration,
-            ctx.holder_finished,
+            ctx.may_steal,
         )
         if not status.get("pbmName"):
             return await self._start(obj, cluster)

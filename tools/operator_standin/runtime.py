@@ -23,6 +23,7 @@ from webhook.policy.common import storage_block
 from webhook.policy.live import Enforcement, LookupFailure, decide, evaluate
 from webhook.policy.lookup import MISSING, Found, LookupResult, Ref
 
+from .faults import LEAVE_LEASE
 from .metrics import Metrics
 from .pbm import PBMDriver
 
@@ -35,6 +36,7 @@ class Settings:
     lock_duration: int = 300  # seconds a per-cluster operation lock lives without renewal
     default_starting_deadline: int = 120  # seconds (facts §6.5)
     config_retry: float = 30.0  # seconds between attempts to apply a PBM config that failed
+    faults: frozenset[str] = frozenset()  # the operator faults reproduced (faults.py)
 
 
 class StoreLookup:
@@ -113,6 +115,11 @@ class Ctx(runtime.Ctx):
             {"metadata": {"finalizers": have + [finalizer], "resourceVersion": meta["resourceVersion"]}},
         )
         return self.remember(updated, obj["kind"])
+
+    def may_steal(self, holder: str) -> bool:
+        """Whether a lock held by `holder` may be taken over: when its holder is finished or gone, unless the
+        LEAVE_LEASE fault makes the stand-in never steal, as the operator (facts §6.4 step 5)."""
+        return LEAVE_LEASE not in self.settings.faults and self.holder_finished(holder)
 
     def holder_finished(self, holder: str) -> bool:
         """Whether the Backup or Restore holding a cluster lock (`<name>-<uid>`) is gone or finished, so the lock

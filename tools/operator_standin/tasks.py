@@ -5,9 +5,11 @@
   and cluster it captured (so a change of type, compression or deleteFromStorage alone is not picked up); entries of
   tasks that are gone or disabled are dropped; a schedule that does not parse drops the entry and is a cluster error;
 * a cluster whose `backup.enabled` turns false is not looked at, so its entries keep firing (the operator's quirk);
-* an entry fires at each slot while this process runs (no catch-up after a restart: slots missed while it was down
-  are lost) and creates a Backup named by `generateName: cron-<cluster[:16]>-<YYYYMMDDhhmmss>-` (the API server adds
+* an entry fires at each slot while this process runs and creates a Backup named by `generateName: cron-<cluster[:16]>-<YYYYMMDDhhmmss>-` (the API server adds
   5 random characters), with the operator's labels and the delete finalizer unless `deleteFromStorage: false`;
+* after a restart the operator's cron has lost the slots that passed while it was down; the stand-in runs the latest
+  of them once when it first sees the task (an entry with Backups of its own), unless `--fault lose-slots-on-restart`
+  makes it lose them as the operator does (faults.py);
 * retention, on every cluster reconcile: per task, the oldest `ready` Backups labelled with the task as ancestor go
   until `count` ready ones are left; `incremental` tasks and a count <= 0 delete nothing.
 """
@@ -29,6 +31,7 @@ from webhook.versions import Version
 from . import clusters
 from .backups import FINALIZER_DELETE
 from .backups import KIND as BACKUP_KIND
+from .faults import LOSE_SLOTS
 from .runtime import Ctx, rfc3339
 
 log = logging.getLogger(__name__)
@@ -108,10 +111,24 @@ def retention_victims(backups: Sequence[Mapping[str, Any]], *, count: int, task_
     return ready[: len(ready) - count]
 
 
+def ancestor_of(backup: Mapping[str, Any]) -> str:
+    labels = (backup.get("metadata") or {}).get("labels") or {}
+    return str(labels.get("percona.com/backup-ancestor") or labels.get("ancestor") or "")
+
+
+def _created(backup: Mapping[str, Any]) -> datetime | None:
+    text = str((backup.get("metadata") or {}).get("creationTimestamp") or "")
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
 class TaskCron:
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.jobs: dict[JobKey, Job] = {}
+        self.started: set[JobKey] = set()  # entries this process has added at least once
         self._wake = asyncio.Event()
         # Backup names by (namespace, percona.com/cluster, percona.com/backup-ancestor): the operator's label query
         self.by_ancestor: dict[JobKey, set[str]] = {}
@@ -150,8 +167,12 @@ class TaskCron:
                     schedule = cron.parse(text)
                 except cron.CronError as e:
                     return current, f"can't parse cronjob schedule for backup {task_name} with schedule {text}: {e}"
+                now = self.ctx.clock()
+                first = key not in self.started
+                self.started.add(key)
+                missed = self.latest_missed(key, schedule, now) if first else None
                 self.jobs[key] = Job(
-                    key, text, storage, schedule, copy.deepcopy(task), cluster, schedule.next(self.ctx.clock())
+                    key, text, storage, schedule, copy.deepcopy(task), cluster, missed or schedule.next(now)
                 )
                 self._wake.set()
             current.append(task)
@@ -160,6 +181,28 @@ class TaskCron:
             log.info("deleting outdated backup job %s of %s/%s", key[2], ns, name)
             del self.jobs[key]
         return current, None
+
+    def latest_missed(self, key: JobKey, schedule: cron.Schedule, now: datetime) -> datetime | None:
+        """The latest slot after the task's newest Backup that has passed (None: none, or the operator's fault)."""
+        if LOSE_SLOTS in self.ctx.settings.faults:
+            return None
+        ns, cluster, task = key
+        created = [
+            t
+            for (bns, _), b in self.ctx.backups.items()
+            if bns == ns
+            and (b.get("spec") or {}).get("clusterName") == cluster
+            and ancestor_of(b) == task
+            and (t := _created(b)) is not None
+        ]
+        if not created:
+            return None
+        latest, t = None, schedule.next(max(created))
+        for _ in range(100_000):  # bounded: `@every 1s` over a long downtime
+            if t is None or t > now:
+                break
+            latest, t = t, schedule.next(t)
+        return latest
 
     async def retention(self, cluster: Mapping[str, Any], tasks: list[Mapping[str, Any]]) -> None:
         ns, name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]

@@ -86,6 +86,12 @@ class SeenSince:
         self.known = {k: v for k, v in self.known.items() if k[:2] in keep}
 
 
+def needs_pbm(cluster: Mapping[str, Any], backups: Iterable[Mapping[str, Any]]) -> bool:
+    """Exec only where PBM can change a finding or a gauge: a Backup PBM runs, or PITR's window."""
+    pitr = ((cluster.get("spec") or {}).get("backup") or {}).get("pitr") or {}
+    return pitr.get("enabled") is True or any(wd.state_of(b) in ("requested", "running") for b in backups)
+
+
 class PbmViews:
     """`--pbm-reads`: what read-only PBM says about each cluster, read in its first pod's backup-agent container
     (pbmread.PBMReader refuses anything but reads). A cluster whose PBM cannot be read is left out (logged): its
@@ -125,6 +131,8 @@ class PbmViews:
         async def one(c: dict[str, Any]) -> tuple[tuple[str, str], wd.PbmView | None]:
             key = (c["metadata"]["namespace"], c["metadata"]["name"])
             mine = [b for b in listed if wd.belongs(b, *key)]
+            if not needs_pbm(c, mine):
+                return key, None
             async with self.parallel:
                 try:
                     return key, await self.view(c, mine)
@@ -301,5 +309,14 @@ def register(controller: Controller) -> None:
     )
     views = None
     if settings.pbm_reads:
-        views = PbmViews(KubeExec.from_configuration(controller.ctx.kube.api.configuration), controller.ctx.clusters)
+        execer = KubeExec.from_configuration(controller.ctx.kube.api.configuration)
+        views = PbmViews(execer, controller.ctx.clusters)
+
+        async def close_on_stop() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await execer.close()
+
+        controller.background(close_on_stop)
     Watchdog(controller, settings, views)
