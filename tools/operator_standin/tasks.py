@@ -26,6 +26,7 @@ from typing import Any
 
 from webhook import cron
 from webhook.controller.kubeapi import API_VERSION, KubeError, psmdb_path
+from webhook.times import parse_rfc3339
 from webhook.versions import Version
 
 from . import clusters
@@ -117,11 +118,7 @@ def ancestor_of(backup: Mapping[str, Any]) -> str:
 
 
 def _created(backup: Mapping[str, Any]) -> datetime | None:
-    text = str((backup.get("metadata") or {}).get("creationTimestamp") or "")
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-    except ValueError:
-        return None
+    return parse_rfc3339((backup.get("metadata") or {}).get("creationTimestamp"))
 
 
 class TaskCron:
