@@ -29,7 +29,7 @@ schemas/*.json (JSON Schema draft 2020-12) are the single source of truth for st
 
 Only one version per kind (served, storage) is generated: ``v1`` for the Percona kinds, ``v1alpha1`` for the schedule
 kind (group ``psmdb-backup-webhook.io``). The operator's cluster CRD also serves the deprecated versions
-``v1-10-0``, ``v1-11-0`` and ``v1-12-0`` (facts, "Sources"); nothing in this project reads or writes
+``v1-10-0``, ``v1-11-0`` and ``v1-12-0`` (OP v1.23.0@b15af500 deploy/crd.yaml); nothing in this project reads or writes
 them, so the CRDs here, meant for tests and demos, leave them out. Against the operator's own CRDs the webhook still
 sees such requests as v1 thanks to ``matchPolicy: Equivalent``.
 
@@ -124,7 +124,7 @@ class Crd:
         return OUT_DIR / f"{self.group}_{self.plural}.yaml"
 
 
-# Printer columns as the operator declares them (kubebuilder markers; facts §6.1 for the Backup).
+# Printer columns as the operator declares them (kubebuilder markers; OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:13-31 for the Backup).
 CRDS = (
     Crd(
         "perconaservermongodb.json",

@@ -1,7 +1,8 @@
 """The PBM ``backup-agent`` sidecar, rendered exactly as the Percona Operator for MongoDB renders it.
 
 Pure: stdlib only, no file, network or Kubernetes client. The model is operator 1.23.0 (commit b15af50), which
-renders every crVersion from 1.20.0 to 1.23.x behind version gates. Source of truth: facts §8 and the operator's
+renders every crVersion from 1.20.0 to 1.23.x behind version gates. Source of truth: OP v1.23.0@b15af500 pkg/psmdb/statefulset.go:546-693
+(backupAgentContainer) and the operator's
 ``backupAgentContainer`` / ``StatefulSpec`` (pkg/psmdb/statefulset.go). The output is what the operator's Go structs
 serialise to: fields the operator leaves empty are absent (``readOnly: false`` is dropped, ``resources: {}`` and
 ``optional: false`` are kept), so a rendered container compares equal to the one in an operator-made pod.
@@ -20,7 +21,8 @@ Choices where the operator gives no answer:
 * A sidecar whose mounts name a volume the pod lacks (``mongod-data``, a ``backup.volumeMounts`` entry) would make
   the API server reject the pod, so such pods are left alone.
 * Pods being prepared for a physical/snapshot restore (init container ``pbm-init`` or volume ``pbm-config``) must run
-  without the sidecar: the operator removes it on purpose (facts §7.4).
+  without the sidecar: the operator removes it on purpose
+  (OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/physical.go:45-332).
 """
 
 from __future__ import annotations
@@ -285,7 +287,7 @@ def render_container(
     config_loader: ConfigLoader | None = None,
     openshift: bool = False,
 ) -> dict[str, Any]:
-    """The ``backup-agent`` container the operator puts into this pod (facts §8.2-8.4).
+    """The ``backup-agent`` container the operator puts into this pod (OP v1.23.0@b15af500 pkg/psmdb/statefulset.go:546-747).
 
     ``ssl_secret_keys``: data keys of the SSL Secret (its ``data`` dict works too); None (unknown) counts as
     missing, so the URI gets no TLS options.

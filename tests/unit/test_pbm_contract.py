@@ -2,8 +2,9 @@
 (tools/pbm_sim/bin/pbm) run as a local subprocess, writing into a moto S3 server on 127.0.0.1; and the drivers parsing it
 (webhook/controller/pbmread.py reads, tools/operator_standin/pbm.py writes).
 
-The pinned JSON shapes come from PBM 2.15.0's Go structs (PBM:cmd/pbm/*.go at 6f9fc3bf; shared reference
-psmdb-backup-facts.md §10.3 and errata 20-22): REQUIRED keys must be there, OPTIONAL ones (Go `omitempty`) may be.
+The pinned JSON shapes come from PBM 2.15.0's Go structs (PBM v2.15.0@6f9fc3bf cmd/pbm/backup.go:383-427,
+restore.go:720-746, list.go:35-45,199-207, status.go): REQUIRED keys must be there, OPTIONAL ones (Go `omitempty`)
+may be.
 """
 
 from __future__ import annotations

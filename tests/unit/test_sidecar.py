@@ -1,8 +1,8 @@
-"""The backup-agent sidecar and its JSON Patch (webhook/sidecar.py, facts §8).
+"""The backup-agent sidecar and its JSON Patch (webhook/sidecar.py; OP v1.23.0@b15af500 pkg/psmdb/statefulset.go:546-747).
 
 Golden files: tests/data/sidecar/<case>.json hold the container the operator renders for each case in GOLDEN below.
-They are the specification in test form, reviewed line by line against facts §8 (env order, URI, mounts, gates), not
-a snapshot of what the code prints. The default run only compares. To rewrite them after a deliberate change:
+They are the specification in test form, reviewed line by line against the operator's backupAgentContainer (env
+order, URI, mounts, gates), not a snapshot of what the code prints. The default run only compares. To rewrite them after a deliberate change:
 
     UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_sidecar.py -k golden
 
@@ -208,7 +208,9 @@ def test_golden_container(case: str) -> None:
     if UPDATE:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(got, indent=2) + "\n")
-    assert path.exists(), f"missing golden file {path}; run with UPDATE_GOLDEN=1 and review it against facts §8"
+    assert path.exists(), (
+        f"missing golden file {path}; run with UPDATE_GOLDEN=1 and review it against the operator's pkg/psmdb/statefulset.go"
+    )
     assert got == json.loads(path.read_text())
 
 

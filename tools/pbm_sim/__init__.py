@@ -11,7 +11,7 @@ How it runs
     needed because the simulator writes real objects with boto3 (s3, minio) or azure-storage-blob (azure); both
     are imported only when a storage of that type is touched.
 
-What it follows exactly (PBM:cmd/pbm/*.go at 6f9fc3bf; shared reference psmdb-backup-facts.md §10, errata 20-22)
+What it follows exactly (PBM v2.15.0@6f9fc3bf cmd/pbm/*.go: main.go, backup.go:64-74,383-427, restore.go:227-263,720-746, list.go:35-45)
     * commands: backup, backup-finish, cancel-backup, describe-backup, describe-restore, list [--restore],
       restore, delete-backup, config (--file/--set/--list/KEY/--force-resync), profile list/show/add/remove/sync,
       status [-s SECTION], version; cobra-style flags (`--f v`, `--f=v`, `-o json`, flags anywhere).

@@ -1,4 +1,5 @@
-"""Rules on PerconaServerMongoDBBackup (facts §6, §14.3)."""
+"""Rules on PerconaServerMongoDBBackup (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:125-141
+CheckFields; OP v1.23.0@b15af500 pkg/controller/perconaservermongodbbackup/psmdb_backup_controller.go:109-316)."""
 
 from __future__ import annotations
 

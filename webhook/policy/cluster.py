@@ -1,4 +1,6 @@
-"""Cluster-wide backup rules of a PerconaServerMongoDB: crVersion, PITR and spec.backup settings (facts §1, §5)."""
+"""Cluster-wide backup rules of a PerconaServerMongoDB: crVersion, PITR and spec.backup settings
+(OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1456-1483 BackupSpec, psmdb_defaults.go:569-663 CheckNSetDefaults;
+OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/pbm.go:273-565 reconcilePiTRConfig)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def storages(spec: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def main_storage(spec: Mapping[str, Any]) -> tuple[str | None, str]:
-    """The operator's `MainStorage()` of a cluster spec (facts §3): the only storage, else the one with main: true.
+    """The operator's `MainStorage()` of a cluster spec (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1495-1513): the only storage, else the one with main: true.
     (name, "") or (None, why there is none)."""
     defined = storages(spec)
     if len(defined) == 1:

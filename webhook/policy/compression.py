@@ -1,4 +1,6 @@
-"""Compression settings of tasks, PITR and Backup CRs (facts §0 rows 10 and 13, §4.1, §5.1)."""
+"""Compression settings of tasks, PITR and Backup CRs (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1221-1270,1421-1427;
+PITR compression checked by the PBM library inside the operator, PBM@d3436ef pbm/config/config.go:591-594; backups
+with an unknown type are written uncompressed, PBM v2.15.0@6f9fc3bf pbm/compress/compress.go:143-147)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ PLURALS = {
 SNAPSHOT_CLASS = "VolumeSnapshotClass"  # snapshot.storage.k8s.io/v1
 CLUSTER_SCOPED = frozenset({"Namespace", SNAPSHOT_CLASS})
 
-# The cluster CRD still serves a few deprecated versions beside v1 (facts, "Sources").
+# The cluster CRD still serves a few deprecated versions beside v1 (OP v1.23.0@b15af500 deploy/crd.yaml,
+# config/crd/patches/deprecated-1.*.json).
 SERVED_API_VERSIONS = {
     CLUSTER: {f"{GROUP}/v1", f"{GROUP}/v1-10-0", f"{GROUP}/v1-11-0", f"{GROUP}/v1-12-0"},
     BACKUP: {f"{GROUP}/v1"},

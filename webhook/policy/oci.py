@@ -1,6 +1,6 @@
 """OCI Object Storage (`type: oci`, operator 1.23.0 K8SPSMDB-1644, PBM 2.15.0): the cluster storage and a Restore's
 backupSource.oci share one check of the block. Fields: k8spsmdb-docs docs/operator.md `backup.storages.STORAGE-NAME.oci.*`
-and docs/backups-storage-oci.md; limits: PBM pbm/storage/oci/config.go (facts §2.7)."""
+and docs/backups-storage-oci.md; limits: PBM v2.15.0@6f9fc3bf pbm/storage/oci/config.go:141-161."""
 
 from __future__ import annotations
 

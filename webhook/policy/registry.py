@@ -156,7 +156,7 @@ def rule(
     checked_against: str = OPERATOR_MAIN,
 ) -> Callable[[CheckFn], CheckFn]:
     """Register a rule. `needs_backup_enabled`: the operator only enforces it while spec.backup.enabled is true,
-    so with backups disabled an error becomes a warning (facts §0, row 6). `retried_by_operator`: the rule is about
+    so with backups disabled an error becomes a warning (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_defaults.go:569,623-638). `retried_by_operator`: the rule is about
     a referenced object the operator keeps retrying until it appears (a Secret applied after the cluster, as GitOps
     tools do), so admission warns instead of denying. `checked_against`: the operator source the rule was traced to."""
 

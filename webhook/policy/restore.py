@@ -1,4 +1,5 @@
-"""Rules on PerconaServerMongoDBRestore (facts §7, §14.4, errata rows 17-19)."""
+"""Rules on PerconaServerMongoDBRestore (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:144-198
+CheckFields; OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/psmdb_restore_controller.go:100-302 and validate.go)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from .registry import Context, Example, Violation, rule
 SPEC = ("spec",)
 SOURCE = SPEC + ("backupSource",)
 PITR_LAYOUT = "%Y-%m-%d %H:%M:%S"  # Go layout 2006-01-02 15:04:05, UTC
-# The order in which the operator picks a storage block when several are given (facts §7.1).
+# The order in which the operator picks a storage block when several are given
+# (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbrestore_types.go:16-34,239-252).
 SOURCE_BLOCK_ORDER = ("azure", "s3", "minio", "gcs", "filesystem", "oss", "oci")  # oci: 1.23.0, order unverified
 RESTORE_TYPES = ("logical", "physical", "incremental", "incremental-base", "external")
 

@@ -1,4 +1,5 @@
-"""Rules on spec.backup.storages of a PerconaServerMongoDB (facts §2, §3, §14.1)."""
+"""Rules on spec.backup.storages of a PerconaServerMongoDB (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1296-1405
+storage specs, psmdb_defaults.go:623-638 main storage; OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:400-476 the PBM storage config)."""
 
 from __future__ import annotations
 
@@ -610,7 +611,7 @@ def filesystem_not_mounted(ctx: Context) -> Iterable[Violation]:
             )
 
 
-# Secret keys per storage type (facts §2.8); keys whose absence breaks the storage for sure.
+# Secret keys per storage type (OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:47-59); keys whose absence breaks the storage for sure.
 _SECRET_KEYS = {
     "s3": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
     "minio": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),

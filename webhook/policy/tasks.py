@@ -1,4 +1,5 @@
-"""Rules on spec.backup.tasks[] of a PerconaServerMongoDB (facts §4, §14.2, errata rows 12-14)."""
+"""Rules on spec.backup.tasks[] of a PerconaServerMongoDB (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1221-1270
+BackupTaskSpec; OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:33-208 reconcileBackupTasks)."""
 
 from __future__ import annotations
 
@@ -296,7 +297,8 @@ def incremental_retention(ctx: Context) -> Iterable[Violation]:
             )
 
 
-# What the operator's cron closure captures (facts §0 row 14): edits to these wait for a schedule/storage change.
+# What the operator's cron closure captures (OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:110-118,186-207):
+# edits to these wait for a schedule/storage change.
 _CAPTURED = ("type", "compressionType", "compressionLevel", "volumeSnapshotClass")
 
 
