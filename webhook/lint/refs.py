@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -68,23 +68,43 @@ class Fact:
 
     @property
     def obj(self) -> dict[str, Any]:
-        return orjson.loads(self.blob) if isinstance(self.blob, bytes) else self.blob
+        return expand(self.blob)
 
     @staticmethod
     def of(seq: int, doc: Document) -> Fact | None:
         ref = _ref_of(doc.data) if isinstance(doc.data, dict) else None
         if ref is None:
             return None
-        answer = _answer(doc.data)
-        try:
-            # orjson's bytes keep the capacity it grew to (measured: 4x the length); a copy keeps just the length
-            blob: bytes | dict[str, Any] = bytes(memoryview(orjson.dumps(answer)))
-        except TypeError:  # integers beyond 64 bits
-            blob = json.loads(json.dumps(answer))
-        return Fact(seq, ref, doc.file, os.path.dirname(doc.file), blob)
+        answer = compact(_answer(doc.data))
+        if not isinstance(answer, bytes):
+            answer = json.loads(json.dumps(answer))  # a copy: the document's values are not kept
+        return Fact(seq, ref, doc.file, os.path.dirname(doc.file), answer)
 
 
 Query = tuple[Any, ...]
+
+
+class Checked(Protocol):
+    """What a check reads of a document: its values and its file (a `Document`, or its values kept for later)."""
+
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def data(self) -> Any: ...
+
+
+def compact(value: Any) -> bytes | Any:
+    """`value` as compact JSON bytes (the value itself when JSON cannot carry it: integers beyond 64 bits)."""
+    try:
+        # orjson's bytes keep the capacity it grew to (measured: 4x the length); a copy keeps just the length
+        return bytes(memoryview(orjson.dumps(value)))
+    except TypeError:
+        return value
+
+
+def expand(blob: bytes | Any) -> Any:
+    return orjson.loads(blob) if isinstance(blob, bytes) else blob
 
 
 class RunIndex:
@@ -179,7 +199,7 @@ class _ChoiceLookup:
 
 
 def _run(
-    doc: Document,
+    doc: Checked,
     probe: _Probe,
     chosen: dict[Ref, Fact],
     disabled: frozenset[str],
@@ -196,7 +216,7 @@ def _key(f: Finding) -> tuple:
     return (f.code, f.path, f.severity)
 
 
-def check_in_run(doc: Document, seq: int, index: RunIndex, disabled: frozenset[str]) -> tuple[list[Finding], Asked]:
+def check_in_run(doc: Checked, seq: int, index: RunIndex, disabled: frozenset[str]) -> tuple[list[Finding], Asked]:
     """structure + rule findings of `doc` (document `seq` of the run), references resolved as the module docstring
     says against the objects indexed so far, and what the check asked the index."""
     probe = _Probe(index, Asked(seq, doc.file))
@@ -225,7 +245,7 @@ def check_in_run(doc: Document, seq: int, index: RunIndex, disabled: frozenset[s
     return findings, probe.asked
 
 
-def _other_namespace(doc: Document, probe: _Probe, disabled: frozenset[str]) -> list[Finding]:
+def _other_namespace(doc: Checked, probe: _Probe, disabled: frozenset[str]) -> list[Finding]:
     """A Restore whose Backup is in the run only under another namespace: the operator reads the Backup from the
     Restore's own namespace, so this is a namespace mix-up."""
     ref = _ref_of(doc.data)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..findings import Finding, Severity
+from ..findings import Path as JsonPath
 from ..policy.common import mapping
 from ..policy.kinds import is_psmdb_object
 from ..policy.nulls import prune_object
@@ -29,7 +30,7 @@ from .loader import (
     position,
     read_source,
 )
-from .refs import Asked, Fact, RunIndex, check_in_run
+from .refs import Asked, Checked, Fact, RunIndex, check_in_run, compact, expand
 from .report import LintReport, LocatedFinding
 
 
@@ -81,7 +82,19 @@ class _Checked:
     item: int | None  # its position in a List's items
     start: int  # its findings in LintRun._findings
     count: int
+    data: Any  # its values (compact JSON): checked again without parsing ...
+    where: dict[JsonPath, tuple[int, int]]  # ... its findings placed where the first check placed their paths
     fresh: list[LocatedFinding] | None = None  # its findings when checked again
+
+
+def _positions(doc: Document, found: list[Finding]) -> dict[JsonPath, tuple[int, int]]:
+    return {f.path: position(doc.node, f.path, doc.line_offset) for f in found}
+
+
+@dataclass(frozen=True)
+class _Kept:
+    file: str
+    data: Any
 
 
 @dataclass
@@ -161,22 +174,35 @@ class LintRun:
             self.report.skipped += 1
             return
         self.report.checked += 1
-        placed, asked = self._check(doc, seq)
+        found, asked = check_in_run(doc, seq, self._index, self.disabled)
+        where = _positions(doc, found)
+        placed = self._place(doc, found, where)
         if asked.answers:
-            self._dependent.append(_Checked(asked, doc.index, item, len(self._findings), len(placed)))
+            checked = _Checked(asked, doc.index, item, len(self._findings), len(placed), compact(doc.data), where)
+            self._dependent.append(checked)
         self._findings.extend(placed)
 
-    def _check(self, doc: Document, seq: int) -> tuple[list[LocatedFinding], Asked]:
-        found, asked = check_in_run(doc, seq, self._index, self.disabled)
+    @staticmethod
+    def _place(doc: Checked, found: list[Finding], where: dict[JsonPath, tuple[int, int]]) -> list[LocatedFinding]:
         ref = object_ref(doc.data)
-        placed = [LocatedFinding(f, doc.file, *position(doc.node, f.path, doc.line_offset), ref) for f in found]
-        return sorted(placed, key=lambda f: (f.line, f.column, f.code)), asked
+        placed = [LocatedFinding(f, doc.file, *where[f.path], ref) for f in found]
+        return sorted(placed, key=lambda f: (f.line, f.column, f.code))
+
+    def _check_again(self, c: _Checked) -> bool:
+        """Check a stale document from its kept values; False when a finding's path needs its node tree."""
+        doc = _Kept(c.asked.file, expand(c.data))
+        found, _ = check_in_run(doc, c.asked.seq, self._index, self.disabled)
+        if any(f.path not in c.where for f in found):
+            return False
+        c.fresh = self._place(doc, found, c.where)
+        return True
 
     def _finish(self) -> None:
         """Check again the documents whose references an object read after them resolves differently (a Backup
         read before its cluster), as if every object had been read first; then report the documents' findings."""
         stale = [c for c in self._dependent if not c.asked.still_hold(self._index)]
-        for file, group in itertools.groupby(stale, key=lambda c: c.asked.file):
+        unplaced = [c for c in stale if not self._check_again(c)]
+        for file, group in itertools.groupby(unplaced, key=lambda c: c.asked.file):
             wanted = {(c.index, c.item): c for c in group}
             text = self._texts.get(file) or read_source(file)
             if isinstance(text, LoadError):
@@ -189,7 +215,8 @@ class LintRun:
                     checked = wanted.get((one.index, n if items is not None else None))
                     if checked is not None:
                         prune_object(one.data)
-                        checked.fresh = self._check(one, checked.asked.seq)[0]
+                        found, _ = check_in_run(one, checked.asked.seq, self._index, self.disabled)
+                        checked.fresh = self._place(one, found, _positions(one, found))
         for c in reversed(stale):  # from the end, so the earlier slices keep their offsets
             if c.fresh is not None:
                 self._findings[c.start : c.start + c.count] = c.fresh
