@@ -63,6 +63,9 @@ Environment (set them in the ClusterExec/Exec `envs` under kwok, or in the subpr
                        `backup` (fails after the dump), `restore`, `delete`, `config`, `agents` (status shows
                        agents not ok). Fail points are read when an operation starts.
     PBM_SIM_FAIL_MESSAGE (or the file `<state dir>/fail-message`): the error text of a failure.
+    PBM_SIM_AZURE_ENDPOINT: the account URL of an Azure storage without endpointUrl (default Azure's own,
+                       `https://<account>.blob.core.windows.net`); e.g. Azurite's. S3 storages without endpointUrl
+                       follow boto3's AWS_ENDPOINT_URL_S3 the same way.
     PBM_SIM_COLLECTIONS  namespaces in the simulated dump, default `app.items,app.users`.
     PBM_SIM_MONGODB_VERSION (8.0.12-4), PBM_SIM_FCV (8.0).
     Every invocation appends `{"ts","argv","exit","error"}` to `<state dir>/calls.log`.

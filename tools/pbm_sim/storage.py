@@ -277,7 +277,13 @@ class AzureStorage(Storage):
         self.account = str(conf.get("account") or "")
         self.container = str(conf.get("container") or "").strip("/")
         self.prefix = str(conf.get("prefix") or "").strip("/")
-        self.endpoint = str(conf.get("endpointUrl") or "") or f"https://{self.account}.blob.core.windows.net"
+        # PBM_SIM_AZURE_ENDPOINT stands in for Azure's own endpoint (the demo: Azurite), as AWS_ENDPOINT_URL_S3 does
+        # for S3 through boto3
+        self.endpoint = (
+            str(conf.get("endpointUrl") or "")
+            or os.environ.get("PBM_SIM_AZURE_ENDPOINT", "")
+            or f"https://{self.account}.blob.core.windows.net"
+        )
         self.key = str((conf.get("credentials") or {}).get("key") or "")
         self._cc: ContainerClient | None = None
 
