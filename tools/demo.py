@@ -2,15 +2,16 @@
 
 1. lints the bundled examples (examples/) the way CI would;
 2. builds or reuses a real kube-apiserver + etcd + kwok (+ controller-manager, scheduler), starts `psmdb-backup
-   serve` with a local CA, registers the project's webhook configurations, and starts an S3 endpoint (moto) with a
-   bucket on 127.0.0.1;
-3. applies every example with kubectl, unmodified: shows that the API server accepts each one of examples/good and
-   rejects each one of examples/bad with the webhook's own findings (Backups and Restores as a server-side dry run:
-   accepted, but not run, so that the demo's cluster is not restored over);
+   serve` with a local CA, registers the project's webhook configurations, and starts S3 (moto) and Azure Blob
+   (Azurite) endpoints on 127.0.0.1; the PBM simulator reaches AWS and Azure through them;
+3. applies every example with kubectl, as written: the API server accepts each one of examples/good (Restores as a
+   server-side dry run, so that the demo's cluster is not restored over) and rejects each one of examples/bad with
+   the webhook's findings (asked directly when the API server refuses an object before it calls the webhook);
 4. creates a database pod and shows the backup-agent sidecar the mutating webhook injected;
-5. starts the operator stand-in (tools/operator_standin, playing the stock Percona operator) and gives the cluster a
-   task that runs every 20 seconds: the operator's cron makes the Backup, which runs through PBM in that sidecar
-   (kwok runs the PBM simulator there, its AWS endpoint is the local S3), and its files land in the S3 bucket;
+5. adds a 20-second task to the cluster, turns its tasks into schedules with `psmdb-backup schedules import`, and
+   starts the operator stand-in (tools/operator_standin, playing the stock Percona operator) and `psmdb-backup
+   controller` (the companion): the companion's schedule makes a Backup, the stand-in runs it through PBM in the
+   sidecar (kwok runs the PBM simulator there), and its files land in the S3 bucket;
 6. prints `psmdb-backup status my-cluster`;
 7. keeps everything running, with a KUBECONFIG line to paste, until Ctrl-C; then stops every process it started.
 
@@ -20,11 +21,14 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import yaml
@@ -36,6 +40,7 @@ from tools import devcluster  # noqa: E402
 from tools.ctlcluster import ControllerProcess, StandinProcess  # noqa: E402
 from tools.pbm_sim import SIM_DIR, kwok_exec_docs  # noqa: E402
 from tools.storage_servers import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Moto, start_azurite, start_moto  # noqa: E402
+from webhook.policy import kinds  # noqa: E402
 
 NS = "psmdb"
 BOLD, RED, GREEN, DIM, RESET = (
@@ -64,9 +69,33 @@ def lint() -> int:
     )
 
 
+def psmdb_backup(cluster: devcluster.Cluster, *args: str) -> None:
+    """Run a psmdb-backup command against the demo's cluster, its output shown as a user would see it."""
+    print(f"{DIM}$ psmdb-backup {' '.join(args)}{RESET}", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "webhook.cli", *args, "--kubeconfig", str(cluster.cp.kubeconfig)], cwd=ROOT, check=True
+    )
+
+
+def companion(cluster: devcluster.Cluster, work: Path, *args: str) -> ControllerProcess:
+    """`psmdb-backup controller` with the credentials of the install's controller ServiceAccount."""
+    kubeconfig = cluster.cp.service_account_kubeconfig(
+        devcluster.install_rbac(ROOT / "manifests" / "base" / "controller.yaml"),
+        devcluster.INSTALL_NAMESPACE,
+        "psmdb-backup-controller",
+    )
+    return ControllerProcess(
+        "companion",
+        kubeconfig,
+        work / "companion.log",
+        ["--namespace", NS, "--lease-namespace", NS, *args],
+    ).start()
+
+
 def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto, started: list[ControllerProcess]) -> None:
-    """Step 5: the operator stand-in runs the cluster's 20-second task; wait for the first Backup to be ready in S3.
-    The stand-in is added to `started` (the caller stops it with the cluster)."""
+    """Step 5: a 20-second task joins the example cluster's tasks; `psmdb-backup schedules import` turns them all into
+    schedules and disables the tasks; the operator stand-in and the companion start, and the companion's schedule
+    makes a Backup that the stand-in runs into S3. Started processes go into `started` (the caller stops them)."""
     cluster.kubectl(
         "patch",
         "psmdb",
@@ -103,25 +132,32 @@ def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto, started:
         "-p",
         json.dumps({"status": {"state": "ready", "replsets": {"rs0": {"ready": 3, "status": "ready"}}}}),
     )
-    standin = StandinProcess(
-        "operator-standin",
-        cluster.cp.kubeconfig,
-        work / "operator-standin.log",
-        ["--namespace", NS, "--poll-interval", "1"],
-    ).start()
-    started.append(standin)
-    print("task demo-every-20s (@every 20s, retention 3) added; the operator stand-in plays the operator", flush=True)
+    print("task demo-every-20s (@every 20s, retention 3) added to my-cluster beside the example's three tasks")
+    psmdb_backup(cluster, "schedules", "import", "my-cluster", "-n", NS)
+    started.append(
+        StandinProcess(
+            "operator-standin",
+            cluster.cp.kubeconfig,
+            work / "operator-standin.log",
+            ["--namespace", NS, "--poll-interval", "1"],
+        ).start()
+    )
+    started.append(companion(cluster, work))
+    print(
+        "the operator stand-in plays the operator; psmdb-backup controller (the companion) runs the schedules",
+        flush=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         items = json.loads(
             cluster.kubectl(
-                "get", "psmdb-backup", "-n", NS, "-l", "percona.com/backup-ancestor=demo-every-20s", "-o", "json"
+                "get", "psmdb-backup", "-n", NS, "-l", "psmdb-backup-webhook.io/schedule=demo-every-20s", "-o", "json"
             ).stdout
         )["items"]
         ready = [b for b in items if (b.get("status") or {}).get("state") == "ready"]
         if ready:
             b = ready[0]
-            print(f"the operator stand-in's cron created {b['metadata']['name']} and ran it through PBM:")
+            print(f"the companion's schedule demo-every-20s created {b['metadata']['name']}; the operator ran it:")
             print(cluster.kubectl("get", "psmdb-backup", "-n", NS, b["metadata"]["name"]).stdout)
             prefix = b["status"]["destination"].split("psmdb-backups/", 1)[1]
             keys = [
@@ -132,25 +168,8 @@ def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto, started:
                 print(f"  {k}")
             return
         time.sleep(1)
-    raise RuntimeError(f"no scheduled backup became ready:\n{standin.log_tail()}")
-
-
-def show_status(cluster: devcluster.Cluster) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "webhook.cli",
-            "status",
-            "my-cluster",
-            "-n",
-            NS,
-            "--kubeconfig",
-            str(cluster.cp.kubeconfig),
-        ],
-        cwd=ROOT,
-        check=True,
-    )
+    logs = "\n".join(f"--- {p.name}\n{p.log_tail(30)}" for p in started)
+    raise RuntimeError(f"no scheduled backup became ready:\n{logs}")
 
 
 def docs(path: str) -> list[dict]:
@@ -162,20 +181,53 @@ def docs(path: str) -> list[dict]:
 DRY_RUN_KINDS = ("PerconaServerMongoDBRestore",)
 
 
-def apply(cluster: devcluster.Cluster, path: str, objs: list[dict]) -> list[bool]:
-    """kubectl apply each object; print accepted/rejected with what the API server (the webhook) said."""
+def webhook_answer(cluster: devcluster.Cluster, obj: dict) -> dict:
+    """The validating webhook's own answer for creating `obj`, asked directly with the AdmissionReview the API server
+    would send (for objects the API server refuses before it calls the webhook: a misspelt field, a CRD pattern)."""
+    kind = obj["kind"]
+    group, version = kinds.api_version(kind).split("/")
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": kinds.PLURALS[kind]},
+            "namespace": obj["metadata"]["namespace"],
+            "name": obj["metadata"]["name"],
+            "operation": "CREATE",
+            "userInfo": {"username": "demo"},
+            "object": obj,
+        },
+    }
+    tls = ssl.create_default_context(cafile=str(cluster.webhook.tls_dir / "ca.crt"))
+    conn = http.client.HTTPSConnection("127.0.0.1", cluster.webhook.port, timeout=10, context=tls)
+    conn.request("POST", "/validate", json.dumps(review), {"Content-Type": "application/json"})
+    return json.loads(conn.getresponse().read())["response"]
+
+
+def apply(cluster: devcluster.Cluster, path: str, objs: list[dict]) -> list[tuple[bool, bool]]:
+    """kubectl apply each object; print accepted/rejected with what the API server (the webhook) said. Per object:
+    (accepted, denied by the webhook)."""
     out = []
     for obj in objs:
         ref = f"{obj['kind']} {obj['metadata']['name']}"
         dry = obj["kind"] in DRY_RUN_KINDS
         result = cluster.apply(obj, *(["--dry-run=server"] if dry else []))
-        out.append(result.returncode == 0)
-        if result.returncode == 0:
+        accepted, denied = result.returncode == 0, "denied the request" in result.stderr
+        if accepted:
             print(f"{GREEN}accepted{RESET} {path}: {ref}" + (f" {DIM}(server-side dry run){RESET}" if dry else ""))
         else:
             print(f"{RED}rejected{RESET} {path}: {ref}")
         for line in result.stderr.strip().splitlines():
             print(f"  {line}")
+        if not accepted and not denied and obj["kind"] in kinds.PLURALS:
+            answer = webhook_answer(cluster, obj)
+            denied = not answer["allowed"]
+            print("  the API server refused it before calling the webhook; the webhook's own findings:")
+            for line in (answer.get("status") or {}).get("message", "allowed").splitlines():
+                print(f"    {line}")
+        out.append((accepted, denied))
     return out
 
 
@@ -197,7 +249,7 @@ def secret_values(obj: dict, azurite: Azurite) -> None:
 def apply_examples(cluster: devcluster.Cluster, azurite: Azurite) -> bool:
     """Step 3: every example as written (the Secrets' placeholder values aside); True when every good one was
     accepted and every bad one rejected."""
-    verdicts: dict[str, list[bool]] = {"good": [], "bad": []}
+    verdicts: dict[str, list[tuple[bool, bool]]] = {"good": [], "bad": []}
     for folder in ("good", "bad"):
         for path in example_order(folder):
             objs = docs(path)
@@ -205,11 +257,13 @@ def apply_examples(cluster: devcluster.Cluster, azurite: Azurite) -> bool:
                 if obj["kind"] == "Secret":
                     secret_values(obj, azurite)
             verdicts[folder] += apply(cluster, f"examples/{path}", objs)
-    good, bad = verdicts["good"], verdicts["bad"]
+    good = [accepted for accepted, _ in verdicts["good"]]
+    bad = [not accepted and denied for accepted, denied in verdicts["bad"]]
     print(
-        f"examples/good: {sum(good)} of {len(good)} accepted; examples/bad: {len(bad) - sum(bad)} of {len(bad)} rejected"
+        f"examples/good: {sum(good)} of {len(good)} accepted; examples/bad: {sum(bad)} of {len(bad)} rejected, each "
+        "with the webhook's findings"
     )
-    return all(good) and not any(bad)
+    return all(good) and all(bad)
 
 
 def demo_pod() -> dict:
@@ -291,10 +345,12 @@ def main() -> int:
                 width=120,
             )
         )
-        step("5. the operator stand-in (playing the Percona operator) runs a scheduled backup through PBM into S3")
+        step(
+            "5. the tasks become schedules; the companion's schedule makes a Backup, the operator stand-in runs it into S3"
+        )
         scheduled_backup(cluster, work, s3, controllers)
         step("6. psmdb-backup status my-cluster")
-        show_status(cluster)
+        psmdb_backup(cluster, "status", "my-cluster", "-n", NS)
         if args.no_wait:
             return 0 if lint_rc == 1 and examples_ok else 1
         step("7. the cluster keeps running; try it:")
