@@ -376,3 +376,16 @@ def test_the_krew_plugin_runs_the_same_commands() -> None:
         "json",
     )
     assert parser.prog == "kubectl psmdb-backup"
+
+
+def test_a_task_replaced_by_its_schedule_shows_no_runs_of_its_own() -> None:
+    c = cluster()
+    c["spec"]["backup"]["tasks"][0]["enabled"] = False  # `schedules import` disabled it; schedule nightly took over
+    inputs = status.Inputs(
+        [c], [backup("s-1", "ready", 30, "nightly", completed=ts(25))], schedules=[schedule("nightly", "0 3 * * *")]
+    )
+    rows = {(s["source"], s["name"]): s for s in status.build(inputs, NOW)["clusters"][0]["schedules"]}
+    assert rows[("schedule", "nightly")]["lastSuccess"]["backup"] == "s-1"
+    assert rows[("task", "nightly")]["lastRun"] is None and rows[("task", "nightly")]["lastSuccess"] is None
+    text = status.render_text(status.build(inputs, NOW))
+    assert "30m ago s-1 [ready]" in text and "25m ago s-1" in text

@@ -36,6 +36,7 @@ class FakeKube:
         self.writes: list[str] = []
         self.fail_patch: KubeError | None = None
         self.fail_create: str | None = None
+        self.fail_resume: str | None = None
 
     async def get(self, path: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.cluster) if path == CLUSTER_PATH else None
@@ -63,10 +64,28 @@ class FakeKube:
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]
         self.writes.append(f"create {name}")
+        # what the webhook does (PSB606): an active schedule named like an enabled task is refused
+        task = next((t for t in self.cluster["spec"]["backup"]["tasks"] if t["name"] == name), None)
+        if task and task["enabled"] and body["spec"].get("suspend") is not True:
+            raise KubeError(422, "Unprocessable Entity", "denied the request: PSB606")
         if name == self.fail_create:
             raise KubeError(403, "Forbidden", "denied by the webhook: PSB606")
         self.schedules[name] = copy.deepcopy(dict(body))
         return copy.deepcopy(dict(body))
+
+    async def patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A merge patch of a schedule (the import's resume)."""
+        name = path.rsplit("/", 1)[1]
+        self.writes.append(f"resume {name}")
+        if name == self.fail_resume:
+            raise KubeError(500, "Internal Server Error", "etcd is away")
+        spec = self.schedules[name]["spec"]
+        for k, v in patch["spec"].items():
+            if v is None:
+                spec.pop(k, None)
+            else:
+                spec[k] = v
+        return copy.deepcopy(self.schedules[name])
 
     async def delete(self, path: str, **kw: Any) -> bool:
         name = path.rsplit("/", 1)[1]
@@ -80,14 +99,15 @@ def run(fn: Any, kube: FakeKube, output: str = "text", dry_run: bool = False) ->
     return code, out.stdout.getvalue(), out.stderr.getvalue()  # type: ignore[attr-defined]
 
 
-def test_import_creates_the_schedules_first_then_disables_the_tasks_and_export_restores_them() -> None:
+def test_import_creates_the_schedules_suspended_disables_the_tasks_resumes_and_export_restores_them() -> None:
     kube = FakeKube()
     code, stdout, stderr = run(run_import, kube)
     assert code == 0, stderr
-    assert kube.writes == ["create daily", "create hourly", "patch"]
+    assert kube.writes == ["create daily", "create hourly", "patch", "resume daily", "resume hourly"]
     assert [t["enabled"] for t in kube.cluster["spec"]["backup"]["tasks"]] == [False, False, False]
     assert kube.schedules["daily"]["spec"]["retention"] == {"count": 3}
-    assert "disabled spec.backup.tasks[2] of cluster c1 (now schedule hourly)" in stdout
+    assert all("suspend" not in s["spec"] for s in kube.schedules.values())
+    assert "disabled spec.backup.tasks[2] of cluster c1 (now schedule hourly, resumed)" in stdout
     kube.writes.clear()
     code, stdout, stderr = run(run_export, kube)
     assert code == 0
@@ -106,14 +126,43 @@ def test_dry_run_writes_nothing_and_prints_the_schedules_and_the_patch() -> None
     assert [op["op"] for op in patch] == ["test", "replace", "test", "replace"]
 
 
-def test_a_failed_patch_leaves_both_enabled_and_says_how_to_finish() -> None:
+def test_a_failed_patch_deletes_the_suspended_schedules_again() -> None:
     kube = FakeKube()
     kube.fail_patch = KubeError(422, "Invalid", "test operation failed")
     code, _, stderr = run(run_import, kube)
-    assert code == 1 and set(kube.schedules) == {"daily", "hourly"}
-    assert "the task list changed since it was read" in stderr
-    assert "kubectl -n psmdb delete psmdb-schedule daily hourly" in stderr
-    assert 'kubectl -n psmdb patch psmdb c1 --type=json -p \'[{"op": "replace", "path": "/spec/backup/tasks/0' in stderr
+    assert code == 1 and kube.schedules == {}
+    assert kube.writes == ["create daily", "create hourly", "patch", "delete daily", "delete hourly"]
+    assert [t["enabled"] for t in kube.cluster["spec"]["backup"]["tasks"]] == [True, False, True]
+    assert "the task list changed since it was read" in stderr and "Nothing changed" in stderr
+
+
+def test_a_resume_refused_by_a_stale_webhook_cache_is_retried(monkeypatch: Any) -> None:
+    monkeypatch.setattr("webhook.controller.taskimport_run.RESUME_PAUSE", 0.0)
+    kube = FakeKube()
+    refusals = {"daily": 2}
+    original = kube.patch
+
+    async def patch(path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        name = path.rsplit("/", 1)[1]
+        if refusals.get(name):
+            refusals[name] -= 1
+            kube.writes.append(f"refused {name}")
+            raise KubeError(422, "Unprocessable Entity", "denied the request: PSB606 metadata.name: ...")
+        return await original(path, body)
+
+    kube.patch = patch  # type: ignore[method-assign]
+    code, _, stderr = run(run_import, kube)
+    assert code == 0, stderr
+    assert kube.writes[3:] == ["refused daily", "refused daily", "resume daily", "resume hourly"]
+
+
+def test_a_failed_resume_says_how_to_finish() -> None:
+    kube = FakeKube()
+    kube.fail_resume = "hourly"
+    code, _, stderr = run(run_import, kube)
+    assert code == 1 and kube.schedules["hourly"]["spec"]["suspend"] is True
+    assert "the schedules hourly are still suspended" in stderr
+    assert """kubectl -n psmdb patch psmdb-schedule hourly --type=merge -p '{"spec":{"suspend":false}}'""" in stderr
 
 
 def test_a_refused_create_takes_back_the_schedules_created_before_and_disables_nothing() -> None:

@@ -266,12 +266,14 @@ def _schedule_rows(
         }
         rows.append(row)
     backup = (cluster.get("spec") or {}).get("backup") or {}
+    scheduled = {str(_meta(s).get("name")) for s in schedules}
     for task in backup.get("tasks") or []:
         if not isinstance(task, Mapping) or not task.get("name"):
             continue
         name = str(task["name"])
-        last, good = runs(name)
         active = task.get("enabled") is True and backup.get("enabled") is True
+        # a disabled task whose schedule took over (`schedules import`): the Backups of that name are the schedule's
+        last, good = runs(name) if active or name not in scheduled else (None, None)
         nxt, why = _next_run(str(task.get("schedule") or ""), wd.created(last) if last else None, now)
         rows.append(
             {
@@ -433,10 +435,12 @@ class Text:
             self.lines.append(indent + "  ".join(cells).rstrip())
 
 
-def _run_text(run: Mapping[str, Any] | None, now: datetime) -> str:
-    if not run:
+def _run_text(run: Mapping[str, Any] | None, now: datetime, state: bool = False) -> str:
+    """`3m ago NAME` (and `[state]`): the exact times are in -o json."""
+    when = wd.parse_time(run["time"]) if run else None
+    if not run or when is None:
         return "-"
-    return f"{_ago(run['time'], now)} {run['backup']}"
+    return f"{wd.human(now - when)} ago {run['backup']}" + (f" [{run['state']}]" if state else "")
 
 
 def render_text(doc: Mapping[str, Any], *, color: bool = False) -> str:
@@ -471,7 +475,7 @@ def render_text(doc: Mapping[str, Any], *, color: bool = False) -> str:
                         (s["schedule"], None),
                         (s["storage"] or "(main)", None),
                         ("yes" if s["active"] else "no", None if s["active"] else "dim"),
-                        (_run_text(s["lastRun"], now) + (f" [{s['lastRun']['state']}]" if s["lastRun"] else ""), None),
+                        (_run_text(s["lastRun"], now, state=True), None),
                         (_run_text(s["lastSuccess"], now), None),
                         (s["problem"] or _ago(s["nextRun"], now), "red" if s["problem"] else None),
                     ]

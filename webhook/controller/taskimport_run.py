@@ -1,13 +1,15 @@
 """`psmdb-backup schedules import|export CLUSTER`: apply the transforms of taskimport.py to a live cluster.
 
-Import creates the schedules first and then disables the imported tasks with one JSON Patch (guarded by `test` ops):
-a failure in between leaves both running (a slot may get two Backups) rather than neither, and the message says how
-to finish. Export goes the other way for the same reason: the tasks are written first, then the schedules deleted.
+Import creates the schedules suspended (the webhook refuses an active schedule named like an enabled task, PSB606),
+disables the imported tasks with one JSON Patch (guarded by `test` ops), then resumes the schedules: until the tasks
+are disabled nothing fires twice, and a refused create or patch deletes the schedules again (nothing changed); a
+failed resume says how to finish. Export goes the other way for the same reason: the tasks are written first, then the schedules deleted.
 Their Backups stay (schedules own none of them); the operator's task retention takes them over by ancestor label.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,10 +48,6 @@ class Out:
             print(yaml.safe_dump_all(list(items), sort_keys=False), end="", file=self.stdout)
 
 
-def _kubectl_patch(ns: str, cluster: str, ops: list[dict[str, Any]]) -> str:
-    return f"kubectl -n {ns} patch psmdb {cluster} --type=json -p '{json.dumps(ops)}'"
-
-
 async def _cluster(kube: Kube, ns: str, name: str, out: Out) -> dict[str, Any] | None:
     cluster = await kube.get(psmdb_path(kinds.CLUSTER, ns, name))
     if cluster is None:
@@ -60,6 +58,22 @@ async def _cluster(kube: Kube, ns: str, name: str, out: Out) -> dict[str, Any] |
 async def _schedules(kube: Kube, ns: str) -> list[dict[str, Any]]:
     items = (await kube.request("GET", psmdb_path(kinds.SCHEDULE, ns))).get("items") or []
     return [i for i in items if isinstance(i, dict)]
+
+
+RESUME_ATTEMPTS, RESUME_PAUSE = 8, 2.0  # the webhook caches the cluster it read for a few seconds (serve: 5 s)
+
+
+async def _resume(kube: Kube, ns: str, name: str) -> None:
+    """Back to the imported value (unset: not suspended). A webhook that still has the cluster with the task enabled
+    in its lookup cache refuses it (PSB606) until that entry expires: retried meanwhile."""
+    for attempt in range(RESUME_ATTEMPTS):
+        try:
+            await kube.patch(psmdb_path(kinds.SCHEDULE, ns, name), {"spec": {"suspend": None}})
+            return
+        except KubeError as e:
+            if e.status != 422 or "PSB606" not in e.message or attempt == RESUME_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(RESUME_PAUSE)
 
 
 async def run_import(kube: Kube, ns: str, name: str, *, dry_run: bool, out: Out) -> int:
@@ -83,7 +97,8 @@ async def run_import(kube: Kube, ns: str, name: str, *, dry_run: bool, out: Out)
     created: list[dict[str, Any]] = []
     for obj in result.objects:
         try:
-            created.append(await kube.create(psmdb_path(kinds.SCHEDULE, ns), obj))
+            suspended = {**obj, "spec": {**obj["spec"], "suspend": True}}  # resumed once the task is disabled
+            created.append(await kube.create(psmdb_path(kinds.SCHEDULE, ns), suspended))
         except KubeError as e:  # nothing disabled yet: take back what we created, so nothing fires twice
             undone = [c["metadata"]["name"] for c in created]
             for c in undone:
@@ -95,24 +110,37 @@ async def run_import(kube: Kube, ns: str, name: str, *, dry_run: bool, out: Out)
                 file=out.stderr,
             )
             return 1
-        out.say(f"created schedule {ns}/{obj['metadata']['name']} (schedule {obj['spec']['schedule']!r})")
+        out.say(f"created schedule {ns}/{obj['metadata']['name']} (schedule {obj['spec']['schedule']!r}), suspended")
     try:
         await kube.request("PATCH", psmdb_path(kinds.CLUSTER, ns, name), result.patch, content_type=JSON_PATCH)
     except KubeError as e:
         changed = "the task list changed since it was read" if e.status == 422 else str(e)
-        replaces = [op for op in result.patch if op["op"] == "replace"]
+        for c in names:
+            await kube.delete(psmdb_path(kinds.SCHEDULE, ns, c))
         print(
-            f"error: the schedules {', '.join(names)} were created, but disabling their tasks in cluster {name} "
-            f"failed ({changed}). Both are enabled now: the operator's task and the schedule each make a Backup per "
-            "slot. Finish with one of:\n"
-            f"  disable the tasks (check the indexes first): {_kubectl_patch(ns, name, replaces)}\n"
-            f"  or drop the schedules: kubectl -n {ns} delete psmdb-schedule {' '.join(names)}",
+            f"error: disabling the tasks in cluster {name} failed ({changed}); the schedules {', '.join(names)} were "
+            "deleted again. Nothing changed: run the import again.",
+            file=out.stderr,
+        )
+        return 1
+    stuck = []
+    for obj in result.objects:
+        try:
+            await _resume(kube, ns, obj["metadata"]["name"])
+        except KubeError as e:
+            stuck.append(obj["metadata"]["name"])
+            print(f"error: resuming schedule {obj['metadata']['name']} failed: {e}", file=out.stderr)
+    if stuck:
+        print(
+            f"error: the tasks are disabled, but the schedules {', '.join(stuck)} are still suspended: nothing backs "
+            f"them up. Finish with: kubectl -n {ns} patch psmdb-schedule {' '.join(stuck)} --type=merge "
+            """-p '{"spec":{"suspend":false}}'""",
             file=out.stderr,
         )
         return 1
     for s, i in zip(names, tasks, strict=True):
-        out.say(f"disabled spec.backup.tasks[{i}] of cluster {name} (now schedule {s})")
-    out.objects(created)
+        out.say(f"disabled spec.backup.tasks[{i}] of cluster {name} (now schedule {s}, resumed)")
+    out.objects([{**c, "spec": {k: v for k, v in c["spec"].items() if k != "suspend"}} for c in created])
     return 1 if result.errors else 0
 
 

@@ -204,16 +204,26 @@ def schedule_default_storage(ctx: Context) -> Iterable[Violation]:
                     "  backup:\n    tasks: [{name: nightly, enabled: false, schedule: '0 1 * * *', storageName: s3-main}]\n",
                 ),
             ),
-        )
+        ),
+        Example(
+            BASE + ", suspend: true}",
+            others=(
+                CLUSTER.replace(
+                    "  backup:\n",
+                    "  backup:\n    tasks: [{name: nightly, enabled: true, schedule: '0 1 * * *', storageName: s3-main}]\n",
+                ),
+            ),
+        ),
     ],
     description="The schedule's Backups carry percona.com/backup-ancestor=<schedule name>, as the operator's do with "
     "the task name: the task's retention would count and delete the schedule's Backups as its own, and both would "
-    "fire.",
+    "fire. A suspended schedule makes no Backup, so it may wait under the task's name: `schedules import` creates "
+    "the schedules suspended, disables the tasks, then resumes the schedules.",
 )
 def schedule_name_is_not_a_task(ctx: Context) -> Iterable[Violation]:
     cluster = ctx.cluster()
     name = _name(ctx)
-    if cluster is None or not name:
+    if cluster is None or not name or ctx.spec.get("suspend") is True:
         return
     for i, task in tasks(mapping(cluster.get("spec"))):
         if text(task.get("name")) == name and task.get("enabled") is True:
