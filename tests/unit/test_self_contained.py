@@ -35,3 +35,27 @@ def test_the_check_finds_an_offender(tmp_path: Path) -> None:
 def test_cron_vectors_are_in_the_repository() -> None:
     assert (ROOT / "tests/data/cron/cron-vectors.jsonl").is_file()
     assert (ROOT / "tests/data/cron/README.md").is_file()
+
+
+# The session's reference document is not shipped: sources are cited as operator/PBM file:line instead.
+UNSHIPPED_CITATIONS = ("facts " + "§", "psmdb-backup-" + "facts")
+
+
+def _unshipped_citations(root: Path) -> list[str]:
+    paths = [root / "README.md", *(p for top in ("webhook", "docs", "tools") for p in sorted((root / top).rglob("*")))]
+    hits = []
+    for path in paths:
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8", errors="ignore")
+        hits += [f"{path.relative_to(root)}: {needle}" for needle in UNSHIPPED_CITATIONS if needle in text]
+    return hits
+
+
+def test_no_citation_of_the_unshipped_reference_document() -> None:
+    assert _unshipped_citations(ROOT) == [], 'cite "OP v1.23.0@b15af500 path:line" or "PBM v2.15.0@6f9fc3bf path:line"'
+
+
+def test_the_citation_check_finds_one(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("see facts " + "§4.1\n")
+    assert _unshipped_citations(tmp_path) == ["README.md: facts " + "§"]

@@ -1,4 +1,5 @@
-"""The backup-agent sidecar and its JSON Patch (webhook/sidecar.py; OP v1.23.0@b15af500 pkg/psmdb/statefulset.go:546-747).
+"""The backup-agent sidecar and its JSON Patch (webhook/sidecar.py; OP v1.23.0@b15af500
+pkg/psmdb/statefulset.go:546-747).
 
 Golden files: tests/data/sidecar/<case>.json hold the container the operator renders for each case in GOLDEN below.
 They are the specification in test form, reviewed line by line against the operator's backupAgentContainer (env
@@ -6,7 +7,7 @@ order, URI, mounts, gates), not a snapshot of what the code prints. The default 
 
     UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_sidecar.py -k golden
 
-then read the diff against §8 before committing it.
+then read the diff against the operator's backupAgentContainer before committing it.
 """
 
 from __future__ import annotations

@@ -233,7 +233,8 @@ def test_task_entries_follow_the_operator_including_its_stale_captures() -> None
     assert error is None and [t["name"] for t in tasks] == ["daily"]
     job = cron.jobs[("ns", "c1", "daily")]
     assert job.next == datetime(2026, 3, 5, 3, 0, tzinfo=UTC) and list(cron.jobs) == [("ns", "c1", "daily")]
-    # a change of type alone keeps the entry and what it captured (facts §4.3 step 2)
+    # a change of type alone keeps the entry and what it captured (OP
+    # pkg/controller/perconaservermongodb/backup.go:103-133)
     c["spec"]["backup"]["tasks"][0]["type"] = "physical"
     cron.cluster_changed(c)
     assert cron.jobs[("ns", "c1", "daily")] is job and job.task["type"] == "logical"
@@ -245,7 +246,8 @@ def test_task_entries_follow_the_operator_including_its_stale_captures() -> None
     c["spec"]["backup"]["tasks"][0]["schedule"] = "@every 10s"
     cron.cluster_changed(c)
     assert cron.jobs[("ns", "c1", "daily")].next == NOW + timedelta(seconds=10)
-    # backups disabled: the cluster is not looked at, its entries keep firing (facts §4.3 quirk 4)
+    # backups disabled: the cluster is not looked at, its entries keep firing (OP
+    # pkg/controller/perconaservermongodb/backup.go:38-40)
     c["spec"]["backup"]["enabled"] = False
     assert cron.cluster_changed(c) == ([], None) and ("ns", "c1", "daily") in cron.jobs
     c["spec"]["backup"]["enabled"] = True

@@ -1,4 +1,6 @@
-"""The Backup state machine (facts §6.4a, with the errata), one PBM backup per Backup object.
+"""The Backup state machine (OP v1.23.0@b15af500
+pkg/controller/perconaservermongodbbackup/psmdb_backup_controller.go:109-316, backup.go), one PBM backup per Backup
+object.
 
     ""/waiting --validate, cluster can back up, lock--> requested --PBM running--> running --PBM done--> ready
          |                                                  \\___________________ PBM error/canceled ___> error
@@ -8,11 +10,11 @@ Crash safety: `requested` is written (with `lastTransition`) *before* `pbm backu
 `requested` Backup without a PBM name asks PBM for a backup started since then and adopts it, and starts one only if
 there is none; the per-cluster lock guarantees that such a backup is ours.
 
-This is the operator stand-in's (tools/operator_standin): where the operator has known faults (facts §6, design.md
-"Controller conventions"), this one does not have them unless asked (`--fault`, faults.py): a running backup never
-goes back to `waiting` and never gets a second PBM backup (RESTORE_RESETS); PBM `canceled` is an error
-(CANCELED_RUNNING); a deleted Backup releases its lock (LEAVE_LEASE). The release-lock finalizer keeps other
-finalizers.
+This is the operator stand-in's (tools/operator_standin): where the operator has known faults
+(tools/operator_standin/faults.py, design.md "Controller conventions"), this one does not have them unless asked
+(`--fault`, faults.py): a running backup never goes back to `waiting` and never gets a second PBM backup
+(RESTORE_RESETS); PBM `canceled` is an error (CANCELED_RUNNING); a deleted Backup releases its lock (LEAVE_LEASE). The
+release-lock finalizer keeps other finalizers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Per-cluster facts the backup and restore reconcilers ask for, and the PBM configuration apply (facts §3, §9.3).
+"""Per-cluster facts the backup and restore reconcilers ask for, and the PBM configuration apply
+(OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/pbm.go:98-219).
 
 The applied configuration's digest is kept in an annotation on the cluster, so a restarted controller (or the other
 replica) does not re-apply an unchanged config; credentials are part of the digest, so a rotated key is applied.
@@ -34,13 +35,15 @@ def cr_version(cluster: Mapping[str, Any]) -> Version:
 
 
 def starting_deadline(cluster: Mapping[str, Any] | None, default: int) -> int:
-    """The cluster's `backup.startingDeadlineSeconds` (>0), else the default (facts §6.5)."""
+    """The cluster's `backup.startingDeadlineSeconds` (>0), else the default (OP v1.23.0@b15af500
+    pkg/controller/perconaservermongodbbackup/backup.go:257-271)."""
     v = backup_spec(cluster or {}).get("startingDeadlineSeconds")
     return int(v) if isinstance(v, int) and v > 0 else default
 
 
 def cannot_backup(cluster: Mapping[str, Any]) -> str | None:
-    """`CanBackup()` (facts §6.4 step 2, errata 15): None when a backup may start now."""
+    """`CanBackup()` (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1751-1778): None when a backup may start
+    now."""
     status = cluster.get("status") or {}
     state = status.get("state") or ""
     if state == "ready":
@@ -69,7 +72,8 @@ def cannot_backup(cluster: Mapping[str, Any]) -> str | None:
 
 
 def replset_names(cluster: Mapping[str, Any]) -> list[str]:
-    """cfg first when sharded, then `spec.replsets` names (facts §6.3)."""
+    """cfg first when sharded, then `spec.replsets` names (OP v1.23.0@b15af500
+    pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:33-71)."""
     spec = cluster.get("spec") or {}
     names = [str(r.get("name")) for r in spec.get("replsets") or [] if isinstance(r, Mapping) and r.get("name")]
     if (spec.get("sharding") or {}).get("enabled"):

@@ -77,7 +77,8 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def pod_resolver(ctx: Ctx) -> Any:
-    """The pod the operator execs PBM in: `<cluster>-<first replset>-0` (facts §9.1)."""
+    """The pod the operator execs PBM in: `<cluster>-<first replset>-0`
+    (OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/physical.go:45-332)."""
 
     def resolve(ref: ClusterRef) -> PodRef:
         cluster = ctx.clusters.get((ref.namespace, ref.name)) or {}

@@ -2,7 +2,8 @@
 `PBMReader` (webhook/controller/pbmread.py) with config apply, backup and restore starts, deletes and `config --set`,
 run as the `pbm` CLI in the cluster pod's `backup-agent` container.
 
-Contract (PBM 2.15.0, shared reference psmdb-backup-facts.md §10.2-10.3 and errata 20-22; tests:
+Contract (PBM 2.15.0, PBM v2.15.0@6f9fc3bf cmd/pbm/backup.go:64-74,383-427, restore.go:227-263,720-746,
+list.go:35-45; tests:
 tests/unit/test_pbm_contract.py against the simulator in tools/pbm_sim):
 
 * `pbm backup --type T [--base] [--compression C] [--compression-level N] [--profile P] -o json` returns once the

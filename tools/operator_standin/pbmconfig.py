@@ -1,8 +1,10 @@
 """From a PerconaServerMongoDB spec to PBM's configuration: the main config document and one profile per other
-storage (facts §3, §9.3, §10.1), with credentials read from the cluster namespace's Secrets (§2.8). Pure: the caller
-passes a function that returns a Secret's decoded data.
+storage (OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:292-343,714-808; PBM v2.15.0@6f9fc3bf pbm/config/config.go), with
+credentials read from the cluster namespace's Secrets (OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:47-59). Pure: the
+caller passes a function that returns a Secret's decoded data.
 
-Also the Backup `status.destination` format (§2.9), which needs the same storage specs.
+Also the Backup `status.destination` format (OP v1.23.0@b15af500
+pkg/controller/perconaservermongodbbackup/backup.go:142-206), which needs the same storage specs.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def _s3(c: Mapping[str, Any], get: SecretGetter, sse_secret: str) -> dict[str, A
             "access-key-id": data.get("AWS_ACCESS_KEY_ID", ""),
             "secret-access-key": data.get("AWS_SECRET_ACCESS_KEY", ""),
         }
-        # SSE is read only with static credentials (the operator's quirk, facts §2.1 SSE rule 4)
+        # SSE is read only with static credentials (the operator's quirk, OP v1.23.0@b15af500
+        # pkg/psmdb/backup/pbm.go:421-476)
         sse = dict(c.get("serverSideEncryption") or {})
         fallback = (get(sse_secret) or {}) if sse_secret else {}
         if sse.get("sseCustomerAlgorithm"):
@@ -216,7 +219,8 @@ def storages(cluster: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def main_storage(cluster: Mapping[str, Any]) -> str:
-    """`MainStorage()`: the only storage, else the one marked main (facts §3)."""
+    """`MainStorage()`: the only storage, else the one marked main (OP v1.23.0@b15af500
+    pkg/apis/psmdb/v1/psmdb_types.go:1495-1513)."""
     s = storages(cluster)
     if len(s) == 1:
         return next(iter(s))
@@ -229,7 +233,8 @@ def main_storage(cluster: Mapping[str, Any]) -> str:
 
 
 def desired(cluster: Mapping[str, Any], get: SecretGetter) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """(main config, profiles by storage name) for the cluster, as the operator builds them (facts §9.3)."""
+    """(main config, profiles by storage name) for the cluster, as the operator builds them
+    (OP v1.23.0@b15af500 pkg/psmdb/backup/pbm.go:292-343,714-808)."""
     spec = cluster.get("spec") or {}
     backup = spec.get("backup") or {}
     sse_secret = str((spec.get("secrets") or {}).get("sse") or "")
@@ -296,7 +301,8 @@ def config_hash(main: Mapping[str, Any], profiles: Mapping[str, Any]) -> str:
 
 
 def destination(storage: Mapping[str, Any], pbm_name: str) -> str:
-    """`status.destination` as the operator writes it (facts §2.9)."""
+    """`status.destination` as the operator writes it (OP v1.23.0@b15af500
+    pkg/controller/perconaservermongodbbackup/backup.go:142-206)."""
     kind = storage.get("type")
     c = storage_block(storage) or {}
     prefix = str(c.get("prefix") or "").strip("/")

@@ -1,5 +1,6 @@
-"""The Restore state machine (facts §7.3-7.4): by `backupName`, by `backupSource` (destination plus a storage block or
-a `storageName`), point in time (`pitr.type: date|latest`), selective (`selective.namespaces`,
+"""The Restore state machine (OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/:
+psmdb_restore_controller.go:100-302, logical.go, physical.go:45-332): by `backupName`, by `backupSource` (destination
+plus a storage block or a `storageName`), point in time (`pitr.type: date|latest`), selective (`selective.namespaces`,
 `withUsersAndRoles`), namespace cloning (`nsFrom`/`nsTo`) and replica-set remapping.
 
     ""/waiting --valid, backup ready, lock, PITR off--> requested --PBM running--> running --PBM done--> ready

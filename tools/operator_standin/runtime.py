@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 class Settings:
     poll_interval: float = 5.0  # how often a running backup/restore is polled
     lock_duration: int = 300  # seconds a per-cluster operation lock lives without renewal
-    default_starting_deadline: int = 120  # seconds (facts §6.5)
+    default_starting_deadline: int = (
+        120  # seconds (OP v1.23.0@b15af500 pkg/controller/perconaservermongodbbackup/backup.go:257-271)
+    )
     config_retry: float = 30.0  # seconds between attempts to apply a PBM config that failed
     faults: frozenset[str] = frozenset()  # the operator faults reproduced (faults.py)
 
@@ -118,7 +120,7 @@ class Ctx(runtime.Ctx):
 
     def may_steal(self, holder: str) -> bool:
         """Whether a lock held by `holder` may be taken over: when its holder is finished or gone, unless the
-        LEAVE_LEASE fault makes the stand-in never steal, as the operator (facts §6.4 step 5)."""
+        LEAVE_LEASE fault makes the stand-in never steal, as the operator (OP v1.23.0@b15af500 pkg/k8s/lease.go)."""
         return LEAVE_LEASE not in self.settings.faults and self.holder_finished(holder)
 
     def holder_finished(self, holder: str) -> bool:

@@ -1,4 +1,5 @@
-"""The operator's in-memory backup cron (facts §4.2-4.4), as the stock operator runs it:
+"""The operator's in-memory backup cron (OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:33-282), as
+the stock operator runs it:
 
 * on every reconcile of a cluster with `backup.enabled`, each enabled task gets a cron entry, keyed by
   (namespace, cluster, task); an entry whose schedule and storageName are unchanged is kept as it is, with the task
@@ -52,7 +53,8 @@ class Job:
 
 
 def retention_count(cluster: Mapping[str, Any], task: Mapping[str, Any]) -> tuple[int, bool]:
-    """(count, deleteFromStorage) as `GetRetention` (facts §4.1): `retention` from crVersion 1.21, else `keep`."""
+    """(count, deleteFromStorage) as `GetRetention` (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1242-1251):
+    `retention` from crVersion 1.21, else `keep`."""
     ret = task.get("retention")
     if isinstance(ret, Mapping) and clusters.cr_version(cluster) >= Version(1, 21):
         if ret.get("type", "count") != "count":
@@ -77,7 +79,7 @@ def backup_labels(cluster: Mapping[str, Any], task: str) -> dict[str, str]:
 
 
 def backup_from_task(cluster: Mapping[str, Any], task: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """`BackupFromTask` (facts §4.3): the Backup a firing entry creates."""
+    """`BackupFromTask` (OP v1.23.0@b15af500 pkg/psmdb/backup/job.go:87-123): the Backup a firing entry creates."""
     name = cluster["metadata"]["name"]
     _, delete_from_storage = retention_count(cluster, task)
     return {
@@ -102,7 +104,8 @@ def backup_from_task(cluster: Mapping[str, Any], task: Mapping[str, Any], now: d
 
 
 def retention_victims(backups: Sequence[Mapping[str, Any]], *, count: int, task_type: str) -> list[Mapping[str, Any]]:
-    """`oldScheduledBackups` (facts §4.4): the oldest ready Backups beyond `count` ready ones."""
+    """`oldScheduledBackups` (OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:219-282): the oldest
+    ready Backups beyond `count` ready ones."""
     if task_type == "incremental" or count <= 0 or len(backups) <= count:
         return []
     ready = [b for b in backups if (b.get("status") or {}).get("state") == "ready"]

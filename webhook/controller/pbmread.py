@@ -2,7 +2,8 @@
 `backup-agent` container, and their `-o json` output parsed into dataclasses. The companion never changes anything in
 PBM: `PBMReader` refuses every other command (the operator stand-in in tools/ extends it with the write side).
 
-Contract (PBM 2.15.0, shared reference psmdb-backup-facts.md §10.2-10.3 and errata 20-22; tests:
+Contract (PBM 2.15.0, PBM v2.15.0@6f9fc3bf cmd/pbm/backup.go:383-427, restore.go:720-746,
+list.go:35-45,199-207, status.go; tests:
 tests/unit/test_pbm_contract.py against the simulator in tools/pbm_sim):
 
 * `pbm describe-backup NAME -o json`, `pbm describe-restore NAME -o json`, `pbm status -o json`, `pbm list -o json`.

@@ -13,24 +13,28 @@ Rules (the schedule kind's `spec.retention`; a rule left out or 0 is not set; no
   - the newest ready Backup;
   - every member of an incremental chain that a kept or running incremental needs (see below).
 - `error` Backups hold no restorable data (the operator's delete-backup finalizer only deletes data of `ready`
-  Backups, facts §6.6), so dropping one loses only the record of the failure: the newest FAILED_KEPT of them stay
-  (the watchdog and `status` show them), older ones go. Without this bound a schedule that keeps failing would pile
-  up Backup objects forever, as the operator's retention (which never deletes them) does.
+  Backups, OP v1.23.0@b15af500 pkg/controller/perconaservermongodbbackup/psmdb_backup_controller.go:612-800), so
+  dropping one loses only the record of the failure: the newest FAILED_KEPT of them stay (the watchdog and `status` show
+  them), older ones go. Without this bound a schedule that keeps failing would pile up Backup objects forever, as the
+  operator's retention (which never deletes them) does.
 
 A Backup's time is its slot (annotation psmdb-backup-webhook.io/slot), else metadata.creationTimestamp (the
-operator's own retention order, facts §4.4; Backups the operator made for an imported task have no slot). Ties are
-broken by name, so the result never depends on the input order.
+operator's own retention order, OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:219-282; Backups the
+operator made for an imported task have no slot). Ties are broken by name, so the result never depends on the input
+order.
 
 Incremental chains (PBM): an `incremental` backup's source is the newest *done* incremental backup (base or not)
 by start time, cluster-wide (PBM:pbm/backup/query.go `LastIncrementalBackup` -> `getRecentBackup`: status done,
 type incremental, sort start_ts desc; PBM:pbm/backup/physical.go `doPhysical` records it with `SetSrcBackup` and
 fails an increment whose source is on another storage). So a chain is an `incremental-base` followed by the ready `incremental`
 Backups started after it, until the next base; the Backup status carries the type verbatim (`status.type`,
-facts §6.4) and the start (`status.start`, else `status.pbmName`, an RFC 3339 UTC time, facts §10.2). Deleting a
-base makes PBM delete the whole chain (facts §6.6), so every earlier member of the chain of a kept incremental
-stays, and so does the newest chain while an incremental is unfinished (one backup runs at a time per cluster,
-facts §6.7, so it builds, or will build, on the newest done one). Incrementals of other schedules or made on
-demand (`others`) are all treated as kept: their retention is not ours to know.
+OP v1.23.0@b15af500 pkg/controller/perconaservermongodbbackup/backup.go) and the start (`status.start`, else `status.pbmName`, an RFC 3339
+UTC time, OP v1.23.0@b15af500 pkg/controller/perconaservermongodbbackup/backup.go:90). Deleting a base makes PBM delete
+the whole chain (OP v1.23.0@b15af500 pkg/controller/perconaservermongodbbackup/psmdb_backup_controller.go:612-800), so
+every earlier member of the chain of a kept incremental stays, and so does the newest chain while an incremental is
+unfinished (one backup runs at a time per cluster, OP v1.23.0@b15af500 pkg/k8s/lease.go, so it builds, or will build, on
+the newest done one). Incrementals of other schedules or made on demand (`others`) are all treated as kept: their
+retention is not ours to know.
 """
 
 from __future__ import annotations

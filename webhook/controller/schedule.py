@@ -96,11 +96,13 @@ def schedule_backup_name(namespace: str, schedule: str, slot: datetime) -> str:
 def backup_for_slot(schedule: Mapping[str, Any], slot: datetime, *, storage_name: str | None = None) -> dict[str, Any]:
     """The operator's PerconaServerMongoDBBackup for one slot of a schedule object: the operator's cron labels (its
     tooling and the watchdog match by them), our schedule label and slot annotation, and the delete-backup finalizer
-    unless `retention.deleteFromStorage` is false (the operator's default is true, facts §4.1). No ownerReference:
+    unless `retention.deleteFromStorage` is false (the operator's default is true,
+    OP v1.23.0@b15af500 pkg/psmdb/backup/job.go:87-123). No ownerReference:
     deleting a schedule must never garbage-collect its Backups (and with them the data).
 
     `storage_name`: the storage the caller resolved (the cluster's main one) when the schedule names none; the
-    operator fails a Backup without storageName (`spec storageName field is empty`, facts §6.2)."""
+    operator fails a Backup without storageName (`spec storageName field is empty`,
+    OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:125-141)."""
     meta, spec = schedule["metadata"], schedule.get("spec") or {}
     name, namespace, cluster = meta["name"], meta.get("namespace", ""), spec["clusterName"]
     storage = spec.get("storageName") or storage_name
@@ -219,7 +221,7 @@ def _created(obj: Mapping[str, Any]) -> str:
 def retention_victims(backups: Iterable[Mapping[str, Any]], *, keep: int, task_type: str) -> list[Mapping[str, Any]]:
     """The Backups of one task that retention deletes: keep the newest `keep` in state ready, delete older ready
     ones; non-ready Backups are never counted or deleted; `incremental` tasks and keep <= 0 delete nothing
-    (facts §4.4)."""
+    (OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:150-183,219-282)."""
     if task_type == "incremental" or keep <= 0:
         return []
     ready = [b for b in backups if (b.get("status") or {}).get("state") == "ready"]

@@ -1,10 +1,12 @@
 """Pure backup SLO samples: from the clusters, their Backups, our schedules, optional PBM reads and the watchdog's
 findings to the gauge values the watchdog exports (webhook/controller/slo_metrics.py). No clock: callers pass `now`.
 
-Sources (facts §6.3): a ready Backup's `status.completed` (PBM's last transition) is its success time, `status.start`
-(PBM's start) begins its duration, `status.size` is PBM's pretty-printed size (`1.00GB`, 1024-based, two decimals, so
-the bytes are approximate), `status.storageName` its storage. The operator writes the end of the latest PITR timeline
-into `status.latestRestorableTime` of the newest ready Backup (§5.2 step 6); a PBM read, when allowed, is fresher.
+Sources (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:33-71): a ready Backup's
+`status.completed` (PBM's last transition) is its success time, `status.start` (PBM's start) begins its duration,
+`status.size` is PBM's pretty-printed size (`1.00GB`, 1024-based, two decimals, so the bytes are approximate),
+`status.storageName` its storage. The operator writes the end of the latest PITR timeline into
+`status.latestRestorableTime` of the newest ready Backup (OP v1.23.0@b15af500
+pkg/controller/perconaservermongodb/pbm.go:273-565); a PBM read, when allowed, is fresher.
 """
 
 from __future__ import annotations

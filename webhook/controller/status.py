@@ -319,8 +319,9 @@ def _lock(lease: Mapping[str, Any] | None, ops: Mapping[str, tuple[str, Mapping[
 
 def _pitr(cluster: Mapping[str, Any], backups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """What the operator wrote: the end of the latest PITR timeline on the newest ready Backup
-    (`latestRestorableTime`, facts §5.2 step 6); the earliest point is the oldest base's `lastWriteAt` on the main
-    storage (PITR chunks are written there only). Gaps in the timeline are PBM's to tell (`pbm status`)."""
+    (`latestRestorableTime`, OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/pbm.go:273-565); the earliest point
+    is the oldest base's `lastWriteAt` on the main storage (PITR chunks are written there only). Gaps in the timeline
+    are PBM's to tell (`pbm status`)."""
     spec = cluster.get("spec") or {}
     enabled = (spec.get("backup") or {}).get("enabled") is True and (
         ((spec.get("backup") or {}).get("pitr") or {}).get("enabled") is True

@@ -2,7 +2,8 @@
 `psmdb-backup schedules import|export`. No API: callers send the objects and the JSON Patch.
 
 Import: one schedule per enabled task, and a JSON Patch (RFC 6902) that sets those tasks `enabled: false` in the
-same change, so nothing fires twice (the operator drops the cron entry of a disabled task, facts §4.3). Every
+same change, so nothing fires twice (the operator drops the cron entry of a disabled task,
+OP v1.23.0@b15af500 pkg/controller/perconaservermongodb/backup.go:74-101,135-184). Every
 disabled task is guarded by a `test` of the whole task as it was read: if anyone changed the task list meanwhile,
 the API server refuses the patch (422) and the caller reads the cluster again, instead of disabling the wrong task.
 A task that cannot become a schedule is reported in `errors` and stays enabled, running under the operator.
@@ -18,7 +19,7 @@ double or drop backups.
 Export: the inverse. `suspend` becomes `enabled: false`; fields the operator has no equivalent for (maxAge,
 keepDaily/Weekly/Monthly, concurrencyPolicy Forbid, a startingDeadlineSeconds other than the cluster's) are
 returned as warnings, never dropped silently. Retention is written as the cluster's crVersion reads it: `retention`
-from 1.21, else `keep` (facts §4.1, `GetRetention`).
+from 1.21, else `keep` (`GetRetention`, OP v1.23.0@b15af500 pkg/apis/psmdb/v1/psmdb_types.go:1242-1251).
 """
 
 from __future__ import annotations

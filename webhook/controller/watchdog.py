@@ -13,7 +13,8 @@ What is found (codes are stable; `reason` is the Event reason and the metrics la
 - WD007 WaitingBehindStaleLock  an operation in `""`/`waiting` behind that Lease
 - WD008 PBMDisagrees    a Backup `requested`/`running` while PBM says the backup is canceled, error or done
 - WD009 ScheduleInvalid the schedule of an enabled task or schedule does not parse (no slots can be checked)
-- WD010 BackupRestarted a Backup back in `""`/`waiting` after PBM had started it (facts §0 row 16: a Restore sends a
+- WD010 BackupRestarted a Backup back in `""`/`waiting` after PBM had started it (OP v1.23.0@b15af500
+  pkg/controller/perconaservermongodbbackup/psmdb_backup_controller.go:263-277,302-305: a Restore sends a
                         running Backup back to `waiting`, and the operator then starts a second PBM backup)
 
 Slot matching. The operator's cron (robfig v3, webhook/cron.py) creates a Backup labelled
@@ -53,7 +54,7 @@ API_VERSIONS = {
     LEASE_KIND: "coordination.k8s.io/v1",
 }
 ANCESTOR_LABEL = "percona.com/backup-ancestor"
-LEGACY_ANCESTOR_LABEL = "ancestor"  # crVersion < 1.17 (facts §4.3)
+LEGACY_ANCESTOR_LABEL = "ancestor"  # crVersion < 1.17 (OP v1.23.0@b15af500 pkg/naming/labels.go:104-117)
 SLOT_ANNOTATION = "psmdb-backup-webhook.io/slot"
 REPAIR_ANNOTATION = "psmdb-backup-webhook.io/watchdog-repair"  # "true" on a cluster opts it in to repairs
 
@@ -110,7 +111,8 @@ class PbmView:
 
     @classmethod
     def from_status(cls, status: Mapping[str, Any], pitr_latest: datetime | None = None) -> PbmView:
-        """From `pbm status -o json` (facts §10.3): `backups.snapshot[]` and the `running` operation."""
+        """From `pbm status -o json` (PBM v2.15.0@6f9fc3bf cmd/pbm/status.go): `backups.snapshot[]` and the `running`
+        operation."""
         found: dict[str, PbmBackup] = {}
         for s in (status.get("backups") or {}).get("snapshot") or []:
             if isinstance(s, Mapping) and s.get("name"):
@@ -235,7 +237,7 @@ def ref_of(kind: str, obj: Mapping[str, Any]) -> Ref:
 
 
 def holder_name(holder: str) -> str:
-    """The object name in a lock holder identity `<name>-<uid>` (facts §6.4 step 5)."""
+    """The object name in a lock holder identity `<name>-<uid>` (OP v1.23.0@b15af500 pkg/naming/backup.go:16-22)."""
     m = _UUID.search(holder)
     return holder[: m.start()] if m else holder
 
@@ -257,7 +259,9 @@ _stamp = format_rfc3339
 
 def last_progress(obj: Mapping[str, Any]) -> datetime | None:
     """The newest time the operator wrote for the object: status.lastTransition (set on every state change, from
-    PBM's last transition while it runs), status.start, else the object's creation (facts §6.3, §7.4)."""
+    PBM's last transition while it runs), status.start, else the object's creation
+    (OP v1.23.0@b15af500 pkg/apis/psmdb/v1/perconaservermongodbbackup_types.go:33-71,
+    perconaservermongodbrestore_types.go:65-96)."""
     st = _status(obj)
     times = [parse_time(st.get("lastTransition")), parse_time(st.get("start")), created(obj)]
     found = [t for t in times if t is not None]
@@ -656,7 +660,8 @@ def _pbm_findings(
         if since is not None and now - since < th.pbm_grace:
             continue
         fix = (
-            "the operator maps a canceled PBM backup to running forever (facts §0 row 16); with --repair the "
+            "the operator maps a canceled PBM backup to running forever (OP v1.23.0@b15af500 "
+            "pkg/controller/perconaservermongodbbackup/backup.go:271-272); with --repair the "
             "watchdog marks it error so the lock is released"
             if pbm.status == "canceled"
             else "the operator has not caught up with PBM: check that it is running; with --repair the watchdog "

@@ -103,7 +103,8 @@ class PbmViews:
         self.parallel = asyncio.Semaphore(parallel)
 
     def _pod(self, ref: ClusterRef) -> PodRef:
-        """`<cluster>-<first replset>-0`, the pod the operator execs PBM in (facts §9.1)."""
+        """`<cluster>-<first replset>-0`, the pod the operator execs PBM in
+        (OP v1.23.0@b15af500 pkg/controller/perconaservermongodbrestore/physical.go:45-332)."""
         replsets = ((self.clusters.get((ref.namespace, ref.name)) or {}).get("spec") or {}).get("replsets") or [{}]
         first = replsets[0].get("name") if isinstance(replsets[0], Mapping) else None
         return PodRef(ref.namespace, f"{ref.name}-{first or 'rs0'}-0")
