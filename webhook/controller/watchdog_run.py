@@ -24,7 +24,7 @@ from .kubeexec import Exec, KubeExec, PodRef
 from .leases import lock_name
 from .manager import Controller
 from .pbmread import ClusterRef, PBMError, PBMReader
-from .runtime import rfc3339
+from .runtime import Ctx, rfc3339
 from .slo_metrics import SloMetrics
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,33 @@ def finding_key(f: wd.WatchdogFinding) -> FindingKey:
 
 def backups_enabled(cluster: Mapping[str, Any]) -> bool:
     return ((cluster.get("spec") or {}).get("backup") or {}).get("enabled") is True
+
+
+Grouped = dict[tuple[str, str], list[dict[str, Any]]]
+
+
+def by_cluster(objs: Iterable[dict[str, Any]]) -> Grouped:
+    """Objects by (namespace, spec.clusterName): one scan per pass instead of one per cluster."""
+    out: Grouped = {}
+    for o in objs:
+        key = ((o.get("metadata") or {}).get("namespace", ""), str((o.get("spec") or {}).get("clusterName") or ""))
+        out.setdefault(key, []).append(o)
+    return out
+
+
+@dataclass(frozen=True)
+class ByCluster:
+    backups: Grouped
+    restores: Grouped
+    schedules: Grouped
+
+    @classmethod
+    def of(cls, ctx: Ctx) -> ByCluster:
+        return cls(
+            by_cluster(ctx.backups.values()),
+            by_cluster(ctx.restores.values()),
+            by_cluster(ctx.store_for(kinds.SCHEDULE).values()),
+        )
 
 
 class SeenSince:
@@ -125,13 +152,13 @@ class PbmViews:
         return wd.PbmView(found, latest)
 
     async def read(
-        self, clusters: list[dict[str, Any]], backups: Iterable[Mapping[str, Any]]
+        self, clusters: list[dict[str, Any]], backups: Mapping[tuple[str, str], list[dict[str, Any]]]
     ) -> dict[tuple[str, str], wd.PbmView]:
-        listed = list(backups)
+        """Per cluster (namespace, name); `backups` grouped the same way."""
 
         async def one(c: dict[str, Any]) -> tuple[tuple[str, str], wd.PbmView | None]:
             key = (c["metadata"]["namespace"], c["metadata"]["name"])
-            mine = [b for b in listed if wd.belongs(b, *key)]
+            mine = backups.get(key, [])
             if not needs_pbm(c, mine):
                 return key, None
             async with self.parallel:
@@ -158,20 +185,16 @@ class Watchdog:
 
     # ------------------------------------------------------------------ one pass
 
-    def snapshot(self, cluster: Mapping[str, Any], pbm: wd.PbmView | None, now: datetime) -> wd.Snapshot:
+    def snapshot(
+        self, cluster: Mapping[str, Any], objs: ByCluster, pbm: wd.PbmView | None, now: datetime
+    ) -> wd.Snapshot:
         ns, name = cluster["metadata"].get("namespace", ""), cluster["metadata"].get("name", "")
-
-        def of_cluster(store: Mapping[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
-            return [
-                o for (ons, _), o in store.items() if ons == ns and (o.get("spec") or {}).get("clusterName") == name
-            ]
-
         snap = wd.Snapshot(
             cluster,
-            backups=of_cluster(self.ctx.backups),
-            restores=of_cluster(self.ctx.restores),
+            backups=objs.backups.get((ns, name), []),
+            restores=objs.restores.get((ns, name), []),
             lease=self.ctx.store_for(LEASE).get((ns, lock_name(name))),
-            schedules=of_cluster(self.ctx.store_for(kinds.SCHEDULE)),
+            schedules=objs.schedules.get((ns, name), []),
             pbm=pbm,
         )
         return wd.Snapshot(**{**snap.__dict__, "seen_since": self.seen.update(snap, now)})
@@ -180,14 +203,13 @@ class Watchdog:
         t0 = time.monotonic()
         now = self.ctx.clock()
         clusters = [c for c in self.ctx.clusters.values() if backups_enabled(c)]
-        views: dict[tuple[str, str], wd.PbmView] = (
-            await self.pbm.read(clusters, self.ctx.backups.values()) if self.pbm else {}
-        )
+        objs = ByCluster.of(self.ctx)
+        views: dict[tuple[str, str], wd.PbmView] = await self.pbm.read(clusters, objs.backups) if self.pbm else {}
         findings: list[wd.WatchdogFinding] = []
         for cluster in clusters:
             key = (cluster["metadata"].get("namespace", ""), cluster["metadata"].get("name", ""))
             try:
-                snap = self.snapshot(cluster, views.get(key), now)
+                snap = self.snapshot(cluster, objs, views.get(key), now)
                 found = wd.detect(snap, now, self.settings.thresholds)
             except Exception:  # one malformed cluster must not blind the watchdog to the others
                 log.exception("watchdog: cluster %s/%s", *key)
