@@ -71,9 +71,10 @@ e2e: $(STAMP) control-plane
 	@PSMDB_REQUIRE_E2E=1 $(PY) -m pytest -m e2e tests
 
 # The benchmarks (docs/benchmarks.md); on demand only, never part of `make test`.
-bench: $(STAMP) wrk
+bench: $(STAMP) wrk control-plane
 	@$(PY) bench/lint.py
 	@$(PY) bench/admission.py
+	@$(PY) bench/apply.py
 
 bench-controller: $(STAMP) control-plane
 	@$(PY) bench/controller.py
