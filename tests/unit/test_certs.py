@@ -8,6 +8,7 @@ import asyncio
 import base64
 import datetime as dt
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -762,3 +763,90 @@ def test_cli_dir_that_is_a_file_is_a_usage_error(capsys, tmp_path) -> None:
     f.write_text("x")
     code, _, err = run_certs(capsys, "--dir", str(f), "--san", "x.example")
     assert code == 2 and "not a directory" in err
+
+
+# ------------------------------------------------------------------ Kubernetes storage (through webhook/kube)
+
+
+class FakeKube:
+    """call_api over a dict of objects by path: GET, POST (409 when present), merge PATCH with a resourceVersion
+    precondition, JSON Patch (`test`/`add`) of webhook configurations."""
+
+    def __init__(self, objects: dict[str, dict] | None = None) -> None:
+        self.objects = objects or {}
+        self.writes: list[tuple[str, str]] = []
+
+    async def call_api(self, path, method, body=None, header_params=None, **_):
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        def refuse(status: int, reason: str, message: str) -> ApiException:
+            exc = ApiException(status=status, reason=reason)
+            exc.body = json.dumps({"message": message})
+            return exc
+
+        if method == "GET":
+            if path not in self.objects:
+                raise refuse(404, "Not Found", "not found")
+            return self.objects[path]
+        self.writes.append((method, path))
+        if method == "POST":
+            target = f"{path}/{body['metadata']['name']}"
+            if target in self.objects:
+                raise refuse(409, "Conflict", "already exists")
+            self.objects[target] = {**body, "metadata": {**body["metadata"], "resourceVersion": "1"}}
+            return self.objects[target]
+        current = self.objects[path]
+        if header_params["Content-Type"] == "application/merge-patch+json":
+            if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
+                raise refuse(409, "Conflict", "the object has been modified")
+            current["data"] = {**current.get("data", {}), **body["data"]}
+            current["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
+            return current
+        for op in body:  # JSON Patch
+            _, _, i, *rest = op["path"].split("/")
+            entry = current["webhooks"][int(i)]
+            if op["op"] == "test":
+                assert entry["name"] == op["value"]
+            else:
+                entry.setdefault("clientConfig", {})["caBundle"] = op["value"]
+        return current
+
+
+def test_secret_is_created_kept_and_updated_through_the_shared_layer(ca) -> None:
+    cert_pem, key_pem = make_serving_cert(*ca, SANS, 30)
+    kube = FakeKube()
+    path = "/api/v1/namespaces/ns/secrets/tls"
+    assert asyncio.run(certs.read_secret(kube, "ns", "tls")) is None
+    assert asyncio.run(certs.store_secret(kube, "ns", "tls", ca[0], cert_pem, key_pem)) == "created"
+    assert kube.objects[path]["type"] == "kubernetes.io/tls"
+    assert asyncio.run(certs.store_secret(kube, "ns", "tls", ca[0], cert_pem, key_pem)) == "unchanged"
+    kube.objects[path]["data"]["extra"] = "a2VwdA=="
+    new, new_key = make_serving_cert(*ca, SANS, 30)
+    assert asyncio.run(certs.store_secret(kube, "ns", "tls", ca[0], new, new_key)) == "updated"
+    stored = asyncio.run(certs.read_secret(kube, "ns", "tls"))
+    assert stored is not None and stored.cert_pem == new and kube.objects[path]["data"]["extra"] == "a2VwdA=="
+    kube.objects[path]["type"] = "Opaque"
+    with pytest.raises(CertsError, match="has type 'Opaque'"):
+        asyncio.run(certs.store_secret(kube, "ns", "tls", ca[0], cert_pem, key_pem))
+
+
+def test_ca_bundle_is_patched_and_refusals_read_as_sentences(ca) -> None:
+    path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/v"
+    kube = FakeKube({path: {"webhooks": [{"name": "a.example.com"}, {"name": "b.example.com"}]}})
+    [result] = asyncio.run(certs.patch_ca_bundle(kube, ca[0], validating_names=["v"]))
+    assert (result.webhooks, result.changed) == (2, 2)
+    assert all(w["clientConfig"]["caBundle"] for w in kube.objects[path]["webhooks"])
+    assert asyncio.run(certs.patch_ca_bundle(kube, ca[0], validating_names=["v"]))[0].changed == 0
+    with pytest.raises(CertsError, match="MutatingWebhookConfiguration 'm' not found; apply the webhook manifests"):
+        asyncio.run(certs.patch_ca_bundle(kube, ca[0], mutating_names=["m"]))
+
+    class Forbidden(FakeKube):
+        async def call_api(self, path, method, body=None, header_params=None, **_):
+            from kubernetes_asyncio.client.exceptions import ApiException
+
+            exc = ApiException(status=403, reason="Forbidden")
+            exc.body = '{"message": "secrets \\"tls\\" is forbidden: User \\"x\\" cannot get resource"}'
+            raise exc
+
+    with pytest.raises(CertsError, match=r"could not read Secret ns/tls: HTTP 403 Forbidden: .*lacks the RBAC"):
+        asyncio.run(certs.read_secret(Forbidden(), "ns", "tls"))

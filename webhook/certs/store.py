@@ -1,14 +1,14 @@
-"""Certificates in Kubernetes (async, ``kubernetes_asyncio``): the TLS Secret and the webhooks' ``caBundle``."""
+"""Certificates in Kubernetes (through webhook/kube): the TLS Secret and the webhooks' ``caBundle``."""
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..kube import KubeError
+from ..kube import KubeError, call_json, resource_path
 from .pki import CA_CERT, SECRET_TYPE, TLS_CERT, TLS_KEY, CertsError
 
 log = logging.getLogger(__name__)
@@ -62,29 +62,29 @@ def ca_bundle_ops(webhooks: Sequence[tuple[str, str | None]], ca_bundle_b64: str
     return ops
 
 
-def _api_error(e: Exception) -> str:
-    return str(KubeError.from_api_exception(e))
+async def _request(
+    api_client: Any, method: str, path: str, body: Any = None, content_type: str = "application/json"
+) -> Any:
+    return await call_json(api_client, method, path, body, content_type=content_type, timeout=REQUEST_TIMEOUT)
 
 
-async def read_secret(api_client: Any, namespace: str, name: str) -> CertBundle | None:
-    """The certificate material of a Secret, or None when the Secret does not exist. Missing keys are None."""
-    from kubernetes_asyncio import client
-    from kubernetes_asyncio.client.rest import ApiException
-
-    core = client.CoreV1Api(api_client)
-    try:
-        secret = await core.read_namespaced_secret(name, namespace, _request_timeout=REQUEST_TIMEOUT)
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise CertsError(f"could not read Secret {namespace}/{name}: {_api_error(e)}") from None
-    data = secret.data or {}
-
+def _bundle(data: dict[str, str]) -> CertBundle:
     def get(key: str) -> bytes | None:
         value = data.get(key)
         return base64.b64decode(value) if value else None
 
     return CertBundle(get(CA_CERT), get(TLS_CERT), get(TLS_KEY))
+
+
+async def read_secret(api_client: Any, namespace: str, name: str) -> CertBundle | None:
+    """The certificate material of a Secret, or None when the Secret does not exist. Missing keys are None."""
+    try:
+        secret = await _request(api_client, "GET", resource_path("Secret", namespace, name))
+    except KubeError as e:
+        if e.not_found:
+            return None
+        raise CertsError(str(e.about(f"could not read Secret {namespace}/{name}"))) from None
+    return _bundle(secret.get("data") or {})
 
 
 async def store_secret(
@@ -102,53 +102,41 @@ async def store_secret(
     Other keys, labels and annotations already on the Secret are kept (merge patch of ``data`` only, guarded by the
     ``resourceVersion`` read). Returns ``"created"``, ``"updated"`` or ``"unchanged"``.
     """
-    from kubernetes_asyncio import client
-    from kubernetes_asyncio.client.rest import ApiException
-
-    core = client.CoreV1Api(api_client)
+    path = resource_path("Secret", namespace, name)
     data = secret_data(ca_pem, cert_pem, key_pem)
     for _attempt in range(5):
         try:
-            existing = await core.read_namespaced_secret(name, namespace, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as e:
-            if e.status != 404:
-                raise CertsError(f"could not read Secret {namespace}/{name}: {_api_error(e)}") from None
-            body = client.V1Secret(
-                api_version="v1",
-                kind="Secret",
-                type=SECRET_TYPE,
-                data=data,
-                metadata=client.V1ObjectMeta(name=name, namespace=namespace, labels=labels or None),
-            )
+            existing = await _request(api_client, "GET", path)
+        except KubeError as e:
+            if not e.not_found:
+                raise CertsError(str(e.about(f"could not read Secret {namespace}/{name}"))) from None
+            metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+            if labels:
+                metadata["labels"] = labels
+            body = {"apiVersion": "v1", "kind": "Secret", "type": SECRET_TYPE, "data": data, "metadata": metadata}
             try:
-                await core.create_namespaced_secret(namespace, body, _request_timeout=REQUEST_TIMEOUT)
-            except ApiException as e2:
-                if e2.status == 409:  # created meanwhile: update it instead
+                await _request(api_client, "POST", resource_path("Secret", namespace), body)
+            except KubeError as e2:
+                if e2.conflict:  # created meanwhile: update it instead
                     continue
-                raise CertsError(f"could not create Secret {namespace}/{name}: {_api_error(e2)}") from None
+                raise CertsError(str(e2.about(f"could not create Secret {namespace}/{name}"))) from None
             log.info("created Secret %s/%s", namespace, name)
             return "created"
-        if existing.type != SECRET_TYPE:
+        if existing.get("type") != SECRET_TYPE:
             raise CertsError(
-                f"Secret {namespace}/{name} has type {existing.type!r}, not {SECRET_TYPE!r}; the type "
+                f"Secret {namespace}/{name} has type {existing.get('type')!r}, not {SECRET_TYPE!r}; the type "
                 "of a Secret cannot change: delete it or choose another name"
             )
-        current = existing.data or {}
+        current = existing.get("data") or {}
         if all(current.get(k) == v for k, v in data.items()):
             return "unchanged"
-        patch = {"metadata": {"resourceVersion": existing.metadata.resource_version}, "data": data}
+        patch = {"metadata": {"resourceVersion": existing["metadata"]["resourceVersion"]}, "data": data}
         try:
-            await core.patch_namespaced_secret(
-                name,
-                namespace,
-                patch,
-                _content_type="application/merge-patch+json",  # type: ignore[call-arg]  # accepted; not in the annotations
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as e:
-            if e.status == 409:  # changed since we read it
+            await _request(api_client, "PATCH", path, patch, "application/merge-patch+json")
+        except KubeError as e:
+            if e.conflict:  # changed since we read it
                 continue
-            raise CertsError(f"could not update Secret {namespace}/{name}: {_api_error(e)}") from None
+            raise CertsError(str(e.about(f"could not update Secret {namespace}/{name}"))) from None
         log.info("updated Secret %s/%s", namespace, name)
         return "updated"
     raise CertsError(f"Secret {namespace}/{name} kept changing while it was being updated; try again")
@@ -161,40 +149,22 @@ async def patch_ca_bundle(
     MutatingWebhookConfiguration and ValidatingWebhookConfiguration objects, with a JSON Patch that touches nothing
     else. Entries already holding the bundle are not patched; a configuration that is already right is not written.
     """
-    from kubernetes_asyncio import client
-    from kubernetes_asyncio.client.rest import ApiException
-
-    api = client.AdmissionregistrationV1Api(api_client)
     bundle = _b64(ca_pem)
-    # (kind, name, read, patch): the client's read/patch methods differ only in the object type they return.
-    targets: list[tuple[str, str, Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]]] = [
-        (
-            "MutatingWebhookConfiguration",
-            n,
-            api.read_mutating_webhook_configuration,
-            api.patch_mutating_webhook_configuration,
-        )
-        for n in mutating_names
-    ]
-    targets += [
-        (
-            "ValidatingWebhookConfiguration",
-            n,
-            api.read_validating_webhook_configuration,
-            api.patch_validating_webhook_configuration,
-        )
-        for n in validating_names
-    ]
+    targets = [("MutatingWebhookConfiguration", n) for n in mutating_names]
+    targets += [("ValidatingWebhookConfiguration", n) for n in validating_names]
     results: list[WebhookPatch] = []
-    for kind, name, read, patch in targets:
+    for kind, name in targets:
+        path = resource_path(kind, None, name)
         for attempt in range(4):
             try:
-                obj = await read(name, _request_timeout=REQUEST_TIMEOUT)
-            except ApiException as e:
-                if e.status == 404:
+                obj = await _request(api_client, "GET", path)
+            except KubeError as e:
+                if e.not_found:
                     raise CertsError(f"{kind} {name!r} not found; apply the webhook manifests first") from None
-                raise CertsError(f"could not read {kind} {name!r}: {_api_error(e)}") from None
-            entries = [(w.name, w.client_config.ca_bundle if w.client_config else None) for w in (obj.webhooks or [])]
+                raise CertsError(str(e.about(f"could not read {kind} {name!r}"))) from None
+            entries = [
+                (w.get("name", ""), (w.get("clientConfig") or {}).get("caBundle")) for w in obj.get("webhooks") or []
+            ]
             ops = ca_bundle_ops(entries, bundle)
             if not entries:
                 log.warning("%s %r has no webhooks; nothing to patch", kind, name)
@@ -202,13 +172,13 @@ async def patch_ca_bundle(
                 results.append(WebhookPatch(kind, name, len(entries), 0))
                 break
             try:
-                await patch(name, ops, _content_type="application/json-patch+json", _request_timeout=REQUEST_TIMEOUT)
-            except ApiException as e:
+                await _request(api_client, "PATCH", path, ops, "application/json-patch+json")
+            except KubeError as e:
                 # a failed `test` (the list changed under us) or a conflict: read again and retry
                 if e.status in (409, 422, 400, 500) and attempt < 3:
-                    log.info("patching %s %r failed (%s); retrying", kind, name, _api_error(e))
+                    log.info("patching %s %r failed (%s); retrying", kind, name, e)
                     continue
-                raise CertsError(f"could not patch caBundle into {kind} {name!r}: {_api_error(e)}") from None
+                raise CertsError(str(e.about(f"could not patch caBundle into {kind} {name!r}"))) from None
             log.info("set caBundle on %d of %d webhooks of %s %r", len(ops) // 2, len(entries), kind, name)
             results.append(WebhookPatch(kind, name, len(entries), len(ops) // 2))
             break
