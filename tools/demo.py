@@ -13,9 +13,12 @@
    controller` (the companion): the companion's schedule makes a Backup, the stand-in runs it through PBM in the
    sidecar (kwok runs the PBM simulator there), and its files land in the S3 bucket;
 6. prints `psmdb-backup status my-cluster`;
-7. keeps everything running, with a KUBECONFIG line to paste, until Ctrl-C; then stops every process it started.
+7. shows an operator fault the stand-in reproduces (`--fault leave-lease-of-deleted-backup`: a Backup deleted while it
+   holds the cluster's lock Lease leaves the Lease, and no backup can start again) found by the companion's watchdog
+   (a StaleLock Event on the Lease), and the status again;
+8. keeps everything running, with a KUBECONFIG line to paste, until Ctrl-C; then stops every process it started.
 
-`--no-wait` stops after step 6 (used by the tests).
+`--no-wait` stops after step 7 (used by the tests).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from tools.storage_servers import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Moto, s
 from webhook.policy import kinds  # noqa: E402
 
 NS = "psmdb"
+FAULT = "leave-lease-of-deleted-backup"  # the operator's fault step 7 shows the watchdog finding
+LEASE = "psmdb-my-cluster-backup-lock"
 BOLD, RED, GREEN, DIM, RESET = (
     ("\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[2m", "\x1b[0m") if sys.stdout.isatty() else ("",) * 5
 )
@@ -139,10 +144,11 @@ def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto, started:
             "operator-standin",
             cluster.cp.kubeconfig,
             work / "operator-standin.log",
-            ["--namespace", NS, "--poll-interval", "1"],
+            ["--namespace", NS, "--poll-interval", "1", "--fault", FAULT],  # shown in step 7
         ).start()
     )
-    started.append(companion(cluster, work))
+    # a watchdog pass every 2 s, and a Lease held 5 s by a gone holder is stale (defaults: 30 s, 2 min)
+    started.append(companion(cluster, work, "--watchdog-interval", "2", "--watchdog-threshold", "lock-grace=5"))
     print(
         "the operator stand-in plays the operator; psmdb-backup controller (the companion) runs the schedules",
         flush=True,
@@ -170,6 +176,48 @@ def scheduled_backup(cluster: devcluster.Cluster, work: Path, s3: Moto, started:
         time.sleep(1)
     logs = "\n".join(f"--- {p.name}\n{p.log_tail(30)}" for p in started)
     raise RuntimeError(f"no scheduled backup became ready:\n{logs}")
+
+
+def kube_json(cluster: devcluster.Cluster, *args: str) -> dict:
+    return json.loads(cluster.kubectl(*args, "-o", "json").stdout)
+
+
+def fault_found(cluster: devcluster.Cluster, started: list[ControllerProcess]) -> None:
+    """Step 7: the stand-in runs with the operator's fault FAULT: a Backup deleted while it holds the cluster's lock
+    Lease leaves the Lease behind, and no backup of the cluster can start again. The companion's watchdog finds it."""
+    backup = {
+        "apiVersion": "psmdb.percona.com/v1",
+        "kind": "PerconaServerMongoDBBackup",
+        "metadata": {"name": "demo-interrupted", "namespace": NS},
+        "spec": {"clusterName": "my-cluster", "storageName": "s3-us-west"},
+    }
+    cluster.apply(backup, check=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        state = (kube_json(cluster, "get", "psmdb-backup", "demo-interrupted", "-n", NS).get("status") or {}).get(
+            "state"
+        )
+        if state in ("requested", "running"):
+            break
+        time.sleep(0.3)
+    else:
+        raise RuntimeError("Backup demo-interrupted never started")
+    holder = kube_json(cluster, "get", "lease", LEASE, "-n", NS)["spec"]["holderIdentity"]
+    print(f"Backup demo-interrupted is {state} and holds Lease {LEASE} ({holder}); deleting it", flush=True)
+    cluster.kubectl("delete", "psmdb-backup", "demo-interrupted", "-n", NS, "--wait=false")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = kube_json(
+            cluster, "get", "events", "-n", NS, "--field-selector", f"involvedObject.name={LEASE},reason=StaleLock"
+        )["items"]
+        if found:
+            e = found[0]
+            print(f"the companion's watchdog found it: Event {e['type']} {e['reason']} on Lease {LEASE}:")
+            print(f"  {e['message']}")
+            return
+        time.sleep(1)
+    logs = "\n".join(f"--- {p.name}\n{p.log_tail(30)}" for p in started)
+    raise RuntimeError(f"the watchdog did not report the stale Lease:\n{logs}")
 
 
 def docs(path: str) -> list[dict]:
@@ -315,6 +363,7 @@ def main() -> int:
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_ENDPOINT_URL_S3": endpoint,
         "PBM_SIM_AZURE_ENDPOINT": azurite.endpoint,
+        "PBM_SIM_BACKUP_SECONDS": "5",  # long enough to delete a running Backup in step 7
     }
     cluster = devcluster.start(
         work,
@@ -351,14 +400,18 @@ def main() -> int:
         scheduled_backup(cluster, work, s3, controllers)
         step("6. psmdb-backup status my-cluster")
         psmdb_backup(cluster, "status", "my-cluster", "-n", NS)
+        step(f"7. an operator fault (the stand-in's --fault {FAULT}), found by the companion's watchdog")
+        fault_found(cluster, controllers)
+        psmdb_backup(cluster, "status", "my-cluster", "-n", NS, "--watchdog-threshold", "lock-grace=5")
         if args.no_wait:
             return 0 if lint_rc == 1 and examples_ok else 1
-        step("7. the cluster keeps running; try it:")
+        step("8. the cluster keeps running; try it:")
         print(f"  export KUBECONFIG={cluster.cp.kubeconfig}")
         print(f"  export PATH={cluster.cp.bin_dir}:$PATH   # kubectl {cluster.cp.bin_dir}/kubectl matches the server")
         print(f"  kubectl -n {NS} get psmdb,psmdb-backup,psmdb-restore,pods")
         print("  kubectl apply -f examples/bad/cluster.yaml")
-        print(f"  psmdb-backup status my-cluster -n {NS}; psmdb-backup backup my-cluster -n {NS} --wait")
+        print(f"  psmdb-backup status my-cluster -n {NS}   # the stale Lease: kubectl -n {NS} delete lease {LEASE}")
+        print(f"  psmdb-backup backup my-cluster -n {NS} --wait")
         print(
             f"webhook log: {cluster.webhook.log_file}\noperator stand-in log: {work / 'operator-standin.log'}\n"
             "Press Ctrl-C to stop and clean up.",

@@ -45,3 +45,11 @@ def test_demo_runs_and_shows_rejections_acceptances_the_sidecar_the_schedules_an
     assert "Cluster psmdb/my-cluster  (ready, backups enabled)" in out
     assert re.search(r"^    demo-every-20s +schedule +@every 20s +s3-us-west +yes ", out, re.M)
     assert re.search(r"^    before-upgrade +logical +ready +azure-blob ", out, re.M)  # the good Backup, via Azurite
+    # step 7: the stand-in's operator fault (a deleted Backup leaves its lock Lease) found by the companion's watchdog
+    fault = out.split("== 7.", 1)[1]
+    assert "the companion's watchdog found it: Event Warning StaleLock on Lease psmdb-my-cluster-backup-lock" in fault
+    assert "names demo-interrupted (holder demo-interrupted-" in fault and "which no longer exists" in fault
+    assert re.search(
+        r"^  Lock: psmdb-my-cluster-backup-lock held by demo-interrupted-\S+ \(no such object\)", fault, re.M
+    )
+    assert re.search(r"^    ERROR +WD006 StaleLock: ", fault, re.M)

@@ -389,3 +389,20 @@ def test_a_task_replaced_by_its_schedule_shows_no_runs_of_its_own() -> None:
     assert rows[("task", "nightly")]["lastRun"] is None and rows[("task", "nightly")]["lastSuccess"] is None
     text = status.render_text(status.build(inputs, NOW))
     assert "30m ago s-1 [ready]" in text and "25m ago s-1" in text
+
+
+def test_status_judges_findings_with_the_controllers_thresholds() -> None:
+    """`--watchdog-threshold lock-grace=5`: a Lease of a gone holder taken 30 s ago is stale for it, not by default."""
+    lease = {
+        "kind": "Lease",
+        "metadata": {"name": "psmdb-c1-backup-lock", "namespace": NS},
+        "spec": {"holderIdentity": "gone-0f8fad5b-d9cb-469f-a165-70867728950e", "acquireTime": ts(0.5)},
+    }
+    inputs = status.Inputs([cluster(tasks=[])], leases={(NS, "c1"): lease})
+    assert status.build(inputs, NOW)["clusters"][0]["findings"] == []
+    args = build_parser().parse_args(["status", "--watchdog-threshold", "lock-grace=5"])
+    assert args.watchdog_threshold == [("lock-grace", 5.0)]
+    from webhook.controller.watchdog_run import thresholds
+
+    judged = status.build(inputs, NOW, thresholds=thresholds(dict(args.watchdog_threshold)))
+    assert [f["code"] for f in judged["clusters"][0]["findings"]] == ["WD006"]

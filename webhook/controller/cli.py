@@ -227,6 +227,14 @@ def add_ops_parsers(sub: argparse._SubParsersAction) -> None:
     status.add_argument(
         "--last", type=_positive(int), default=10, metavar="N", help="newest Backups shown per cluster (default 10)"
     )
+    status.add_argument(
+        "--watchdog-threshold",
+        action="append",
+        type=_threshold,
+        default=None,
+        metavar="NAME=SECONDS",
+        help="judge findings with this watchdog threshold, as `controller --watchdog-threshold` (repeatable)",
+    )
     _api_flags(status)
     status.set_defaults(func=cmd_status)
 
@@ -290,9 +298,18 @@ def _namespace(args: argparse.Namespace) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .status import run
+    from .watchdog_run import thresholds
 
     namespace = None if args.all_namespaces else _namespace(args)
-    return run(args.kubeconfig, args.context, namespace, args.cluster, output=args.output, last=args.last)
+    return run(
+        args.kubeconfig,
+        args.context,
+        namespace,
+        args.cluster,
+        output=args.output,
+        last=args.last,
+        thresholds=thresholds(dict(args.watchdog_threshold or [])),
+    )
 
 
 def cmd_backup(args: argparse.Namespace) -> int:

@@ -550,14 +550,19 @@ def use_color(stream: TextIO) -> bool:
 
 
 async def status(
-    kubeconfig: str | None, context: str | None, namespace: str | None, cluster: str | None, last: int
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    cluster: str | None,
+    last: int,
+    thresholds: wd.Thresholds | None = None,
 ) -> dict[str, Any]:
     api, close = await connect(kubeconfig, context)
     try:
         inputs = await gather(api, namespace, cluster)
     finally:
         await close()
-    return build(inputs, datetime.now(UTC), last=last)
+    return build(inputs, datetime.now(UTC), last=last, thresholds=thresholds)
 
 
 def run(
@@ -568,10 +573,11 @@ def run(
     *,
     output: str = "text",
     last: int = 10,
+    thresholds: wd.Thresholds | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     try:
-        doc = asyncio.run(status(kubeconfig, context, namespace, cluster, last))
+        doc = asyncio.run(status(kubeconfig, context, namespace, cluster, last, thresholds))
     except OpsError as e:
         print(f"psmdb-backup status: {e}", file=sys.stderr)
         return 1
