@@ -212,6 +212,10 @@ def test_status_shows_a_stale_lock_and_its_watchdog_finding(ctl: CtlCluster) -> 
     assert [(f["code"], f["reason"], f["severity"], f["object"]) for f in c["findings"]] == [
         ("WD006", "StaleLock", "error", {"kind": "Lease", "name": "psmdb-idle-backup-lock"})
     ]
+    every = cli(ctl, "status", "-A", "-o", "json")
+    assert every.returncode == 0, every.stderr
+    found = {(c["namespace"], c["name"]) for c in json.loads(every.stdout)["clusters"]}
+    assert {(ctl.namespace, CLUSTER), (ctl.namespace, "idle")} <= found
     text = cli(ctl, "status", "idle", "-n", ctl.namespace).stdout
     assert "Lock: psmdb-idle-backup-lock held by gone-backup-" in text and "(no such object)" in text
     assert "ERROR   WD006 StaleLock: Lease" in text

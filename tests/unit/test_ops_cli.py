@@ -168,7 +168,7 @@ def test_text_is_aligned_and_coloured_only_when_asked() -> None:
     assert lines[head].index("LOCATION") == lines[head + 1].index("azure://k")
     assert lines[head + 3].split() == ["s3-main", "s3", "*", "s3://b/c1"]
     assert "    error   WD002 BackupFailed: Backup n-1" in plain.replace("ERROR  ", "error  ")
-    assert "PITR: on; no restorable time reported yet" in plain and "Lock: free" in plain
+    assert "PITR: on; no restorable time reported yet (the operator writes it" in plain and "Lock: free" in plain
     coloured = status.render_text(doc, color=True)
     assert "\x1b[31merror\x1b[0m" in coloured and "\x1b[1mCluster db/c1\x1b[0m" in coloured
     # colour codes do not shift the columns: stripped of them, the text is the plain one

@@ -504,7 +504,8 @@ def render_text(doc: Mapping[str, Any], *, color: bool = False) -> str:
             t.lines.append(f"  PITR: restorable from {_ago(p['from'], now)} to {_ago(p['to'], now)}")
         else:
             t.lines.append(
-                "  PITR: on; no restorable time reported yet (needs a ready base backup on the main storage)"
+                "  PITR: on; no restorable time reported yet (the operator writes it on the newest ready Backup "
+                "once PBM has oplog after a base backup on the main storage)"
             )
         shown = len(c["backups"])
         t.lines.append(
