@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 LEASE = "Lease"
 LEASE_API = "coordination.k8s.io/v1"
 FindingKey = tuple[str, str, str, str, str, str]
+EVENTS_AT_ONCE = 16
 
 
 @dataclass
@@ -237,11 +238,12 @@ class Watchdog:
         self.ctx.metrics.watchdog_last_pass.set(now.timestamp())
 
     async def report(self, findings: list[wd.WatchdogFinding]) -> None:
-        """Log and event the findings not seen in the previous pass."""
+        """Log and event the findings not seen in the previous pass (Events a few at a time: a first pass over many
+        clusters may have many)."""
         current = {finding_key(f): f for f in findings}
-        for key, f in current.items():
-            if key in self.reported:
-                continue
+        limit = asyncio.Semaphore(EVENTS_AT_ONCE)
+
+        async def one(f: wd.WatchdogFinding) -> None:
             log.log(
                 logging.ERROR if f.severity >= wd.Severity.ERROR else logging.WARNING,
                 "watchdog %s %s: %s",
@@ -250,8 +252,11 @@ class Watchdog:
                 f.message,
                 extra={"namespace": f.ref.namespace, "cluster": f.cluster, "code": f.code, "reason": f.reason},
             )
-            await self.ctx.events.emit(self._object(f.ref), f.reason, f"{f.code}: {f.message}", warning=True)
+            async with limit:
+                await self.ctx.events.emit(self._object(f.ref), f.reason, f"{f.code}: {f.message}", warning=True)
             self.ctx.metrics.watchdog_events.labels(f.reason).inc()
+
+        await asyncio.gather(*(one(f) for key, f in current.items() if key not in self.reported))
         self.reported = set(current)
 
     def _object(self, ref: wd.Ref) -> dict[str, Any]:
