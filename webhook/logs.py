@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -16,10 +17,22 @@ _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | or
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
+_last_second: list[Any] = [None, ""]  # (the second, its RFC 3339 text without the fraction): a line per request
+
+
+def _timestamp(created: float) -> str:
+    """format_rfc3339(..., 3) of `created`, formatting the date and time once per second."""
+    t = datetime.fromtimestamp(created, UTC)
+    second = (t.toordinal(), t.hour, t.minute, t.second)
+    if _last_second[0] != second:
+        _last_second[:] = [second, format_rfc3339(t)[:-1]]
+    return f"{_last_second[1]}.{t.microsecond // 1000:03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": format_rfc3339(datetime.fromtimestamp(record.created, UTC), 3),
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

@@ -532,7 +532,7 @@ def _pointer(token: str) -> str:
 
 def _get(obj: Any, *path: str) -> Any:
     for key in path:
-        if not isinstance(obj, Mapping):
+        if type(obj) is not dict and not isinstance(obj, Mapping):  # dict first: the ABC check is slow
             return None
         obj = obj.get(key)
     return obj

@@ -479,3 +479,17 @@ def test_a_body_that_stops_arriving_gets_408() -> None:
 
     answer = run(go())
     assert answer.startswith(b"HTTP/1.1 408") and b"request body not received in time" in answer
+
+
+def test_log_timestamps_are_rfc3339_with_milliseconds_across_seconds() -> None:
+    """The formatter formats the date once per second; every line must still carry its own time."""
+    from datetime import UTC, datetime
+
+    from webhook.logs import JsonFormatter
+    from webhook.times import format_rfc3339
+
+    for created in (1_700_000_000.9994, 1_700_000_000.9996, 1_700_000_001.0, 1_700_000_001.25, 1_600_000_000.5):
+        record = logging.LogRecord("x", logging.INFO, "", 0, "m", (), None)
+        record.created = created
+        ts = json.loads(JsonFormatter().format(record))["ts"]
+        assert ts == format_rfc3339(datetime.fromtimestamp(created, UTC), 3)
