@@ -73,6 +73,7 @@ e2e: $(STAMP) control-plane
 # The benchmarks (docs/benchmarks.md); on demand only, never part of `make test`.
 bench: $(STAMP) wrk control-plane
 	@$(PY) bench/lint.py
+	@$(PY) bench/lint_memory.py
 	@$(PY) bench/admission.py
 	@$(PY) bench/apply.py
 

@@ -104,3 +104,21 @@ def test_streaming_keeps_facts_not_documents(tmp_path) -> None:
     assert fact is not None and fact.ref == ("Secret", "default", "s") and fact.seq == 7
     assert fact.obj == {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"AWS_ACCESS_KEY_ID": ""}}
     assert b"secret-value" not in bytes(fact.blob)  # type: ignore[arg-type]
+
+
+def test_a_cluster_checked_before_its_secret_is_read_is_checked_again(tmp_path, capsys) -> None:
+    """Clusters are checked as they are read; a Secret read later that changes a finding gets it checked again
+    from its kept values, the finding placed as a first check would place it."""
+    secrets = (EXAMPLES / "secrets.yaml").read_text().replace(", AWS_SECRET_ACCESS_KEY: REPLACE_ME", "")
+    (tmp_path / "a-cluster.yaml").write_text(CLUSTER)
+    (tmp_path / "b-secrets.yaml").write_text(secrets)
+    main(["lint", "-f", "json", str(tmp_path)])
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    found = [f for f in findings if f["rule"] == "PSB121"]  # the s3 and the minio storage use these keys
+    assert len(found) == 2 and all(f["file"] == str(tmp_path / "a-cluster.yaml") for f in found)
+    assert all("has no AWS_SECRET_ACCESS_KEY" in f["message"] for f in found)
+    (tmp_path / "0-secrets.yaml").write_text(secrets)  # read first: the same findings, the same places
+    (tmp_path / "b-secrets.yaml").unlink()
+    main(["lint", "-f", "json", str(tmp_path)])
+    again = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["rule"] == "PSB121"]
+    assert [(f["line"], f["column"]) for f in again] == [(f["line"], f["column"]) for f in found]

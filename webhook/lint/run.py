@@ -13,6 +13,7 @@ from typing import Any
 
 from ..findings import Finding, Severity
 from ..findings import Path as JsonPath
+from ..policy import kinds
 from ..policy.common import mapping
 from ..policy.kinds import is_psmdb_object
 from ..policy.nulls import prune_object
@@ -91,6 +92,13 @@ def _positions(doc: Document, found: list[Finding]) -> dict[JsonPath, tuple[int,
     return {f.path: position(doc.node, f.path, doc.line_offset) for f in found}
 
 
+# Backups and Restores name other objects that often come later in the run (backup.yaml sorts before cluster.yaml):
+# they are checked at the end, once, with their node trees kept (small documents); past MAX_DEFERRED documents they
+# are checked as they are read, like the others, so memory stays bounded.
+DEFERRED_KINDS = frozenset({kinds.BACKUP, kinds.RESTORE})
+MAX_DEFERRED = 5_000
+
+
 @dataclass(frozen=True)
 class _Kept:
     file: str
@@ -105,6 +113,7 @@ class LintRun:
     _index: RunIndex = field(default_factory=RunIndex)
     _findings: list[LocatedFinding] = field(default_factory=list)  # of documents; reported after the file-level ones
     _dependent: list[_Checked] = field(default_factory=list)
+    _deferred: list[tuple[Document, int, int]] = field(default_factory=list)  # (document, seq, its findings' start)
     _texts: dict[str, Source] = field(default_factory=dict)  # inputs that cannot be read twice (stdin, rendered)
     _seq: int = 0
 
@@ -174,6 +183,9 @@ class LintRun:
             self.report.skipped += 1
             return
         self.report.checked += 1
+        if doc.data.get("kind") in DEFERRED_KINDS and len(self._deferred) < MAX_DEFERRED:
+            self._deferred.append((doc, seq, len(self._findings)))
+            return
         found, asked = check_in_run(doc, seq, self._index, self.disabled)
         where = _positions(doc, found)
         placed = self._place(doc, found, where)
@@ -217,8 +229,11 @@ class LintRun:
                         prune_object(one.data)
                         found, _ = check_in_run(one, checked.asked.seq, self._index, self.disabled)
                         checked.fresh = self._place(one, found, _positions(one, found))
-        for c in reversed(stale):  # from the end, so the earlier slices keep their offsets
-            if c.fresh is not None:
-                self._findings[c.start : c.start + c.count] = c.fresh
+        splices = [(c.start, c.asked.seq, c.count, c.fresh) for c in stale if c.fresh is not None]
+        for doc, seq, start in self._deferred:
+            found, _ = check_in_run(doc, seq, self._index, self.disabled)
+            splices.append((start, seq, 0, self._place(doc, found, _positions(doc, found))))
+        for start, _, count, fresh in sorted(splices, reverse=True):  # from the end: earlier offsets stay valid
+            self._findings[start : start + count] = fresh
         self.report.findings.extend(self._findings)
-        self._findings, self._dependent = [], []
+        self._findings, self._dependent, self._deferred = [], [], []
