@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CACHE  ?= $(or $(PSMDB_BACKUP_CACHE),$(HOME)/.cache/psmdb-backup-webhook)
 AZURITE_VERSION := 3.37.0
 
-.PHONY: demo test check unit e2e control-plane helm yamlscalars azurite promtool container-tools kubeconform wrk bench bench-controller soak docs clean
+.PHONY: demo test check unit e2e control-plane helm yamlscalars azurite promtool container-tools kubeconform wrk bench bench-controller bench-companion soak docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,10 @@ bench: $(STAMP) wrk control-plane
 
 bench-controller: $(STAMP) control-plane
 	@$(PY) bench/controller.py
+
+# The companion: schedule slots against a straight-through baseline, the watchdog over 20,000 Backups (~10 min).
+bench-companion: $(STAMP) control-plane
+	@$(PY) bench/companion.py
 
 # 10 min of admission traffic while the API server pauses and the certificate rotates (docs/benchmarks.md).
 soak: $(STAMP) control-plane
