@@ -137,8 +137,9 @@ async def slots_and_baseline(ctl: ctlcluster.CtlCluster, clusters: int) -> tuple
 
         await watch.wait(scheduled, want, slot + DEADLINE)
         lags = [watch.seen[n] - slot for n, lb in watch.labels.items() if SCHEDULE_LABEL in lb]
-        if len(lags) < want:
-            raise SystemExit(f"only {len(lags)} of {want} slot Backups within {DEADLINE}s")
+        if len(lags) < want:  # counted at the deadline: the percentiles are then lower bounds
+            print(f"only {len(lags)} of {want} slot Backups within {DEADLINE}s", flush=True)
+            lags += [DEADLINE] * (want - len(lags))
         await asyncio.sleep(10)  # the companion's status writes after the slot settle
         names = [f"baseline-{k:05d}" for k in range(want)]
         t0 = time.time()
@@ -148,7 +149,8 @@ async def slots_and_baseline(ctl: ctlcluster.CtlCluster, clusters: int) -> tuple
         await watch.wait(lambda: sum(1 for n in names if n in watch.seen), want, t0 + DEADLINE)
         base = [watch.seen[n] - t0 for n in names if n in watch.seen]
         if len(base) < want:
-            raise SystemExit(f"only {len(base)} of {want} baseline Backups seen within {DEADLINE}s")
+            print(f"only {len(base)} of {want} baseline Backups seen within {DEADLINE}s", flush=True)
+            base += [DEADLINE] * (want - len(base))
         return lags, base, slot
     finally:
         await watch.stop()

@@ -256,3 +256,30 @@ def test_backup_and_cluster_changes_wake_the_schedule() -> None:
     callback(kinds.BACKUP, {"metadata": {"namespace": NS, "labels": {"percona.com/backup-ancestor": "other"}}}, False)
     callback(kinds.CLUSTER, {"metadata": {"namespace": NS, "name": "c1"}}, False)
     assert w.reg.queued == [(kinds.SCHEDULE, NS, "nightly")] * 2
+
+
+def test_the_family_index_follows_backups_seen_on_the_watch_label_changes_and_deletions() -> None:
+    w = World()
+    (callback,) = w.reg.callbacks
+
+    def backup(name: str, ancestor: str) -> dict[str, Any]:
+        b = {
+            "metadata": {"name": name, "namespace": NS, "labels": {"percona.com/backup-ancestor": ancestor}},
+            "spec": {"clusterName": "c1"},
+        }
+        w.ctx.backups[(NS, name)] = b
+        return b
+
+    def family() -> list[str]:
+        return [b["metadata"]["name"] for b in w.rec._backups(NS, "nightly", "c1")]
+
+    a, b = backup("a", "nightly"), backup("b", "nightly")
+    callback(kinds.BACKUP, a, False)
+    callback(kinds.BACKUP, b, False)
+    callback(kinds.BACKUP, backup("x", "other"), False)
+    assert family() == ["a", "b"]
+    callback(kinds.BACKUP, backup("a", "other"), False)  # relabelled: moves to the other family
+    assert family() == ["b"] and [o["metadata"]["name"] for o in w.rec._backups(NS, "other", "c1")] == ["x", "a"]
+    del w.ctx.backups[(NS, "b")]
+    callback(kinds.BACKUP, b, True)
+    assert family() == [] and (NS, "nightly") not in w.rec.families

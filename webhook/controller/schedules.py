@@ -115,6 +115,9 @@ class ScheduleReconciler:
     def __init__(self, controller: Controller) -> None:
         self.controller, self.ctx = controller, controller.ctx
         self.marks: dict[Key, datetime] = {}  # last handled slot, ahead of the status the cache holds
+        # Backup names by (namespace, ancestor label), so a pass reads its family without scanning every Backup
+        self.families: dict[Key, dict[str, None]] = {}
+        self.ancestors: dict[Key, str] = {}  # Backup key -> its ancestor label, to move it when the label changes
         controller.handle(kinds.SCHEDULE, self.reconcile)
         controller.on_change(self._changed)
 
@@ -132,12 +135,24 @@ class ScheduleReconciler:
             return
         if kind == kinds.BACKUP:
             name = _labels(obj).get(ANCESTOR_LABEL)
+            self._index(ns, _meta(obj).get("name", ""), None if deleted else name)
             if name and (ns, name) in self.schedules:
                 self.controller.enqueue(kinds.SCHEDULE, ns, name)
         elif kind == kinds.CLUSTER:
             for (sns, sname), s in list(self.schedules.items()):
                 if sns == ns and (s.get("spec") or {}).get("clusterName") == _meta(obj).get("name"):
                     self.controller.enqueue(kinds.SCHEDULE, sns, sname)
+
+    def _index(self, ns: str, backup: str, ancestor: str | None) -> None:
+        old = self.ancestors.pop((ns, backup), None)
+        if old is not None and old != ancestor:
+            family = self.families.get((ns, old), {})
+            family.pop(backup, None)
+            if not family:
+                self.families.pop((ns, old), None)
+        if ancestor:
+            self.ancestors[(ns, backup)] = ancestor
+            self.families.setdefault((ns, ancestor), {})[backup] = None
 
     # ------------------------------------------------------------------ the pass
 
@@ -215,10 +230,11 @@ class ScheduleReconciler:
     def _backups(self, ns: str, name: str, cluster: str) -> list[dict[str, Any]]:
         """The schedule's Backups for retention: ancestor label = schedule name, of its cluster (as the operator's
         task retention selects them, so an imported task's older Backups are included)."""
+        store = self.ctx.backups
         return [
             b
-            for (bns, _), b in self.ctx.backups.items()
-            if bns == ns
+            for bname in self.families.get((ns, name), ())
+            if (b := store.get((ns, bname))) is not None
             and _labels(b).get(ANCESTOR_LABEL) == name
             and (b.get("spec") or {}).get("clusterName") == cluster
         ]
@@ -257,6 +273,7 @@ class ScheduleReconciler:
             await self.ctx.events.emit(sched, "BackupCreateFailed", msg, warning=True)
             return msg
         self.ctx.remember(created, kinds.BACKUP)
+        self._index(meta["namespace"], created["metadata"]["name"], _labels(created).get(ANCESTOR_LABEL))
         self.ctx.metrics.scheduled.labels(meta["namespace"], cluster, meta["name"]).inc()
         self.ctx.metrics.slot_lag.observe(max(0.0, (now - decision.create).total_seconds()))
         log.info("schedule %s/%s: created Backup %s", meta["namespace"], meta["name"], decision.backup_name)
