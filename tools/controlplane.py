@@ -63,6 +63,7 @@ KWOK_NODE_NAME = "kwok-node-0"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_NODE_ANNOTATION_VALUE = "fake"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+NODE_LEASE_SECONDS = 40  # the kubelet's default Lease duration
 
 # Controllers that need a cloud or real pod networking; the rest (statefulset, gc, namespace, nodelifecycle, ...)
 # stay on. nodelifecycle must stay on with kwok: it removes the not-ready taint new nodes get (reference section 0).
@@ -618,6 +619,11 @@ class ControlPlane:
                 "tlsPrivateKeyFile": str(self._pki.serving_key),
                 "manageAllNodes": False,
                 "manageNodesWithAnnotationSelector": f"{KWOK_NODE_ANNOTATION}={KWOK_NODE_ANNOTATION_VALUE}",
+                # Unset, the kwok binary renews no node Lease (kwokctl sets 40) and (kwok v0.7.0 pkg/kwok/cmd/root.go:171)
+                # picks the 10-minute heartbeat stage, so nodelifecycle marks the node Unknown after its 50 s grace
+                # period and sets every pod on it Ready=False for good (kwok's pod-ready stage skips pods that
+                # already have an IP). 40 s as the kubelet: a Lease renewed every 10 s keeps the node Ready.
+                "nodeLeaseDurationSeconds": NODE_LEASE_SECONDS,
             },
         }
         # kwok's HOME is redirected (see _kwok_env); give exec'd commands the real one back unless overridden.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tools.controlplane import KWOK_NODE_NAME, ControlPlane, find_bin_dir  # noqa: E402
+from tools.controlplane import KWOK_NODE_NAME, NODE_LEASE_SECONDS, ControlPlane, find_bin_dir  # noqa: E402
 
 EXEC_ENV_VALUE = "from-kwok-exec-env"
 HELLO_SCRIPT = """#!/bin/sh
@@ -93,6 +94,22 @@ def test_kwok_node_ready(cp: ControlPlane) -> None:
     ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
     assert ready == "True"
     assert {"type": "InternalIP", "address": "127.0.0.1"} in node["status"]["addresses"]
+
+
+@pytest.mark.e2e
+def test_kwok_renews_the_node_lease(cp: ControlPlane) -> None:
+    """Without a renewed Lease, nodelifecycle marks the node Unknown after its 50 s grace period and every pod on it
+    Ready=False for good (kwok never re-readies a pod): later rollouts and readiness waits then time out."""
+
+    def lease() -> dict:
+        return json.loads(cp.kubectl("-n", "kube-node-lease", "get", "lease", KWOK_NODE_NAME, "-o", "json").stdout)
+
+    first = lease()
+    assert first["spec"]["leaseDurationSeconds"] == NODE_LEASE_SECONDS
+    deadline = time.monotonic() + NODE_LEASE_SECONDS / 2  # renewed every quarter of the duration
+    while lease()["spec"]["renewTime"] == first["spec"]["renewTime"]:
+        assert time.monotonic() < deadline, f"node Lease not renewed since {first['spec']['renewTime']}"
+        time.sleep(1)
 
 
 @pytest.mark.e2e
