@@ -190,6 +190,8 @@ def replset_name_and_port(
 
 def _scan(text: str, section: str, key: str, *, keep_quotes: bool = False) -> str | None:
     """Value of ``section.key`` in block-style YAML, or None. See the module docstring for what it cannot read."""
+    if section not in text or key not in text:
+        return None  # both are matched literally below: most configurations lack them, so skip the line walk
     in_section, child_indent = False, None
     for raw in text.splitlines():
         if not raw.strip() or raw.lstrip().startswith("#"):
@@ -218,9 +220,12 @@ def _scan(text: str, section: str, key: str, *, keep_quotes: bool = False) -> st
     return None
 
 
+_COMMENT = re.compile(r"\s#")
+
+
 def _plain(value: str) -> str:
     """A plain scalar without its trailing comment."""
-    return re.split(r"\s#", " " + value, maxsplit=1)[0].strip()
+    return _COMMENT.split(" " + value, maxsplit=1)[0].strip()
 
 
 def _ca_bundles(cluster: Mapping[str, Any]) -> list[tuple[str, str]]:

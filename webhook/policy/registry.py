@@ -55,11 +55,12 @@ class Context:
         spec = self.obj.get("spec")
         object.__setattr__(self, "spec", spec if isinstance(spec, dict) else {})
 
-    @property
+    # Cached: asked once per rule and per lookup (the rules do not modify obj).
+    @cached_property
     def kind(self) -> str:
         return text(self.obj.get("kind"))
 
-    @property
+    @cached_property
     def namespace(self) -> str:
         meta = self.obj.get("metadata")
         ns = meta.get("namespace") if isinstance(meta, dict) else None
@@ -213,8 +214,9 @@ def run_rules(
     (the lookup must count its calls, as RecordingLookup does). A rule that raises is skipped and, with `errors`,
     reported there (the engine decides what to make of it); without `errors` the exception propagates."""
     gate_open = ctx.kind != kinds.CLUSTER or backup_enabled(ctx.obj)
+    lookup, counting = ctx.lookup, used_lookup is not None  # hoisted: this loop runs every rule on every object
     for r in rules:
-        before = getattr(ctx.lookup, "calls", 0)
+        before = getattr(lookup, "calls", 0) if counting else 0
         try:
             violations = list(r.check(ctx))
         except Exception as exc:
@@ -223,7 +225,7 @@ def run_rules(
             errors.append((r, exc))
             continue
         finally:
-            if used_lookup is not None and getattr(ctx.lookup, "calls", 0) != before:
+            if used_lookup is not None and getattr(lookup, "calls", 0) != before:
                 used_lookup.add(r.code)
         for v in violations:
             severity = v.severity if v.severity is not None else r.severity

@@ -513,6 +513,8 @@ def external_ignored_options(ctx: Context) -> Iterable[Violation]:
 )
 def replset_remapping(ctx: Context) -> Iterable[Violation]:
     remap = mapping(ctx.spec.get("replsetRemapping"))
+    if not remap:
+        return  # nothing to check: skip the cluster lookup and its replset-name scan
     seen: dict[Any, str] = {}
     for source, target in remap.items():
         if target in seen:

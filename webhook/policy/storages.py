@@ -692,7 +692,8 @@ def credentials_secret(ctx: Context) -> Iterable[Violation]:
             )
             yield Violation(path, f'Secret "{secret_name}" does not exist in namespace {ctx.namespace}: {why}')
         elif isinstance(found, Found) and kind in _SECRET_KEYS:
-            missing = [k for k in _SECRET_KEYS[kind] if k not in _secret_keys(found.obj)]
+            present = _secret_keys(found.obj)
+            missing = [k for k in _SECRET_KEYS[kind] if k not in present]
             if missing:
                 # The other types silently use empty credentials.
                 sure = kind in _KEYS_REQUIRED
