@@ -36,8 +36,11 @@ def test_informer_relists_after_410_and_follows_bookmarks() -> None:
         lambda k, o, d: seen.append((o["metadata"]["name"], d)),  # type: ignore[arg-type]
         on_restart=restarts.append,
     )
-    obj = {"metadata": {"namespace": "n", "name": "a", "resourceVersion": "5"}}
+    obj = {"metadata": {"namespace": "n", "name": "a", "resourceVersion": "5", "managedFields": [{"manager": "m"}]}}
     assert inf._apply({"type": "ADDED", "object": obj})
+    assert "managedFields" not in inf.store[("n", "a")]["metadata"]  # dropped: nothing reads it, it costs memory
+    cached = Ctx(kube=None).remember({"metadata": {"namespace": "n", "name": "b", "managedFields": []}}, "K")  # type: ignore[arg-type]
+    assert "managedFields" not in cached["metadata"]
     assert inf._apply({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})
     assert inf.resource_version == "9" and seen == [("a", False)]
     assert not inf._apply({"type": "ERROR", "object": {"code": 410, "message": "too old resource version"}})

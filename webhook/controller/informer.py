@@ -48,6 +48,7 @@ class Informer:
         self.resource_version = ""
 
     def _typed(self, obj: dict[str, Any]) -> dict[str, Any]:
+        (obj.get("metadata") or {}).pop("managedFields", None)  # no reader; most of a small object's cached memory
         obj.setdefault("kind", self.kind)
         if self.api_version:
             obj.setdefault("apiVersion", self.api_version)

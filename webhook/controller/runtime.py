@@ -56,6 +56,7 @@ class Ctx:
     def remember(self, obj: dict[str, Any], kind: str) -> dict[str, Any]:
         """Keep what the API server answered in the cache at once (the watch event follows)."""
         obj.setdefault("kind", kind)
+        obj["metadata"].pop("managedFields", None)  # as the informers cache it
         self.store_for(kind)[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
         return obj
 
