@@ -143,3 +143,67 @@ def test_the_pbm_reader_runs_reads_and_refuses_every_write() -> None:
         with pytest.raises(ValueError, match="not a read-only PBM command"):
             asyncio.run(reader._run(ref, args))
     assert len(ran) == 1
+
+
+class _SharedLease:
+    """An in-memory Lease with the API server's rule (a holder keeps it until `duration` passes without renewal),
+    reached through per-replica handles whose calls can be made to hang, as behind a stalled proxy."""
+
+    def __init__(self) -> None:
+        self.holder: str | None = None
+        self.renewed = 0.0
+
+    def handle(self) -> Any:
+        lease = self
+
+        class Handle:
+            hang = False
+
+            async def acquire(self, namespace: str, name: str, identity: str, duration: int) -> str | None:
+                if self.hang:
+                    await asyncio.sleep(3600)
+                now = asyncio.get_running_loop().time()
+                if lease.holder in (None, identity) or now - lease.renewed > duration:
+                    lease.holder, lease.renewed = identity, now
+                    return None
+                return lease.holder
+
+        return Handle()
+
+
+def test_leader_election_rejects_a_renew_deadline_not_below_the_lease_duration() -> None:
+    from webhook.controller.leases import LeaderElector
+
+    with pytest.raises(ValueError, match="renew deadline"):
+        LeaderElector(_SharedLease().handle(), "ns", "l", "a", duration=3, renew_deadline=3.0, retry=1.0)
+
+
+def test_a_hanging_renewal_is_cancelled_at_the_deadline_so_two_leaders_never_act_at_once() -> None:
+    from webhook.controller.leases import LeaderElector
+
+    async def scenario() -> tuple[float, bool]:
+        lease = _SharedLease()
+        a_handle, b_handle = lease.handle(), lease.handle()
+        a = LeaderElector(a_handle, "ns", "l", "a", duration=1, renew_deadline=0.5, retry=0.1)
+        b = LeaderElector(b_handle, "ns", "l", "b", duration=1, renew_deadline=0.5, retry=0.1)
+        loop = asyncio.get_running_loop()
+        tasks = [asyncio.create_task(a.run())]
+        await asyncio.wait_for(a.leading.wait(), 2)
+        tasks.append(asyncio.create_task(b.run()))
+        await asyncio.sleep(0.3)
+        hung_at = loop.time()
+        a_handle.hang = True  # every later call of the leader hangs for an hour
+        overlap = False
+        while not b.leading.is_set() and loop.time() - hung_at < 5:
+            overlap |= a.leading.is_set() and b.leading.is_set()
+            await asyncio.sleep(0.005)
+        overlap |= a.leading.is_set() and b.leading.is_set()
+        b_leads = loop.time()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return b_leads - hung_at, overlap or not a.lost.is_set()
+
+    b_after, bad = asyncio.run(scenario())
+    assert not bad, "the old leader still acted when the new one took over"
+    assert b_after < 2.5  # the standby took over after about one lease duration

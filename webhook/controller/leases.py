@@ -132,8 +132,10 @@ class Leases:
 
 class LeaderElector:
     """client-go's leader election, small: campaign until we hold the Lease, renew every `retry` seconds, step down
-    (and call `on_lost`) if a renewal has not succeeded for `renew_deadline` seconds. `release()` on shutdown lets
-    the other replica take over at once instead of after the lease duration."""
+    (and call `on_lost`) if a renewal has not succeeded for `renew_deadline` seconds. As in client-go, a renewal in
+    flight is cancelled at the renew deadline: acting stops then, not when a hanging API call finally returns, and
+    renew_deadline < duration leaves the standby no window to take over while we still act. `release()` on shutdown
+    lets the other replica take over at once instead of after the lease duration."""
 
     def __init__(
         self,
@@ -146,6 +148,10 @@ class LeaderElector:
         renew_deadline: float = 10.0,
         retry: float = 2.0,
     ) -> None:
+        if not 0 < retry < renew_deadline < duration:
+            raise ValueError(
+                f"leader election needs 0 < retry ({retry}) < renew deadline ({renew_deadline}) < lease duration ({duration})"
+            )
         self.leases, self.namespace, self.name, self.identity = leases, namespace, name, identity
         self.duration, self.renew_deadline, self.retry = duration, renew_deadline, retry
         self.leading = asyncio.Event()
@@ -158,17 +164,28 @@ class LeaderElector:
             log.warning("leader election: %s", e)
             return False
 
+    async def _renew(self, budget: float) -> bool:
+        """One renewal, cancelled when `budget` (the time left before the renew deadline) runs out."""
+        if budget <= 0:
+            return False
+        try:
+            return await asyncio.wait_for(self._try(), timeout=budget)
+        except TimeoutError:
+            log.warning("leader election: renewal still pending at the renew deadline; cancelled")
+            return False
+
     async def run(self) -> None:
         while not await self._try():
             await asyncio.sleep(self.retry)
         log.info("leader election: %s is the leader (lease %s/%s)", self.identity, self.namespace, self.name)
         self.leading.set()
-        last_ok = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        last_ok = loop.time()
         while True:
             await asyncio.sleep(self.retry)
-            if await self._try():
-                last_ok = asyncio.get_running_loop().time()
-            elif asyncio.get_running_loop().time() - last_ok > self.renew_deadline:
+            if await self._renew(self.renew_deadline - (loop.time() - last_ok)):
+                last_ok = loop.time()
+            elif loop.time() - last_ok >= self.renew_deadline:
                 log.error("leader election: could not renew the lease for %.0fs; stepping down", self.renew_deadline)
                 self.leading.clear()
                 self.lost.set()

@@ -321,7 +321,7 @@ async def main(opts: Options, reconcilers: Sequence[Callable[[Controller], None]
             identity,
             duration=opts.lease_duration,
             renew_deadline=opts.lease_duration * 2 / 3,
-            retry=max(1.0, opts.lease_duration / 7),
+            retry=min(max(1.0, opts.lease_duration / 7), opts.lease_duration / 3),  # below the renew deadline
         )
         if opts.leader_elect
         else None
