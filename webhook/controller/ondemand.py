@@ -21,6 +21,7 @@ from ..kube import KubeReader, LiveLookup
 from ..policy import kinds
 from ..policy.common import main_storage
 from ..policy.live import Decision, Enforcement, LookupFailure, decide, evaluate
+from ..redaction import strip_userinfo
 from . import watchdog as wd
 from .kubeapi import KubeError
 from .status import Api, OpsError, collection, connect, resource
@@ -254,12 +255,17 @@ def _summary(obj: Mapping[str, Any]) -> str:
         if st.get("size"):
             parts.append(f"size {st['size']}")
         if st.get("destination"):
-            parts.append(f"destination {st['destination']}")
+            parts.append(f"destination {strip_userinfo(str(st['destination']))}")  # may be s3://user:pass@host/...
         return ", ".join(parts)
     target = spec.get("pitr") or {}
     return f"from backup {spec.get('backupName')}" + (
         f", to {target.get('date') or 'the latest restorable time'}" if target else ""
     )
+
+
+def failure(label: str, obj: Mapping[str, Any]) -> str:
+    """The line for a Backup or Restore that ended in error: its status.error without URL userinfo."""
+    return f"{label} failed: {strip_userinfo(str((obj.get('status') or {}).get('error') or 'no error message'))}"
 
 
 async def _run(req: Request, progress_tty: bool) -> int:
@@ -299,7 +305,7 @@ async def _run(req: Request, progress_tty: bool) -> int:
         if wd.state_of(final) == "ready":
             print(f"{label} is ready ({_summary(final)})", file=req.out)
             return 0
-        print(f"{label} failed: {(final.get('status') or {}).get('error') or 'no error message'}", file=req.err)
+        print(failure(label, final), file=req.err)
         return 1
     finally:
         await close()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..redaction import strip_userinfo
 from ..times import parse_rfc3339
 from .kubeexec import Exec, ExecResult, PodRef
 
@@ -97,6 +98,11 @@ class ClusterRef:
     name: str
 
 
+def _error(j: Mapping[str, Any]) -> str | None:
+    """PBM's error text without URL userinfo: it quotes storage URIs, which may carry credentials."""
+    return strip_userinfo(str(j["error"])) if j.get("error") else None
+
+
 @dataclass(frozen=True)
 class ReplsetState:
     name: str
@@ -129,13 +135,11 @@ class BackupInfo:
     def from_describe(cls, j: Mapping[str, Any]) -> BackupInfo:
         _require(j, {"name": str, "status": str, "type": str}, "describe-backup")
         reps = tuple(
-            ReplsetState(
-                str(r.get("name", "")), str(r.get("status", "")), str(r.get("node", "")), r.get("error") or None
-            )
+            ReplsetState(str(r.get("name", "")), str(r.get("status", "")), str(r.get("node", "")), _error(r))
             for r in (j.get("replsets") or [])
             if isinstance(r, Mapping)
         )
-        error = j.get("error") or None
+        error = _error(j)
         if error is None and j["status"] == "error":
             error = next((r.error for r in reps if r.error), None)
         return cls(
@@ -161,7 +165,7 @@ class BackupInfo:
         return cls(
             name=s["name"],
             status=s["status"],
-            error=s.get("error") or None,
+            error=_error(s),
             type=str(s.get("type") or ""),
             last_write_time=_from_ts(restore_to) if done else None,
             last_transition_time=None if done else _from_ts(restore_to),
@@ -195,11 +199,11 @@ class RestoreInfo:
     def from_describe(cls, j: Mapping[str, Any]) -> RestoreInfo:
         _require(j, {"name": str, "status": str}, "describe-restore")
         reps = tuple(
-            ReplsetState(str(r.get("name", "")), str(r.get("status", "")), "", r.get("error") or None)
+            ReplsetState(str(r.get("name", "")), str(r.get("status", "")), "", _error(r))
             for r in (j.get("replsets") or [])
             if isinstance(r, Mapping)
         )
-        error = j.get("error") or None
+        error = _error(j)
         if error is None and j["status"] == "error":
             error = next((r.error for r in reps if r.error), None)
         return cls(
@@ -342,6 +346,7 @@ class PBMReader:
         if res.ok:
             return res
         message, from_pbm = error_message(res)
+        message = strip_userinfo(message)  # stderr may quote a storage URI with credentials
         kw: dict[str, Any] = dict(argv=argv, stdout=res.stdout_text, stderr=res.stderr_text, exit_code=res.exit_code)
         if not from_pbm and (res.exit_code is None or "executable file not found" in message):
             raise PBMTransportError(message, **kw)

@@ -22,6 +22,7 @@ from .. import cron
 from ..kube import CredentialsError, new_api_client, resource_path
 from ..policy import kinds
 from ..policy.common import main_storage, storage_block, storages
+from ..redaction import strip_userinfo
 from ..times import format_rfc3339
 from . import watchdog as wd
 from .kubeapi import Kube, KubeError, lease_path
@@ -350,7 +351,7 @@ def _backup_row(b: Mapping[str, Any]) -> dict[str, Any]:
         "created": stamp(wd.created(b)),
         "completed": stamp(wd.parse_time(st.get("completed"))),
         "ancestor": wd.ancestor_of(b),
-        "error": str(st.get("error") or ""),
+        "error": strip_userinfo(str(st.get("error") or "")),
     }
 
 

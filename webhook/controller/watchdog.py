@@ -39,6 +39,7 @@ from typing import Any
 
 from .. import cron
 from ..findings import Severity
+from ..redaction import strip_userinfo
 from ..times import format_rfc3339, parse_rfc3339
 
 BACKUP_KIND = "PerconaServerMongoDBBackup"
@@ -116,7 +117,9 @@ class PbmView:
         found: dict[str, PbmBackup] = {}
         for s in (status.get("backups") or {}).get("snapshot") or []:
             if isinstance(s, Mapping) and s.get("name"):
-                found[str(s["name"])] = PbmBackup(str(s["name"]), str(s.get("status") or ""), str(s.get("error") or ""))
+                found[str(s["name"])] = PbmBackup(
+                    str(s["name"]), str(s.get("status") or ""), strip_userinfo(str(s.get("error") or ""))
+                )
         running = status.get("running") or {}
         if running.get("type") == "backup" and running.get("name"):
             found[str(running["name"])] = PbmBackup(str(running["name"]), "running")
@@ -519,7 +522,7 @@ def _slot_findings(
     for t, b in keyed:
         if state_of(b) != "error" or t < window:
             continue
-        err = str(_status(b).get("error") or "no message")
+        err = strip_userinfo(str(_status(b).get("error") or "no message"))  # the operator copies PBM's URI
         out.append(
             WatchdogFinding(
                 "WD002",
