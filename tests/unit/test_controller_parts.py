@@ -207,3 +207,49 @@ def test_a_hanging_renewal_is_cancelled_at_the_deadline_so_two_leaders_never_act
     b_after, bad = asyncio.run(scenario())
     assert not bad, "the old leader still acted when the new one took over"
     assert b_after < 2.5  # the standby took over after about one lease duration
+
+
+class _EventKube:
+    """Records Event creates; each one waits for `gate` so a test can see whether `emit` waited for it."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.created: list[str] = []
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        await self.gate.wait()
+        self.created.append(body["reason"])
+        return body
+
+
+def test_events_are_sent_in_the_background_in_order_and_drained_on_stop() -> None:
+    from webhook.controller.kubeapi import Events
+
+    async def go() -> None:
+        kube = _EventKube()
+        events = Events(kube, queue_size=2)  # type: ignore[arg-type]
+        obj = {"kind": "X", "metadata": {"name": "o", "namespace": "ns"}}
+        sender = asyncio.create_task(events.run())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(events.emit(obj, "A", "m"), 1)  # queued: returns with the API call blocked
+        await asyncio.wait_for(events.emit(obj, "B", "m"), 1)
+        assert kube.created == []
+        kube.gate.set()
+        await asyncio.sleep(0.01)
+        assert kube.created == ["A", "B"]
+        kube.gate.clear()
+        await events.emit(obj, "C", "m")
+        await events.emit(obj, "D", "m")
+        sender.cancel()  # stop with C and D still queued: both are written
+        kube.gate.set()
+        await asyncio.gather(sender, return_exceptions=True)
+        assert kube.created == ["A", "B", "C", "D"]
+        kube.gate.clear()
+        inline = asyncio.create_task(events.emit(obj, "E", "m"))  # no sender: written before emit returns
+        await asyncio.sleep(0.01)
+        assert not inline.done()
+        kube.gate.set()
+        await inline
+        assert kube.created[-1] == "E"
+
+    asyncio.run(go())

@@ -6,6 +6,8 @@ the resource map are the shared layer's (webhook/kube/); this module keeps the c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -140,12 +142,32 @@ class Kube:
 
 
 class Events:
-    """Kubernetes Events on the objects the controller acts on (core/v1, what `kubectl describe` shows)."""
+    """Kubernetes Events on the objects the controller acts on (core/v1, what `kubectl describe` shows).
 
-    def __init__(self, kube: Kube, component: str = "psmdb-backup-controller") -> None:
+    While `run()` is running, `emit` only queues the Event and one sender writes them in order, so that a
+    reconcile (a schedule's slot) does not wait for it; a full queue makes `emit` write inline (backpressure,
+    nothing dropped). Without `run()` (tests, one-shot tools) `emit` writes at once."""
+
+    def __init__(self, kube: Kube, component: str = "psmdb-backup-controller", *, queue_size: int = 1000) -> None:
         self.kube = kube
         self.component = component
         self.instance = os.environ.get("POD_NAME") or os.uname().nodename
+        self.queue_size = queue_size
+        self._queue: asyncio.Queue[dict[str, Any]] | None = None
+
+    async def run(self, drain_timeout: float = 5.0) -> None:
+        """Send queued Events until cancelled; then send what is still queued, for at most `drain_timeout`."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.queue_size)
+        self._queue = queue
+        try:
+            while True:
+                await self._send(await queue.get())
+        finally:
+            self._queue = None  # later emits write inline
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_timeout):
+                    while not queue.empty():
+                        await self._send(queue.get_nowait())
 
     async def emit(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
         meta = obj.get("metadata") or {}
@@ -173,7 +195,15 @@ class Events:
             "lastTimestamp": stamp,
             "count": 1,
         }
+        if self._queue is not None:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(event)
+                return
+        await self._send(event)
+
+    async def _send(self, event: dict[str, Any]) -> None:
         try:
-            await self.kube.create(resource_path("Event", namespace), event)
+            await self.kube.create(resource_path("Event", event["metadata"]["namespace"]), event)
         except (TimeoutError, KubeError, OSError) as e:  # an event is never worth failing a reconcile
-            log.warning("could not record event %s on %s/%s: %s", reason, namespace, meta.get("name"), e)
+            obj = event["involvedObject"]
+            log.warning("could not record event %s on %s/%s: %s", event["reason"], obj["namespace"], obj["name"], e)

@@ -264,6 +264,7 @@ class Controller:
 
     async def run(self, elector: LeaderElector | None) -> None:
         tasks = [asyncio.create_task(i.run(), name=f"informer-{i.kind}") for i in self.informers]
+        tasks.append(asyncio.create_task(self.ctx.events.run(), name="events"))  # Events off the reconcile path
         try:
             if elector is not None:
                 tasks.append(asyncio.create_task(elector.run(), name="leader-election"))
