@@ -9,6 +9,7 @@ away); the SLO gauges are replaced every pass and served only while this replica
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -198,7 +199,7 @@ class Watchdog:
             schedules=objs.schedules.get((ns, name), []),
             pbm=pbm,
         )
-        return wd.Snapshot(**{**snap.__dict__, "seen_since": self.seen.update(snap, now)})
+        return dataclasses.replace(snap, seen_since=self.seen.update(snap, now))
 
     async def run_pass(self) -> None:
         t0 = time.monotonic()
